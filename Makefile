@@ -1,0 +1,46 @@
+# The two commands of the README: `make demo` and `make test`. Each installs what
+# it needs first (Debian packages, .venv, the project with its native extension)
+# and is quick when all of that is already there.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+RDMABENCH := $(VENV)/bin/rdmabench
+# Debian's interpreter: python3-pyverbs is built for it, and --system-site-packages lets the venv see it.
+SYSTEM_PYTHON := /usr/bin/python3
+LAB_TIMEOUT ?= 900
+
+.PHONY: install deb demo test test-unit test-lab-one test-lab-two clean
+
+install: deb $(VENV)/.installed
+
+deb:
+	@scripts/install-debian-packages.sh
+
+$(PY):
+	$(SYSTEM_PYTHON) -m venv --system-site-packages $(VENV)
+
+$(VENV)/.installed: $(PY) pyproject.toml setup.py $(wildcard native/*.c native/*.h)
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	$(PY) -c "import rdmabench._native, pyverbs.device"
+	@touch $@
+
+demo: install
+	$(RDMABENCH) lab --timeout $(LAB_TIMEOUT) -- \
+	  'rdmabench devices && echo && rdmabench roundtrip --engine both --size 1M'
+
+test: install test-unit test-lab-one test-lab-two
+
+test-unit: install
+	$(PY) -m pytest tests/unit
+
+# Tests that need RDMA run inside the lab; a lab that cannot boot fails here, it is never skipped.
+test-lab-one: install
+	$(RDMABENCH) lab --timeout $(LAB_TIMEOUT) -- 'python -m pytest tests/lab/one_host'
+
+test-lab-two: install
+	$(RDMABENCH) lab --hosts 2 --timeout $(LAB_TIMEOUT) \
+	  --storage 'python -m rdmabench.verbs.peer serve --bind $$RDMABENCH_IP --port 7471 --mode cm --connections 100' \
+	  --worker 'python -m pytest tests/lab/two_hosts'
+
+clean:
+	rm -rf $(VENV) build *.egg-info rdmabench/*.so

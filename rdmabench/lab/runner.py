@@ -1,0 +1,215 @@
+"""Boots the lab's guests, streams their output and makes sure none outlives us.
+
+One guest: the command runs there and its exit status comes back unchanged.
+Two guests: "storage" boots first (it owns the link's socket), then "worker";
+the worker's command decides the outcome; storage gets a grace period to
+finish after it, then is stopped (a server is expected to run forever).
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import LabError
+from . import vm
+from .guest import READY_MARKER
+
+
+@dataclass
+class LabOptions:
+    cpus: int = 2
+    memory: str = "2G"
+    boot_timeout: float | None = None  # None: 240 s under TCG, 60 s with KVM
+    timeout: float | None = None  # for the whole command; None: no limit
+    grace: float = 15.0  # storage's time to finish after the worker has
+    results: Path = Path("results")
+    kvm: bool | None = None  # None: decide from the CPU flags
+    quiet_prefix: bool = False
+    env: dict[str, str] = field(default_factory=dict)
+
+
+class Guest:
+    """One vng process in its own process group, its output pumped to ours."""
+
+    def __init__(self, name: str, argv: list[str], prefix: str, env: dict[str, str]):
+        self.name = name
+        self.prefix = prefix
+        self.tail: collections.deque[str] = collections.deque(maxlen=30)
+        self.ready = threading.Event()
+        self.proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own group: we can kill qemu with it
+            env=env,
+        )
+        self._pump = threading.Thread(target=self._read, daemon=True)
+        self._pump.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            line = raw.decode(errors="replace")
+            self.tail.append(line.rstrip("\n"))
+            if line.startswith(READY_MARKER):
+                self.ready.set()
+            sys.stdout.write(self.prefix + line)
+            sys.stdout.flush()
+
+    def poll(self) -> int | None:
+        return self.proc.poll()
+
+    def wait_ready(self, deadline: float) -> None:
+        while not self.ready.wait(0.2):
+            if self.proc.poll() is not None:
+                self._pump.join(2)
+                if self.ready.is_set():
+                    return
+                raise LabError(
+                    f"the {self.name} guest stopped before it was ready (exit status {self.proc.returncode}); "
+                    f"its last output:\n  " + "\n  ".join(self.tail)
+                )
+            if time.monotonic() > deadline:
+                raise LabError(
+                    f"the {self.name} guest did not come up in time (no '{READY_MARKER}' line); "
+                    "it was stopped. Its last output:\n  " + ("\n  ".join(self.tail) or "(nothing)")
+                )
+
+    def wait(self, timeout: float | None) -> int | None:
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+        self._pump.join(5)
+        return code
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            for sig, pause in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 5.0)):
+                try:
+                    os.killpg(self.proc.pid, sig)
+                except ProcessLookupError:
+                    break
+                try:
+                    self.proc.wait(pause)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+        else:
+            # vng is gone; make sure nothing of its group (qemu) is left behind
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+
+class Lab:
+    def __init__(self, options: LabOptions):
+        vm.check_host()
+        self.o = options
+        self.kernel = vm.find_kernel()
+        self.kvm = vm.kvm_usable() if options.kvm is None else options.kvm
+        self.boot_timeout = options.boot_timeout or (60.0 if self.kvm else 240.0)
+        self.results = options.results.resolve()
+        self.results.mkdir(parents=True, exist_ok=True)
+        self.guests: list[Guest] = []
+        venv_bin = str(Path(sys.executable).parent)
+        self.env = dict(os.environ, PATH=venv_bin + os.pathsep + os.environ.get("PATH", ""))
+        self.guest_env = {"CI": os.environ["CI"]} if "CI" in os.environ else {}
+        self.guest_env.update(options.env)
+
+    def _spec(self, role: str, command: str, ip: str, peer_ip=None, mac=None) -> vm.GuestSpec:
+        return vm.GuestSpec(
+            role=role, command=command, cwd=os.getcwd(), ip=ip, peer_ip=peer_ip, mac=mac,
+            results=str(self.results), env=self.guest_env,
+        )
+
+    def _boot(self, name: str, spec: vm.GuestSpec, qemu_opts: str | None, prefix: str) -> Guest:
+        argv = vm.vng_command(
+            spec, kernel=self.kernel, python=sys.executable, cpus=self.o.cpus, memory=self.o.memory,
+            kvm=self.kvm, name=name, qemu_opts=qemu_opts,
+        )
+        guest = Guest(name, argv, prefix, self.env)
+        self.guests.append(guest)
+        return guest
+
+    def _deadline(self, start: float) -> float | None:
+        return None if self.o.timeout is None else start + self.o.timeout
+
+    def _wait(self, guest: Guest, deadline: float | None) -> int:
+        code = guest.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        if code is None:
+            raise LabError(f"the command in the {guest.name} guest ran past --timeout {self.o.timeout:g} s; it was stopped")
+        return code
+
+    def run_one(self, command: str) -> int:
+        start = time.monotonic()
+        guest = self._boot("rdmabench-lab", self._spec("single", command, vm.SINGLE_IP), None, "")
+        guest.wait_ready(start + self.boot_timeout)
+        return self._wait(guest, self._deadline(start))
+
+    def run_two(self, storage_cmd: str, worker_cmd: str) -> int:
+        start = time.monotonic()
+        with tempfile.TemporaryDirectory(prefix="rdmabench-link-") as tmp:
+            sock = os.path.join(tmp, "link.sock")
+            storage = self._boot(
+                "storage", self._spec("storage", storage_cmd, vm.STORAGE_IP, vm.WORKER_IP, vm.STORAGE_MAC),
+                vm.link_opts(sock, server=True, mac=vm.STORAGE_MAC), "[storage] ",
+            )
+            boot_deadline = start + self.boot_timeout
+            while not os.path.exists(sock):  # QEMU 7.2 does not reconnect: the server end must exist first
+                if storage.poll() is not None or time.monotonic() > boot_deadline:
+                    storage.wait_ready(time.monotonic())  # raises with the reason
+                time.sleep(0.1)
+            worker = self._boot(
+                "worker", self._spec("worker", worker_cmd, vm.WORKER_IP, vm.STORAGE_IP, vm.WORKER_MAC),
+                vm.link_opts(sock, server=False, mac=vm.WORKER_MAC), "[worker]  ",
+            )
+            storage.wait_ready(boot_deadline)
+            worker.wait_ready(boot_deadline)
+            worker_code = self._wait(worker, self._deadline(start))
+            storage_code = storage.wait(self.o.grace)
+            if storage_code is None:
+                print(f"rdmabench lab: storage still running {self.o.grace:g} s after the worker finished; stopping it",
+                      file=sys.stderr)
+                return worker_code
+            return worker_code or storage_code
+
+    def close(self) -> None:
+        for guest in reversed(self.guests):
+            guest.stop()
+
+
+IDLE = "exec sleep 1000000"  # a guest with nothing to do keeps its end of the link up
+
+
+def _raise_on_term(signum, frame):
+    raise KeyboardInterrupt
+
+
+def run(options: LabOptions, command: str | None = None, storage: str | None = None,
+        worker: str | None = None, hosts: int = 1) -> int:
+    """Boot the lab, run the command(s), return the exit status; never leaves a guest behind."""
+    lab = Lab(options)
+    old_term = signal.signal(signal.SIGTERM, _raise_on_term)
+    old_hup = signal.signal(signal.SIGHUP, _raise_on_term)
+    try:
+        if hosts == 1:
+            return lab.run_one(command or "")
+        if storage is None and command is None:
+            options.grace = 0.0  # an idle storage guest: stop it as soon as the worker is done
+        return lab.run_two(storage or command or IDLE, worker or command or IDLE)
+    finally:
+        lab.close()
+        signal.signal(signal.SIGTERM, old_term)
+        signal.signal(signal.SIGHUP, old_hup)

@@ -1,0 +1,132 @@
+"""Assembling the virtme-ng command lines that boot the lab's guests.
+
+Pure functions of their inputs (plus a look at the host for the kernel image,
+KVM support and missing tools), so the command lines can be unit-tested on a
+host that cannot boot anything.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import LabError
+
+# The Debian packages `make install` brings for the lab (see ../shared/docs/lab.md).
+INSTALL_HINT = "run `make install` (it installs the Debian packages qemu-system-x86, linux-image-amd64, busybox-static and rdma-core, and virtme-ng into .venv)"
+
+# The two-host topology: a point-to-point link between two guests.
+STORAGE_MAC = "52:54:00:77:02:01"
+WORKER_MAC = "52:54:00:77:02:02"
+SINGLE_IP = "10.77.0.1"
+STORAGE_IP = "10.77.2.1"
+WORKER_IP = "10.77.2.2"
+PREFIX_LEN = 24
+LAB_MTU = 9000
+
+
+@dataclass
+class GuestSpec:
+    """What one guest is and what it runs; handed to rdmabench.lab.guest inside."""
+
+    role: str  # single, storage or worker
+    command: str  # a shell command line
+    cwd: str
+    ip: str
+    peer_ip: str | None = None
+    mac: str | None = None  # None: a dummy netdev in a lone guest
+    mtu: int = LAB_MTU
+    results: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+    def encode(self) -> str:
+        return base64.b64encode(json.dumps(self.__dict__).encode()).decode()
+
+    @classmethod
+    def decode(cls, blob: str) -> "GuestSpec":
+        return cls(**json.loads(base64.b64decode(blob)))
+
+
+def _version_key(path: Path) -> list:
+    return [int(p) if p.isdigit() else p for p in re.split(r"[.-]", path.name)]
+
+
+def find_kernel(boot: Path = Path("/boot")) -> Path:
+    """The newest Debian amd64 kernel image; never a hard-coded version."""
+    images = sorted(boot.glob("vmlinuz-*-amd64"), key=_version_key)
+    if not images:
+        raise LabError(f"no kernel image /boot/vmlinuz-*-amd64 for the lab guest: {INSTALL_HINT}")
+    return images[-1]
+
+
+def kvm_usable(cpuinfo: Path = Path("/proc/cpuinfo"), dev: Path = Path("/dev/kvm")) -> bool:
+    """KVM only where the CPU advertises vmx or svm (and /dev/kvm exists); TCG otherwise."""
+    try:
+        flags = cpuinfo.read_text()
+    except OSError:
+        return False
+    return bool(re.search(r"^flags\s*:.*\b(vmx|svm)\b", flags, re.M)) and dev.exists()
+
+
+def missing_tools() -> list[str]:
+    """What the lab needs on the host and does not find, each with its package."""
+    missing = []
+    venv_bin = Path(sys.executable).parent
+    search_path = os.pathsep.join([str(venv_bin), os.environ.get("PATH", "")])
+    if not shutil.which("vng", path=search_path):
+        missing.append("vng (PyPI virtme-ng, into .venv)")
+    if not shutil.which("qemu-system-x86_64", path=search_path):
+        missing.append("qemu-system-x86_64 (Debian qemu-system-x86)")
+    if not (Path("/bin/busybox").exists() or Path("/usr/bin/busybox").exists()):
+        missing.append("busybox (Debian busybox-static, for the guest's initramfs)")
+    if not list(Path("/boot").glob("vmlinuz-*-amd64")):
+        missing.append("a kernel image /boot/vmlinuz-*-amd64 (Debian linux-image-amd64)")
+    return missing
+
+
+def check_host() -> None:
+    missing = missing_tools()
+    if missing:
+        raise LabError("the lab cannot boot; missing: " + "; ".join(missing) + f".\nTo fix it, {INSTALL_HINT}.")
+
+
+def guest_exec(spec: GuestSpec, python: str) -> str:
+    """The shell line vng runs as the guest's command: our guest-side setup, then the user's command."""
+    return f"exec {python} -m rdmabench.lab.guest {spec.encode()}"
+
+
+def vng_command(
+    spec: GuestSpec,
+    *,
+    kernel: Path,
+    python: str,
+    cpus: int,
+    memory: str,
+    kvm: bool,
+    name: str,
+    qemu_opts: str | None = None,
+) -> list[str]:
+    cmd = ["vng", "--run", str(kernel), "--cpus", str(cpus), "--memory", memory, "--name", name]
+    if not kvm:
+        cmd.append("--disable-kvm")
+    if spec.results:
+        cmd += ["--rwdir", spec.results]
+    if qemu_opts:
+        cmd.append(f"--qemu-opts={qemu_opts}")
+    cmd += ["--exec", guest_exec(spec, python)]
+    return cmd
+
+
+def link_opts(socket_path: str, *, server: bool, mac: str) -> str:
+    """QEMU options for one end of the two-guest link: a stream netdev over a unix socket."""
+    side = "on" if server else "off"
+    return (
+        f"-netdev stream,id=rl,server={side},addr.type=unix,addr.path={socket_path} "
+        f"-device virtio-net-pci,netdev=rl,mac={mac}"
+    )

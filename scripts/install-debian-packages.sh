@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs the Debian packages rdmabench and its lab need, only those missing.
+# Quick when all are there (one dpkg-query). Works on Debian 12 and 13.
+set -euo pipefail
+
+PACKAGES=(
+  # the lab: a QEMU guest booting Debian's kernel, which has rdma_rxe, nfsd and rpcrdma
+  qemu-system-x86 linux-image-amd64 busybox-static kmod iproute2
+  # verbs userspace: libraries and headers for native/, pyverbs, diagnostics, perftest as the reference
+  rdma-core ibverbs-providers ibverbs-utils libibverbs-dev librdmacm-dev rdmacm-utils perftest python3-pyverbs
+  # NFS over RDMA and TCP, served and mounted inside the lab
+  nfs-kernel-server nfs-common rpcbind
+  # building the native extension and the venv with Debian's python (the one pyverbs is built for)
+  gcc make python3-dev python3-venv
+)
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+  status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
+  [[ "$status" == "install ok installed" ]] || missing+=("$pkg")
+done
+[[ ${#missing[@]} -eq 0 ]] && exit 0
+
+echo "installing Debian packages: ${missing[*]}"
+SUDO=()
+if [[ $(id -u) -ne 0 ]]; then
+  command -v sudo >/dev/null || { echo "error: need root (or sudo) to apt-get install: ${missing[*]}" >&2; exit 1; }
+  SUDO=(sudo)
+fi
+export DEBIAN_FRONTEND=noninteractive
+"${SUDO[@]}" apt-get update -qq
+"${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"

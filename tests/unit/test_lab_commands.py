@@ -1,0 +1,72 @@
+"""The lab's command lines and host checks, tested without booting anything."""
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from rdmabench.cli import cli
+from rdmabench.errors import LabError
+from rdmabench.lab import vm
+
+
+def spec(**kw):
+    base = dict(role="single", command="rdmabench devices", cwd="/repo", ip=vm.SINGLE_IP, results="/repo/results")
+    base.update(kw)
+    return vm.GuestSpec(**base)
+
+
+def test_guest_spec_survives_any_quoting():
+    s = spec(command="echo \"it's\" $HOME && exit 3 ; `x`", env={"CI": "true"})
+    assert vm.GuestSpec.decode(s.encode()) == s
+    line = vm.guest_exec(s, "/repo/.venv/bin/python")
+    assert line.startswith("exec /repo/.venv/bin/python -m rdmabench.lab.guest ")
+    assert "'" not in line and '"' not in line and "$" not in line  # nothing for the guest's shell to expand
+
+
+def test_tcg_command_line():
+    argv = vm.vng_command(spec(), kernel=Path("/boot/vmlinuz-6.1.0-56-amd64"), python="/py", cpus=2,
+                          memory="2G", kvm=False, name="rdmabench-lab")
+    assert argv[:3] == ["vng", "--run", "/boot/vmlinuz-6.1.0-56-amd64"]
+    assert "--disable-kvm" in argv
+    assert argv[argv.index("--rwdir") + 1] == "/repo/results"
+    assert argv[argv.index("--cpus") + 1] == "2" and argv[argv.index("--memory") + 1] == "2G"
+    assert argv[-2] == "--exec"
+
+
+def test_kvm_command_line_and_link_options():
+    opts = vm.link_opts("/tmp/x/link.sock", server=True, mac=vm.STORAGE_MAC)
+    argv = vm.vng_command(spec(role="storage", mac=vm.STORAGE_MAC), kernel=Path("/k"), python="/py", cpus=1,
+                          memory="1G", kvm=True, name="storage", qemu_opts=opts)
+    assert "--disable-kvm" not in argv
+    assert f"--qemu-opts={opts}" in argv
+    assert "server=on" in opts and "addr.path=/tmp/x/link.sock" in opts and vm.STORAGE_MAC in opts
+    assert "server=off" in vm.link_opts("/s", server=False, mac=vm.WORKER_MAC)
+
+
+def test_kvm_only_with_vmx_or_svm(tmp_path):
+    cpuinfo, dev = tmp_path / "cpuinfo", tmp_path / "kvm"
+    dev.touch()
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 hypervisor\n")
+    assert not vm.kvm_usable(cpuinfo, dev)
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu vmx sse2\n")
+    assert vm.kvm_usable(cpuinfo, dev)
+    assert not vm.kvm_usable(cpuinfo, tmp_path / "no-kvm-device")
+
+
+def test_newest_kernel_is_chosen(tmp_path):
+    for v in ("6.1.0-9", "6.1.0-56", "6.12.48+deb13"):
+        (tmp_path / f"vmlinuz-{v}-amd64").touch()
+    assert vm.find_kernel(tmp_path).name == "vmlinuz-6.12.48+deb13-amd64"
+    with pytest.raises(LabError, match="make install"):
+        vm.find_kernel(tmp_path / "empty")
+
+
+def test_missing_tools_name_the_package_and_the_make_target(monkeypatch):
+    monkeypatch.setattr(vm.shutil, "which", lambda name, path=None: None)
+    with pytest.raises(LabError) as err:
+        vm.check_host()
+    msg = str(err.value)
+    assert "vng" in msg and "qemu-system-x86_64" in msg and "make install" in msg
+    out = CliRunner().invoke(cli, ["lab", "--", "true"])
+    assert out.exit_code == 1 and "missing: vng" in out.output
