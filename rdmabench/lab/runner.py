@@ -126,6 +126,7 @@ class Lab:
         venv_bin = str(Path(sys.executable).parent)
         self.env = dict(os.environ, PATH=venv_bin + os.pathsep + os.environ.get("PATH", ""))
         self.guest_env = {"CI": os.environ["CI"]} if "CI" in os.environ else {}
+        self.guest_env["RDMABENCH_LAB_ACCEL"] = "kvm" if self.kvm else "tcg"  # results say where they ran
         self.guest_env.update(options.env)
 
     def _spec(self, role: str, command: str, ip: str, peer_ip=None, mac=None) -> vm.GuestSpec:

@@ -1,0 +1,123 @@
+"""The context a result carries: where it ran, on what, with which software.
+
+Collected in one place so no runner needs to know how (pyperf's
+_collect_metadata.py is the model). Every figure rdmabench reports is labelled
+with `environment`: measured on RDMA hardware, or on soft-RoCE (rxe), and then
+whether under emulation (TCG) where absolute numbers mean nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import subprocess
+from pathlib import Path
+
+import psutil
+
+from .. import __version__, devices
+
+
+def _first(path: str, key: str) -> str | None:
+    try:
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(key):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
+def _os_release() -> str | None:
+    try:
+        for line in Path("/etc/os-release").read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                return line.split("=", 1)[1].strip('"')
+    except OSError:
+        pass
+    return None
+
+
+def _package_version(name: str) -> str | None:
+    try:
+        out = subprocess.run(["dpkg-query", "-W", "-f=${Version}", name], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None
+
+
+def virtualization() -> str:
+    """'none' on bare metal; 'tcg' or 'kvm' inside QEMU; else the hypervisor's name if known."""
+    accel = os.environ.get("RDMABENCH_LAB_ACCEL")
+    if accel:
+        return accel
+    flags = _first("/proc/cpuinfo", "flags") or ""
+    if "hypervisor" not in flags.split():
+        return "none"
+    vendor = (Path("/sys/class/dmi/id/sys_vendor").read_text().strip()
+              if Path("/sys/class/dmi/id/sys_vendor").exists() else "")
+    return vendor.lower() or "unknown-hypervisor"
+
+
+def environment(driver: str | None, virt: str) -> str:
+    if driver == "rdma_rxe" or driver == "rxe":
+        if virt == "tcg":
+            return "soft-RoCE (rxe) under emulation (QEMU TCG): ratios only, not a hardware figure"
+        return f"soft-RoCE (rxe), virtualization {virt}: not a hardware figure"
+    if driver is None:
+        return "no RDMA device"
+    return "hardware" if virt == "none" else f"hardware NIC in a virtual machine ({virt})"
+
+
+def host() -> dict:
+    uname = platform.uname()
+    return {
+        "hostname": socket.gethostname(),
+        "kernel": uname.release,
+        "os": _os_release(),
+        "machine": uname.machine,
+        "cpu_model": _first("/proc/cpuinfo", "model name"),
+        "cpu_count": psutil.cpu_count(),
+        "memory_bytes": psutil.virtual_memory().total,
+        "python": platform.python_version(),
+        "rdmabench": __version__,
+        "rdma_core": _package_version("rdma-core"),
+        "libibverbs": _package_version("libibverbs1"),
+        "perftest": _package_version("perftest"),
+        "virtualization": virtualization(),
+    }
+
+
+def device(name: str, gid_index: int | None, port: int = 1) -> dict:
+    dev = devices.require(name)
+    p = next((x for x in dev.ports if x.number == port), None)
+    gid = next((g for g in (p.gids if p else []) if g.index == gid_index), None)
+    return {
+        "name": dev.name,
+        "driver": dev.driver,
+        "firmware": dev.fw_ver,
+        "node_guid": dev.node_guid,
+        "hca_type": dev.hca_type,
+        "port": port,
+        "port_state": p.state if p else None,
+        "link_layer": p.link_layer if p else None,
+        "rate": p.rate if p else None,
+        "active_mtu": p.active_mtu if p else None,
+        "max_msg_sz": p.max_msg_sz if p else None,
+        "netdev": p.netdev if p else None,
+        "netdev_mtu": p.netdev_mtu if p else None,
+        "gid_index": gid_index,
+        "gid": gid.compact if gid else None,
+        "gid_type": gid.type if gid else None,
+    }
+
+
+def collect(device_name: str | None = None, gid_index: int | None = None, port: int = 1) -> dict:
+    ctx = {"host": host()}
+    if device_name:
+        ctx["device"] = device(device_name, gid_index, port)
+    driver = ctx.get("device", {}).get("driver")
+    ctx["environment"] = environment(driver, ctx["host"]["virtualization"])
+    ctx["hardware"] = ctx["environment"] == "hardware"
+    return ctx

@@ -1,0 +1,104 @@
+"""One result file: a versioned JSON document, written atomically.
+
+    {"schema": "rdmabench-result", "schema_version": 1,
+     "tool": {"name": "rdmabench", "version": ...}, "created": ISO-8601 UTC,
+     "kind": "verbs" | "transfer",
+     "context": {...}          # host, kernel, device, ...: see context.py
+     "peer_context": {...}     # the other end's, when there is one
+     "options": {...}          # exactly what was asked for
+     "rows": [{...}, ...]}     # one per (test or hand-off, size or transport, repetition)
+
+Files ending in .gz are gzipped. Nothing else in the suite writes result files.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import gzip
+import json
+import os
+import socket
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import __version__
+from ..errors import RdmabenchError
+
+SCHEMA = "rdmabench-result"
+SCHEMA_VERSION = 1
+KINDS = ("verbs", "transfer")
+
+
+class ResultFileError(RdmabenchError):
+    pass
+
+
+@dataclass
+class Result:
+    kind: str
+    context: dict
+    options: dict
+    rows: list[dict] = field(default_factory=list)
+    peer_context: dict | None = None
+    created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+    tool: dict = field(default_factory=lambda: {"name": "rdmabench", "version": __version__})
+
+    def to_dict(self) -> dict:
+        return {
+            "schema": SCHEMA, "schema_version": SCHEMA_VERSION, "tool": self.tool, "created": self.created,
+            "kind": self.kind, "context": self.context, "peer_context": self.peer_context,
+            "options": self.options, "rows": self.rows,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "<dict>") -> "Result":
+        if data.get("schema") != SCHEMA:
+            raise ResultFileError(f"{source}: not an rdmabench result file (schema is {data.get('schema')!r})")
+        if data.get("schema_version") != SCHEMA_VERSION:
+            raise ResultFileError(f"{source}: schema_version {data.get('schema_version')!r}; "
+                                  f"this rdmabench reads version {SCHEMA_VERSION}")
+        if data.get("kind") not in KINDS:
+            raise ResultFileError(f"{source}: kind {data.get('kind')!r} is not one of {', '.join(KINDS)}")
+        return cls(kind=data["kind"], context=data["context"], options=data["options"], rows=data["rows"],
+                   peer_context=data.get("peer_context"), created=data["created"], tool=data["tool"])
+
+    def default_path(self, folder: Path) -> Path:
+        stamp = self.created.replace(":", "").replace("-", "").replace("+0000", "Z")[:15]
+        host = self.context.get("host", {}).get("hostname") or socket.gethostname()
+        return folder / f"{self.kind}-{host}-{stamp}.json"
+
+    def save(self, path: Path) -> Path:
+        """Write to a temporary file beside the target, read it back, then rename: never a half-written file."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = json.dumps(self.to_dict(), indent=1, allow_nan=False).encode()
+        if path.suffix == ".gz":
+            data = gzip.compress(data)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            load(Path(tmp), gz=path.suffix == ".gz")  # it parses and validates, or we do not publish it
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+
+
+def load(path: Path, gz: bool | None = None) -> Result:
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise ResultFileError(f"{path}: cannot read: {err.strerror}") from None
+    if gz or (gz is None and path.suffix == ".gz"):
+        raw = gzip.decompress(raw)
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as err:
+        raise ResultFileError(f"{path}: not valid JSON: {err}") from None
+    return Result.from_dict(data, str(path))

@@ -1,0 +1,63 @@
+import gzip
+import json
+
+import pytest
+
+from rdmabench.cpu import CpuMeter
+from rdmabench.results import context
+from rdmabench.results.model import Result, ResultFileError, load
+
+
+def sample():
+    return Result(kind="verbs", context=context.collect(), options={"test": "write_bw", "size": 65536},
+                  rows=[{"test": "write_bw", "size": 65536, "bw_avg_mbps": 1234.5}])
+
+
+@pytest.mark.parametrize("name", ["r.json", "r.json.gz"])
+def test_save_and_load_round_trip(tmp_path, name):
+    r = sample()
+    path = r.save(tmp_path / name)
+    assert load(path).to_dict() == r.to_dict()
+    raw = path.read_bytes()
+    data = json.loads(gzip.decompress(raw) if name.endswith(".gz") else raw)
+    assert data["schema"] == "rdmabench-result" and data["schema_version"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == [name]  # no temporary file left beside it
+
+
+def test_nan_is_refused_and_nothing_is_written(tmp_path):
+    r = sample()
+    r.rows[0]["bw_avg_mbps"] = float("nan")  # not JSON: perftest's old output is what we avoid
+    with pytest.raises(ValueError):
+        r.save(tmp_path / "r.json")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_load_errors_name_the_file(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(ResultFileError, match="bad.json: not valid JSON"):
+        load(bad)
+    bad.write_text(json.dumps({"schema": "rdmabench-result", "schema_version": 99}))
+    with pytest.raises(ResultFileError, match="schema_version 99"):
+        load(bad)
+    with pytest.raises(ResultFileError, match="cannot read"):
+        load(tmp_path / "absent.json")
+
+
+def test_context_says_where_it_ran():
+    ctx = context.collect()
+    assert ctx["host"]["kernel"] and ctx["host"]["cpu_count"] >= 1
+    assert ctx["environment"] == "no RDMA device" and ctx["hardware"] is False
+    assert context.environment("rdma_rxe", "tcg").startswith("soft-RoCE (rxe) under emulation")
+    assert context.environment("mlx5_core", "none") == "hardware"
+
+
+def test_cpu_meter_counts_this_process():
+    meter = CpuMeter()
+    x = 0
+    for i in range(2_000_000):
+        x += i
+    cpu = meter.stop(bytes_moved=10**9)
+    assert cpu["process"]["user_s"] + cpu["process"]["system_s"] > 0
+    assert cpu["system"]["busy_s"] >= 0 and cpu["elapsed_s"] > 0
+    assert cpu["process"]["cpu_s_per_gb"] == pytest.approx(cpu["process"]["user_s"] + cpu["process"]["system_s"])
