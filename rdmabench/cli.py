@@ -188,6 +188,120 @@ def roundtrip_cmd(device, gid_index, size, engine):
         sys.exit(1)
 
 
+def _peer(text: str) -> tuple[str, int]:
+    from .perf.control import DEFAULT_PORT
+
+    host, _, port = text.rpartition(":") if text.count(":") == 1 else (text, "", "")
+    if not host:
+        host, port = text, ""
+    try:
+        return host, int(port) if port else DEFAULT_PORT
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: use HOST or HOST:PORT", param_hint="--peer") from None
+
+
+@cli.command("serve")
+@click.option("--bind", required=True, metavar="ADDR",
+              help="Address to listen on (the server listens only there; e.g. the RDMA netdev's address).")
+@click.option("--port", type=click.IntRange(0, 65535), default=18515, show_default=True, help="Control port (TCP).")
+@click.option("--device", "-d", envvar="RDMABENCH_DEVICE", metavar="NAME", help="RDMA device [the only one].")
+@click.option("--gid-index", type=click.IntRange(0), help="GID index [the recommended one].")
+@click.option("--clients", type=click.IntRange(1), help="Exit after this many clients [serve forever].")
+def serve_cmd(bind, port, device, gid_index, clients):
+    """The far end of `rdmabench run`: wait for clients and run each test with them.
+
+    Takes clients one after another. The server opens its endpoints on its own
+    device, measures its own CPU and returns its figures, so one result file
+    holds both ends. A client that dies mid-test is dropped; the server goes on.
+
+    \b
+    Example (storage host, then worker host):
+      rdmabench serve --bind 192.168.10.1 --device mlx5_0
+      rdmabench run --peer 192.168.10.1 --device mlx5_0 --test write_bw --sizes 4K:8M
+    """
+    from .perf.server import Server
+
+    server = Server(bind, port, device, gid_index)
+    click.echo(f"rdmabench serve: listening on {bind}:{server.port}, device {server.dev.name} "
+               f"GID index {server.gid_index}", err=True)
+    try:
+        server.serve(clients)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
+
+
+@cli.command("run")
+@click.option("--test", "-t", "tests_", multiple=True, default=["write_bw"], show_default=True,
+              type=click.Choice(["write_bw", "read_bw", "send_bw", "write_lat", "read_lat", "send_lat", "all"]),
+              help="Test to run; repeat the option for several; 'all' runs the six.")
+@click.option("--device", "-d", envvar="RDMABENCH_DEVICE", metavar="NAME", help="RDMA device [the only one].")
+@click.option("--peer", metavar="HOST[:PORT]",
+              help="Where `rdmabench serve` runs. Without it both ends run here, on the same device.")
+@click.option("--size", "-s", type=SIZE, help="One message size [64K for bandwidth, 2 for latency].")
+@click.option("--sizes", metavar="LOW:HIGH|A,B,..", help="A sweep: 2:8M is every power of two from 2 B to 8 MiB.")
+@click.option("--iters", "-n", type=click.IntRange(1), help="Iterations [perftest's: 5000 write_bw, 1000 others].")
+@click.option("--duration", "-D", type=click.FloatRange(0.1), help="Seconds per test instead of iterations.")
+@click.option("--warmup", type=click.IntRange(0), default=0, show_default=True, help="Unmeasured iterations first.")
+@click.option("--depth", type=click.IntRange(1), default=128, show_default=True, help="WRs in flight per QP.")
+@click.option("--cq-mod", type=click.IntRange(1), default=100, show_default=True, help="Signal every Nth WR.")
+@click.option("--qps", "-q", type=click.IntRange(1), default=1, show_default=True, help="QPs, aggregated in one result.")
+@click.option("--bidir", "-b", is_flag=True, help="Both directions at once (bandwidth tests).")
+@click.option("--gid-index", type=click.IntRange(0), help="GID index [the RoCE v2 IPv4-mapped one].")
+@click.option("--mtu", type=click.Choice(["256", "512", "1024", "2048", "4096"]), help="Path MTU [the port's active MTU].")
+@click.option("--connect", type=click.Choice(["oob", "cm"]), default="oob", show_default=True,
+              help="oob: QP info over the control channel (perftest's default); cm: rdma_cm (perftest -R).")
+@click.option("--validate", is_flag=True, help="The receiver checks every payload; a corrupt one fails the run.")
+@click.option("--engine", type=click.Choice(["native", "python"]), default="native", show_default=True,
+              help="native: C hot loops; python: the pyverbs reference.")
+@click.option("--repeat", type=click.IntRange(1), default=1, show_default=True, help="Repetitions of each test and size.")
+@click.option("--timeout-ms", type=click.IntRange(100), default=10000, show_default=True,
+              help="Longest wait for any one completion or answer before the run fails.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
+              help="Result file [results/verbs-HOST-TIME.json].")
+def run_cmd(tests_, device, peer, size, sizes, iters, duration, warmup, depth, cq_mod, qps, bidir, gid_index,
+            mtu, connect, validate, engine, repeat, timeout_ms, output):
+    """Measure RDMA write/read/send bandwidth and latency against `rdmabench serve`.
+
+    What perftest measures, with both ends' CPU (system-wide as qperf counts it,
+    and per process), exact latency percentiles and raw samples, written as one
+    JSON result file under results/ with the run's full context. Ends with a
+    table in perftest's column order.
+
+    \b
+    Examples:
+      rdmabench run --peer 10.0.0.2 -d mlx5_0 --test write_bw --sizes 2:8M
+      rdmabench run --peer 10.0.0.2 -d mlx5_0 -t write_lat -t read_lat -n 10000
+      rdmabench run -d rxe0 -t all --validate          (both ends on this host)
+    """
+    from .perf import table
+    from .perf.client import Client, run_local
+    from .perf.options import RunOptions, parse_sweep
+
+    if size and sizes:
+        raise click.UsageError("give --size or --sizes, not both")
+    try:
+        size_list = parse_sweep(sizes) if sizes else ([size] if size is not None else None)
+        names = ["write_bw", "read_bw", "send_bw", "write_lat", "read_lat", "send_lat"] if "all" in tests_ else list(tests_)
+        options = RunOptions(tests=names, sizes=size_list, iters=iters, duration=duration, warmup=warmup, depth=depth,
+                             cq_mod=cq_mod, qps=qps, bidir=bidir, gid_index=gid_index, mtu=int(mtu) if mtu else None,
+                             connect=connect, validate=validate, engine=engine, repeat=repeat)
+    except ValueError as err:
+        raise click.UsageError(str(err)) from None
+    dev = _pick_device(device)
+    progress = lambda msg: click.echo(f"running {msg} ...", err=True)  # noqa: E731
+    if peer:
+        host, port = _peer(peer)
+        result = Client(options, dev.name, host, port, timeout_ms=timeout_ms, progress=progress).run()
+    else:
+        result = run_local(options, dev.name, timeout_ms=timeout_ms, progress=progress)
+    path = result.save(output or result.default_path(Path("results")))
+    click.echo(table.render(result.rows))
+    click.echo(f"\nenvironment: {result.context['environment']}")
+    click.echo(f"result file: {path}")
+
+
 def main():
     cli(prog_name="rdmabench")
 

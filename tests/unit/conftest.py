@@ -28,3 +28,15 @@ def fake_sysfs(tmp_path):
     make.root = root
     return make
 
+
+
+@pytest.fixture
+def sysfs_with(monkeypatch, fake_sysfs):
+    """Point rdmabench.devices at a fake sysfs tree (returns the tree builder)."""
+    from rdmabench import devices
+
+    root = fake_sysfs.root
+    monkeypatch.setattr(devices, "SYSFS_ROOT", root)
+    for fn in (devices.describe, devices.discover, devices.require, devices.device_names):
+        monkeypatch.setattr(fn, "__defaults__", (root,))
+    return fake_sysfs

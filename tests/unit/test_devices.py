@@ -53,12 +53,8 @@ def test_unknown_device_lists_the_real_ones(fake_sysfs):
 
 
 @pytest.fixture
-def cli_on(monkeypatch, fake_sysfs):
-    monkeypatch.setattr(devices, "SYSFS_ROOT", fake_sysfs.root)
-    monkeypatch.setattr(devices.describe, "__defaults__", (fake_sysfs.root,))
-    monkeypatch.setattr(devices.discover, "__defaults__", (fake_sysfs.root,))
-    monkeypatch.setattr(devices.require, "__defaults__", (fake_sysfs.root,))
-    return fake_sysfs
+def cli_on(sysfs_with):
+    return sysfs_with
 
 
 def test_cli_devices_table_and_json(cli_on):

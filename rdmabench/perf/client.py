@@ -1,0 +1,168 @@
+"""`rdmabench run`: drive a server through the plan and keep both ends' figures.
+
+For each (test, size, repetition): set up endpoints at both ends, connect them
+(out-of-band over the control channel, or through rdma_cm), start together,
+measure CPU at both ends, and turn the engines' raw records into one row.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Callable
+
+from .. import devices
+from ..cpu import CpuMeter
+from ..errors import RdmabenchError
+from ..results import context
+from ..results.model import Result
+from . import engine, metrics, tests
+from .control import Channel
+from .options import RunOptions
+from .server import Server, endpoint_spec, jsonable, run_kwargs
+
+CM_PORT = 18516
+
+
+class Client:
+    def __init__(self, options: RunOptions, device: str, peer: str, port: int, timeout_ms: int = 10000,
+                 wait: float = 5.0, progress: Callable[[str], None] | None = None):
+        self.o = options
+        self.dev = devices.require(device)
+        self.gid_index = options.gid_index if options.gid_index is not None else self.dev.ports[0].recommended_gid_index
+        self.peer, self.port = peer, port
+        self.timeout_ms = timeout_ms
+        self.cm_addr = peer  # where the server binds its rdma_cm listener: the address we reach it at
+        self.wait = wait
+        self.progress = progress or (lambda msg: None)
+        self.context = context.collect(self.dev.name, self.gid_index)
+        max_msg = self.dev.ports[0].max_msg_sz
+        for _, size in options.plan():
+            if max_msg and size > max_msg:
+                raise RdmabenchError(f"size {size} is above {self.dev.name}'s maximum message size {max_msg}")
+
+    def run(self) -> Result:
+        chan = Channel.connect(self.peer, self.port, timeout=10, wait=self.wait)
+        try:
+            chan.send("hello", tool="rdmabench")
+            peer_ctx = chan.recv(30, "hello")["context"]
+            result = Result(kind="verbs", context=self.context, peer_context=peer_ctx,
+                            options={**self.o.to_dict(), "device": self.dev.name, "gid_index": self.gid_index,
+                                     "peer": f"{self.peer}:{self.port}", "timeout_ms": self.timeout_ms})
+            for test, size in self.o.plan():
+                for rep in range(self.o.repeat):
+                    self.progress(f"{test} {size} B" + (f" repetition {rep + 1}/{self.o.repeat}" if self.o.repeat > 1 else ""))
+                    result.rows.append(self._one(chan, test, size, rep))
+            chan.send("bye")
+            return result
+        finally:
+            chan.close()
+
+    def _setup(self, test: str, size: int) -> dict:
+        o = self.o
+        return {
+            "test": test, "size": size, "qps": o.qps, "depth": o.depth, "cq_mod": o.cq_mod, "mtu": o.mtu,
+            "iters": o.iterations(test), "duration": o.duration, "warmup": o.warmup, "bidir": o.bidir,
+            "validate": o.validate, "engine": o.engine, "connect": o.connect, "inline_size": o.inline_size,
+            "max_samples": o.max_samples, "timeout_ms": self.timeout_ms,
+            "cm_port": CM_PORT, "cm_bind": self.cm_addr,
+        }
+
+    def _connect(self, chan: Channel, setup: dict):
+        ready = chan.recv(60, "ready")
+        spec = endpoint_spec(setup)
+        if setup["connect"] == "cm":
+            ep = engine.cm_connect(setup["engine"], peer_ip=self.cm_addr, port=ready["cm_port"],
+                                   timeout_ms=self.timeout_ms, **spec)
+            chan.recv(60, "connected")
+            return ep
+        ep = engine.open_endpoint(setup["engine"], device=self.dev.name, gid_index=self.gid_index, port=1, **spec)
+        try:
+            ep.connect(ready["info"])
+            chan.send("connect", info=ep.local_info())
+            chan.recv(60, "connected")
+        except BaseException:
+            ep.close()
+            raise
+        return ep
+
+    def _one(self, chan: Channel, test: str, size: int, rep: int) -> dict:
+        setup = self._setup(test, size)
+        chan.send("setup", **setup)
+        ep = self._connect(chan, setup)
+        try:
+            chan.send("go")
+            meter = CpuMeter()
+            raw = ep.run(**run_kwargs(setup, "client"))
+            cpu = meter.stop(raw.get("bytes") or None)
+            chan.send("done")
+            server = chan.recv(self.timeout_ms / 1000 + 60, "result")
+        finally:
+            ep.close()
+        chan.send("teardown")
+        chan.recv(60, "closed")
+        return make_row(test, size, rep, setup, jsonable(raw), cpu, server["raw"], server["cpu"])
+
+
+def make_row(test: str, size: int, rep: int, setup: dict, raw: dict, cpu: dict, sraw: dict, scpu: dict) -> dict:
+    kind = tests.get(test)
+    row = {"test": test, "size": size, "repetition": rep, "qps": setup["qps"], "engine": setup["engine"],
+           "connect": setup["connect"], "bidir": setup["bidir"], "iterations": setup["iters"],
+           "duration_s": setup["duration"]}
+    corrupt = (raw.get("corrupt") or 0) + (sraw.get("corrupt") or 0)
+    if setup["validate"]:
+        row["validated"] = (raw.get("validated") or 0) + (sraw.get("validated") or 0)
+        row["corrupt"] = corrupt
+    if corrupt:
+        raise RdmabenchError(f"{test} {size} B: {corrupt} payloads arrived corrupt "
+                             f"(first bad sequence {raw.get('first_corrupt_seq', sraw.get('first_corrupt_seq'))})")
+    if kind.latency:
+        row.update(metrics.latency(raw["samples_ns"], raw.get("sample", "")))
+        row["samples_us"] = [v / 1000 for v in raw["samples_ns"]]
+        row["samples_truncated"] = bool(raw.get("samples_truncated"))
+        moved = raw.get("bytes") or 0
+    else:
+        moved = raw["bytes"]
+        row.update(metrics.bandwidth(raw["bytes"], raw["ops"], raw["t_start_ns"], raw["t_end_ns"]))
+        if setup["bidir"] and sraw.get("bytes"):
+            # each end timed its own direction on its own clock: the total is the sum of the two rates
+            back = metrics.bandwidth(sraw["bytes"], sraw["ops"], sraw["t_start_ns"], sraw["t_end_ns"])
+            moved += sraw["bytes"]
+            row["bw_avg_MiBps_each_way"] = [row["bw_avg_MiBps"], back["bw_avg_MiBps"]]
+            for key in ("bw_avg_MiBps", "bw_avg_Gbps", "msg_rate_Mpps"):
+                row[key] += back[key]
+            row["bytes"] = moved
+        peak = metrics.best_window(raw.get("completions_ns") or [], raw.get("completions_ops") or [], size,
+                                   raw["t_start_ns"])
+        if peak:
+            row.update(peak)
+    row["cpu"] = {"client": cpu, "server": scpu}
+    gb = moved / 1e9 if moved else 0
+    if gb:
+        row["cpu_s_per_gb"] = {
+            "client_system": cpu["system"]["busy_s"] / gb, "client_process": _proc_s(cpu) / gb,
+            "server_system": scpu["system"]["busy_s"] / gb, "server_process": _proc_s(scpu) / gb,
+        }
+    return row
+
+
+def _proc_s(cpu: dict) -> float:
+    return cpu["process"]["user_s"] + cpu["process"]["system_s"]
+
+
+def run_local(options: RunOptions, device: str, **kw) -> Result:
+    """No --peer: a server on this host's loopback, both endpoints on the same device (labelled as such)."""
+    server = Server("127.0.0.1", 0, device, options.gid_index, log=lambda msg: None)
+    thread = threading.Thread(target=server.serve, kwargs={"max_clients": 1}, daemon=True)
+    thread.start()
+    try:
+        client = Client(options, device, "127.0.0.1", server.port, **kw)
+        gid = next((g for g in client.dev.ports[0].gids if g.index == client.gid_index), None)
+        if options.connect == "cm":
+            if not (gid and gid.ipv4):
+                raise RdmabenchError(f"rdma_cm needs an IPv4 address on {device}'s GID {client.gid_index}")
+            client.cm_addr = gid.ipv4  # rdma_cm cannot use 127.0.0.1 with RoCE
+        result = client.run()
+    finally:
+        server.close()
+    result.options["peer"] = "local (both endpoints on this host)"
+    return result

@@ -1,0 +1,99 @@
+"""The control channel between `rdmabench serve` and `rdmabench run`.
+
+TCP, one JSON object per line, each carrying the protocol version:
+    {"v": 1, "type": "hello", ...}
+Every receive has a deadline, so a peer that dies or stalls is an error within
+a bound, never a hang. Message types, in order:
+
+    client -> server                     server -> client
+    hello {tool}                         hello {context}
+    setup {test, size, qps, ...}         ready {info} | error {message}
+    connect {info}                       connected
+    go                                   (server starts its CPU meter and loop)
+    done                                 result {raw, cpu}
+    teardown                             closed
+    bye
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+
+from ..errors import RdmabenchError
+
+VERSION = 1
+DEFAULT_PORT = 18515  # perftest's port: a firewall opened for perftest works for us
+MAX_LINE = 64 << 20  # raw samples travel here; bounded by the options, never by the run's length
+
+
+class ControlError(RdmabenchError):
+    """The control connection broke, timed out or said something unexpected."""
+
+
+class Channel:
+    def __init__(self, sock: socket.socket, peer: str):
+        self.sock = sock
+        self.peer = peer
+        self._file = sock.makefile("rb")
+
+    @classmethod
+    def connect(cls, host: str, port: int, timeout: float, wait: float = 0.0) -> "Channel":
+        """Connect, retrying for `wait` seconds while nothing listens yet (a peer that is still starting)."""
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                sock = socket.create_connection((host, port), timeout=timeout)
+                break
+            except OSError as err:
+                if time.monotonic() < deadline and isinstance(err, ConnectionRefusedError):
+                    time.sleep(0.5)
+                    continue
+                raise ControlError(f"cannot reach rdmabench serve at {host}:{port}: "
+                                   f"{err.strerror or err} (is `rdmabench serve` running there?)") from None
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return cls(sock, f"{host}:{port}")
+
+    def send(self, kind: str, **fields) -> None:
+        data = json.dumps({"v": VERSION, "type": kind, **fields}, allow_nan=False).encode() + b"\n"
+        try:
+            self.sock.sendall(data)
+        except OSError as err:
+            raise ControlError(f"control connection to {self.peer} lost while sending {kind!r}: {err}") from None
+
+    def recv(self, timeout: float, expect: str | tuple[str, ...] | None = None) -> dict:
+        self.sock.settimeout(timeout)
+        try:
+            line = self._file.readline(MAX_LINE + 1)
+        except socket.timeout:
+            raise ControlError(f"no answer from {self.peer} within {timeout:g} s"
+                               + (f" (waiting for {expect!r})" if expect else "")) from None
+        except OSError as err:
+            raise ControlError(f"control connection to {self.peer} lost: {err}") from None
+        if not line:
+            raise ControlError(f"{self.peer} closed the control connection"
+                               + (f" (waiting for {expect!r})" if expect else ""))
+        if len(line) > MAX_LINE:
+            raise ControlError(f"{self.peer} sent a message over {MAX_LINE} bytes")
+        try:
+            msg = json.loads(line)
+        except json.JSONDecodeError:
+            raise ControlError(f"{self.peer} sent something that is not an rdmabench control message") from None
+        if not isinstance(msg, dict) or msg.get("v") != VERSION:
+            raise ControlError(f"{self.peer} speaks control protocol version {msg.get('v') if isinstance(msg, dict) else '?'}"
+                               f", this rdmabench speaks {VERSION}: use the same rdmabench version at both ends")
+        if msg.get("type") == "error":
+            raise ControlError(f"{self.peer}: {msg.get('message')}")
+        if expect is not None:
+            wanted = (expect,) if isinstance(expect, str) else expect
+            if msg.get("type") not in wanted:
+                raise ControlError(f"{self.peer} sent {msg.get('type')!r} where {' or '.join(wanted)} was expected")
+        return msg
+
+    def close(self) -> None:
+        try:
+            self._file.close()
+            self.sock.close()
+        except OSError:
+            pass

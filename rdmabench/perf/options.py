@@ -1,0 +1,80 @@
+"""What `rdmabench run` was asked to do, validated before anything connects."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from ..units import parse_size
+from . import tests
+
+ENGINES = ("native", "python")
+CONNECT_MODES = ("oob", "cm")
+
+
+def parse_sweep(text: str) -> list[int]:
+    """`2:8M` -> every power of two from 2 B to 8 MiB (perftest's -a); `4K,64K,1M` -> those sizes."""
+    if ":" in text:
+        lo_s, hi_s = text.split(":", 1)
+        lo, hi = parse_size(lo_s), parse_size(hi_s)
+        if lo < 1 or hi < lo:
+            raise ValueError(f"sweep {text!r}: need 1 <= low <= high")
+        sizes, s = [], 1
+        while s < lo:
+            s <<= 1
+        while s <= hi:
+            sizes.append(s)
+            s <<= 1
+        if not sizes:
+            raise ValueError(f"sweep {text!r} contains no power of two")
+        return sizes
+    return [parse_size(part) for part in text.split(",") if part.strip()]
+
+
+@dataclass
+class RunOptions:
+    tests: list[str]
+    sizes: list[int] | None = None  # None: each test's default size
+    iters: int | None = None  # None: each test's default (unless duration is set)
+    duration: float | None = None
+    warmup: int = 0
+    depth: int = 128
+    cq_mod: int = 100
+    qps: int = 1
+    bidir: bool = False
+    gid_index: int | None = None  # None: the device's recommended one (RoCE v2, IPv4-mapped)
+    mtu: int | None = None  # None: the port's active MTU
+    connect: str = "oob"
+    validate: bool = False
+    engine: str = "native"
+    repeat: int = 1
+    inline_size: int = 0
+    max_samples: int = 1_000_000
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        for t in self.tests:
+            tests.get(t)
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine {self.engine!r}: use one of {', '.join(ENGINES)}")
+        if self.connect not in CONNECT_MODES:
+            raise ValueError(f"connect {self.connect!r}: use one of {', '.join(CONNECT_MODES)}")
+        if self.sizes is not None and any(s < 1 for s in self.sizes):
+            raise ValueError("a message size must be at least 1 byte")
+        if self.iters is not None and self.duration is not None:
+            raise ValueError("give --iters or --duration, not both")
+        if self.mtu is not None and self.mtu not in (256, 512, 1024, 2048, 4096):
+            raise ValueError(f"MTU {self.mtu}: use 256, 512, 1024, 2048 or 4096")
+        for name in ("depth", "cq_mod", "qps", "repeat"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+
+    def plan(self) -> list[tuple[str, int]]:
+        return [(t, s) for t in self.tests for s in (self.sizes or [tests.get(t).default_size])]
+
+    def iterations(self, test: str) -> int:
+        if self.duration is not None:
+            return 0
+        return self.iters or tests.get(test).default_iters
+
+    def to_dict(self) -> dict:
+        return asdict(self)

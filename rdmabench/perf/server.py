@@ -1,0 +1,133 @@
+"""`rdmabench serve`: the far end of every verbs test.
+
+Takes clients one after another on the address it was told to listen on. A
+client that dies mid-test costs the server that test only: the endpoint is
+closed and the next client is accepted.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+from array import array
+
+from .. import devices
+from ..cpu import CpuMeter
+from ..errors import RdmabenchError
+from ..results import context
+from . import engine, tests
+from .control import Channel
+
+SETUP_WAIT_S = 120.0  # between tests a client may be computing and printing
+
+
+def jsonable(raw: dict) -> dict:
+    return {k: (list(v) if isinstance(v, (array, bytes, memoryview, list, tuple)) and not isinstance(v, str) else v)
+            for k, v in raw.items()}
+
+
+def endpoint_spec(setup: dict) -> dict:
+    return {
+        "qps": setup["qps"], "size": setup["size"], "depth": setup["depth"], "slots": setup.get("slots", 0),
+        "mtu": setup.get("mtu") or 0, "cq_mod": setup["cq_mod"], "inline_size": setup.get("inline_size", 0),
+    }
+
+
+def run_kwargs(setup: dict, role: str) -> dict:
+    return {
+        "test": setup["test"], "role": role, "iters": setup["iters"], "duration_s": setup["duration"] or 0.0,
+        "warmup": setup["warmup"], "bidir": setup["bidir"], "validate": setup["validate"],
+        "max_samples": setup["max_samples"], "timeout_ms": int(setup["timeout_ms"]),
+    }
+
+
+class Server:
+    def __init__(self, bind: str, port: int, device: str | None, gid_index: int | None, log=None):
+        self.bind, self.port = bind, port
+        self.dev = devices.require(device) if device else _only_device()
+        self.gid_index = gid_index if gid_index is not None else self.dev.ports[0].recommended_gid_index
+        self.context = context.collect(self.dev.name, self.gid_index)
+        self.log = log or (lambda msg: print(f"rdmabench serve: {msg}", file=sys.stderr, flush=True))
+        try:
+            self.listener = socket.create_server((bind, port), reuse_port=False)
+        except OSError as err:
+            raise RdmabenchError(f"cannot listen on {bind}:{port}: {err.strerror or err}") from None
+        self.port = self.listener.getsockname()[1]
+
+    def serve(self, max_clients: int | None = None) -> None:
+        served = 0
+        while max_clients is None or served < max_clients:
+            sock, addr = self.listener.accept()
+            served += 1
+            chan = Channel(sock, f"{addr[0]}:{addr[1]}")
+            self.log(f"client {chan.peer} connected")
+            try:
+                self.handle(chan)
+                self.log(f"client {chan.peer} done")
+            except (RdmabenchError, OSError, ValueError) as err:
+                self.log(f"client {chan.peer} dropped: {err}")
+            finally:
+                chan.close()
+
+    def close(self) -> None:
+        self.listener.close()
+
+    def handle(self, chan: Channel) -> None:
+        chan.recv(30, "hello")
+        chan.send("hello", context=self.context)
+        while True:
+            msg = chan.recv(SETUP_WAIT_S, ("setup", "bye"))
+            if msg["type"] == "bye":
+                return
+            try:
+                ep = self._open(chan, msg)
+            except (RdmabenchError, ValueError) as err:
+                chan.send("error", message=str(err))
+                continue
+            try:
+                self._one_test(chan, msg, ep)
+            finally:
+                ep.close()
+
+    def _open(self, chan: Channel, setup: dict):
+        tests.get(setup["test"])
+        max_msg = self.dev.ports[0].max_msg_sz
+        if max_msg and setup["size"] > max_msg:
+            raise RdmabenchError(f"size {setup['size']} is above {self.dev.name}'s maximum message size {max_msg}")
+        spec = endpoint_spec(setup)
+        if setup["connect"] == "cm":
+            chan.send("ready", cm_port=setup["cm_port"], device=self.dev.name)
+            ep = engine.cm_listen(setup["engine"], bind_ip=setup["cm_bind"], port=setup["cm_port"],
+                                  timeout_ms=int(setup["timeout_ms"]), **spec)
+            chan.send("connected")
+            return ep
+        ep = engine.open_endpoint(setup["engine"], device=self.dev.name, gid_index=self.gid_index, port=1, **spec)
+        try:
+            chan.send("ready", info=ep.local_info(), device=self.dev.name)
+            remote = chan.recv(60, "connect")
+            ep.connect(remote["info"])
+            chan.send("connected")
+        except BaseException:
+            ep.close()
+            raise
+        return ep
+
+    def _one_test(self, chan: Channel, setup: dict, ep) -> None:
+        chan.recv(60, "go")
+        meter = CpuMeter()
+        raw = {"passive": True}
+        if tests.server_active(setup["test"], setup["validate"], setup["bidir"]):
+            raw = ep.run(**run_kwargs(setup, "server"))
+        chan.recv(setup["timeout_ms"] / 1000 + (setup["duration"] or 0) + 60, "done")
+        cpu = meter.stop(raw.get("bytes") or None)
+        chan.send("result", raw=jsonable(raw), cpu=cpu)
+        chan.recv(60, "teardown")
+        chan.send("closed")
+
+
+def _only_device() -> devices.Device:
+    found = devices.discover()
+    if len(found) > 1:
+        raise RdmabenchError("several RDMA devices here (" + ", ".join(d.name for d in found) + "): choose one with --device")
+    return found[0]
+

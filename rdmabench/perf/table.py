@@ -1,0 +1,52 @@
+"""The end-of-run table, in perftest's column order, with our extra columns after.
+
+Bandwidth (ib_*_bw): #bytes #iterations BW peak BW average MsgRate, where our
+"peak" is the labelled best window (see metrics.py), MiB/s as perftest's MB/sec.
+Latency (ib_*_lat): #bytes #iterations t_min t_max t_typical t_avg t_stdev 99% 99.9%,
+where t_typical is the median (p50), then our p99.99. CPU: cores busy at each
+end, system-wide (qperf's count) and in the rdmabench process.
+"""
+
+from __future__ import annotations
+
+from itertools import groupby
+
+BW_HEAD = ["#bytes", "#iterations", "BW best window[MiB/sec]", "BW average[MiB/sec]", "MsgRate[Mpps]",
+           "CPU client sys/proc", "CPU server sys/proc"]
+LAT_HEAD = ["#bytes", "#iterations", "t_min[usec]", "t_max[usec]", "t_typical[usec]", "t_avg[usec]",
+            "t_stdev[usec]", "99% percentile[usec]", "99.9% percentile[usec]", "99.99%[usec]",
+            "CPU client sys/proc"]
+
+
+def _cpu(row: dict, side: str) -> str:
+    cpu = row.get("cpu", {}).get(side)
+    if not cpu:
+        return "-"
+    return f"{cpu['system']['busy_cores']:.2f}/{cpu['process']['cores']:.2f}"
+
+
+def _fmt(rows: list[list[str]]) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  ".join(cell.rjust(w) for cell, w in zip(r, widths)) for r in rows]
+
+
+def render(rows: list[dict]) -> str:
+    out = []
+    for (test, rep_key), group in groupby(rows, key=lambda r: (r["test"], r.get("engine"))):
+        group = list(group)
+        latency = "lat_p50_us" in group[0]
+        out.append(f"---- {test} ({rep_key} engine, {group[0].get('connect')}"
+                   + (", bidirectional" if group[0].get("bidir") else "") + ") ----")
+        table = [LAT_HEAD if latency else BW_HEAD]
+        for r in group:
+            n = str(r.get("iterations") or r.get("ops") or r.get("samples"))
+            if latency:
+                table.append([str(r["size"]), n] + [f"{r[k]:.2f}" for k in (
+                    "lat_min_us", "lat_max_us", "lat_p50_us", "lat_mean_us", "lat_stdev_us", "lat_p99_us",
+                    "lat_p99_9_us", "lat_p99_99_us")] + [_cpu(r, "client")])
+            else:
+                peak = r.get("bw_best_window_MiBps")
+                table.append([str(r["size"]), n, f"{peak:.2f}" if peak else "-", f"{r['bw_avg_MiBps']:.2f}",
+                              f"{r['msg_rate_Mpps']:.6f}", _cpu(r, "client"), _cpu(r, "server")])
+        out.extend(_fmt(table))
+    return "\n".join(out)

@@ -1,0 +1,74 @@
+import pytest
+
+from rdmabench.perf import metrics, table
+from rdmabench.perf.options import RunOptions, parse_sweep
+
+
+def test_bandwidth_known_answer():
+    bw = metrics.bandwidth(nbytes=1 << 30, ops=16384, t_start_ns=0, t_end_ns=1e9)
+    assert bw["bw_avg_MiBps"] == pytest.approx(1024.0)
+    assert bw["bw_avg_Gbps"] == pytest.approx(8.589934592)
+    assert bw["msg_rate_Mpps"] == pytest.approx(0.016384)
+    with pytest.raises(ValueError):
+        metrics.bandwidth(1, 1, 5, 5)
+
+
+def test_best_window_finds_the_fast_stretch_and_says_how():
+    # 10 completions of 10 ops each, 1 ms apart, except ops 40..60 which took 0.25 ms per completion
+    times, ops, t = [], [], 0.0
+    for i in range(1, 11):
+        t += 0.25e6 if i in (5, 6) else 1e6
+        times.append(t)
+        ops.append(10 * i)
+    w = metrics.best_window(times, ops, size=1 << 20, t_start_ns=0, min_fraction=0.2)
+    assert w["window_ops"] == 20
+    assert w["bw_best_window_MiBps"] == pytest.approx(20 / 0.5e-3)  # 20 MiB in 0.5 ms
+    assert "20%" in w["window_rule"]
+    whole = metrics.best_window(times, ops, 1 << 20, 0, min_fraction=1.0)
+    assert whole["bw_best_window_MiBps"] == pytest.approx(100 / (t / 1e9))  # whole run = the average
+    assert metrics.best_window([], [], 1, 0) is None
+
+
+def test_latency_exact_percentiles_float_stdev_and_no_silent_trim():
+    samples = [1000.0 * v for v in range(1, 101)]  # 1..100 us
+    lat = metrics.latency(samples, "half round trip")
+    assert (lat["lat_min_us"], lat["lat_max_us"]) == (1.0, 100.0)
+    assert lat["lat_p50_us"] == 50.0 and lat["lat_p99_us"] == 99.0 and lat["lat_p99_9_us"] == 100.0
+    assert lat["lat_mean_us"] == pytest.approx(50.5)
+    assert lat["lat_stdev_us"] == pytest.approx(29.011491975882016)
+    assert lat["trimmed"] == "none" and lat["samples"] == 100
+    sub = metrics.latency([1000.0, 1000.4, 1000.8], "x")
+    assert 0 < sub["lat_stdev_us"] < 1  # perftest would print 0 here
+    trimmed = metrics.latency(samples, "x", trim_largest=2)
+    assert trimmed["lat_max_us"] == 98.0 and "2 largest" in trimmed["trimmed"]
+
+
+def test_sweep_and_options():
+    assert parse_sweep("2:16") == [2, 4, 8, 16]
+    assert parse_sweep("2:8M")[-1] == 8 << 20 and len(parse_sweep("2:8M")) == 23
+    assert parse_sweep("4K,64K") == [4096, 65536]
+    for bad in ("8:2", "0:4", "3:3"):
+        with pytest.raises(ValueError):
+            parse_sweep(bad)
+    o = RunOptions(tests=["write_bw", "write_lat"])
+    assert o.plan() == [("write_bw", 65536), ("write_lat", 2)]
+    assert o.iterations("write_bw") == 5000 and o.iterations("read_bw") == 1000
+    for bad in (dict(sizes=[0]), dict(iters=5, duration=1.0), dict(mtu=1500), dict(engine="rust"), dict(qps=0)):
+        with pytest.raises(ValueError):
+            RunOptions(tests=["write_bw"], **bad)
+    with pytest.raises(ValueError, match="unknown test"):
+        RunOptions(tests=["atomic_bw"])
+
+
+def test_table_uses_perftest_column_order():
+    bw_row = {"test": "write_bw", "engine": "native", "connect": "oob", "size": 65536, "iterations": 5000,
+              "bw_avg_MiBps": 100.0, "msg_rate_Mpps": 0.0016, "bw_best_window_MiBps": 120.0}
+    lat_row = {"test": "write_lat", "engine": "native", "connect": "cm", "size": 2, "iterations": 1000,
+               **metrics.latency([1000.0, 2000.0, 3000.0], "half round trip")}
+    text = table.render([bw_row, lat_row])
+    head_bw = next(line for line in text.splitlines() if "#bytes" in line and "BW" in line)
+    assert head_bw.index("#iterations") < head_bw.index("BW best window") < head_bw.index("BW average") < head_bw.index("MsgRate")
+    head_lat = next(line for line in text.splitlines() if "t_min" in line)
+    order = ["t_min", "t_max", "t_typical", "t_avg", "t_stdev", "99% percentile", "99.9% percentile"]
+    assert [head_lat.index(k) for k in order] == sorted(head_lat.index(k) for k in order)
+    assert "65536" in text and "100.00" in text and "2.00" in text

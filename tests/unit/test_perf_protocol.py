@@ -1,0 +1,134 @@
+"""serve <-> run over real TCP sockets on loopback. The RDMA engine is replaced by a
+stand-in that returns fixed raw records: this tests the control protocol, the
+result rows and the server's survival, not RDMA (the lab tests do that)."""
+
+import json
+import socket
+import threading
+import types
+
+import pytest
+
+from rdmabench.errors import RdmabenchError
+from rdmabench.perf import client as client_mod
+from rdmabench.perf import engine
+from rdmabench.perf.control import Channel, ControlError
+from rdmabench.perf.options import RunOptions
+from rdmabench.perf.server import Server
+
+MAPPED = "0000:0000:0000:0000:0000:ffff:7f00:0001"
+
+
+class FakeEndpoint:
+    opened = []
+
+    def __init__(self, **spec):
+        self.spec, self.closed, self.remote = spec, False, None
+        FakeEndpoint.opened.append(self)
+
+    def local_info(self):
+        return [{"qpn": 7 + i, "psn": 0, "gid": "00" * 16, "lid": 0, "addr": 4096, "rkey": 1, "size": self.spec["size"]}
+                for i in range(self.spec["qps"])]
+
+    def connect(self, remote):
+        assert len(remote) == self.spec["qps"]
+        self.remote = remote
+
+    def run(self, test, role, iters, duration_s, warmup, bidir, validate, max_samples, timeout_ms):
+        size = self.spec["size"]
+        receiver = (role == "client") == test.startswith("read")  # who checks payloads, as the real engine
+        if test.endswith("_lat"):
+            return {"test": test, "role": role, "ops": iters, "bytes": iters * size, "samples_ns": [1000.0 + i for i in range(iters)],
+                    "sample": "half round trip", "t_start_ns": 0, "t_end_ns": 1e6}
+        return {"test": test, "role": role, "ops": iters, "bytes": iters * size, "t_start_ns": 0.0, "t_end_ns": 1e9,
+                "completions_ns": [1e9 * (i + 1) / 10 for i in range(10)],
+                "completions_ops": [iters * (i + 1) // 10 for i in range(10)],
+                "validated": iters if validate and receiver else 0, "corrupt": 0}
+
+    def close(self):
+        self.closed = True
+
+
+@pytest.fixture
+def fake_engine(monkeypatch, sysfs_with):
+    sysfs_with("rxe0", gids=[(MAPPED, "RoCE v2", "lo")])
+    mod = types.SimpleNamespace(open_endpoint=lambda **spec: FakeEndpoint(**spec))
+    monkeypatch.setattr(engine, "module", lambda name: mod)
+    FakeEndpoint.opened = []
+    return mod
+
+
+def start_server(clients):
+    server = Server("127.0.0.1", 0, "rxe0", None, log=lambda m: None)
+    thread = threading.Thread(target=server.serve, kwargs={"max_clients": clients}, daemon=True)
+    thread.start()
+    return server, thread
+
+
+def test_one_result_holds_both_ends(fake_engine):
+    server, thread = start_server(1)
+    opts = RunOptions(tests=["write_bw", "send_bw", "write_lat"], iters=100, validate=True)
+    result = client_mod.Client(opts, "rxe0", "127.0.0.1", server.port).run()
+    thread.join(5)
+    assert [(r["test"], r["size"]) for r in result.rows] == [("write_bw", 65536), ("send_bw", 65536), ("write_lat", 2)]
+    bw = result.rows[0]
+    assert bw["bw_avg_MiBps"] == pytest.approx(100 * 65536 / 2**20)
+    assert set(bw["cpu"]) == {"client", "server"} and "busy_cores" in bw["cpu"]["server"]["system"]
+    assert bw["validated"] == 100 and bw["corrupt"] == 0
+    assert result.rows[2]["lat_p50_us"] == pytest.approx(1.049) and len(result.rows[2]["samples_us"]) == 100
+    assert result.peer_context["device"]["name"] == "rxe0"
+    assert result.options["tests"] == ["write_bw", "send_bw", "write_lat"]
+    assert all(ep.closed for ep in FakeEndpoint.opened)  # every endpoint released, both ends
+    json.dumps(result.to_dict(), allow_nan=False)
+
+
+def test_server_survives_a_client_that_dies_mid_test(fake_engine):
+    server, thread = start_server(2)
+    chan = Channel.connect("127.0.0.1", server.port, timeout=5)
+    chan.send("hello", tool="rdmabench")
+    chan.recv(5, "hello")
+    setup = client_mod.Client(RunOptions(tests=["write_bw"]), "rxe0", "127.0.0.1", server.port)._setup("write_bw", 4096)
+    chan.send("setup", **setup)
+    chan.recv(5, "ready")
+    chan.close()  # dies before connecting its QPs
+    result = client_mod.Client(RunOptions(tests=["read_bw"], iters=10), "rxe0", "127.0.0.1", server.port).run()
+    thread.join(5)
+    assert result.rows[0]["test"] == "read_bw"
+    assert all(ep.closed for ep in FakeEndpoint.opened)
+
+
+def test_unreachable_peer_and_wrong_version_are_clear(fake_engine):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens here once closed
+    with pytest.raises(ControlError, match="cannot reach rdmabench serve at 127.0.0.1"):
+        client_mod.Client(RunOptions(tests=["write_bw"]), "rxe0", "127.0.0.1", port, wait=0).run()
+
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def old_server():
+        conn, _ = listener.accept()
+        conn.recv(1000)
+        conn.sendall(b'{"v": 0, "type": "hello"}\n')
+        conn.close()
+
+    threading.Thread(target=old_server, daemon=True).start()
+    with pytest.raises(ControlError, match="version 0.*speaks 1"):
+        client_mod.Client(RunOptions(tests=["write_bw"]), "rxe0", "127.0.0.1", listener.getsockname()[1]).run()
+    listener.close()
+
+
+def test_size_above_device_maximum_is_refused_before_connecting(fake_engine, monkeypatch):
+    from rdmabench import devices
+
+    real = devices.describe
+
+    def with_max(name, root=None):
+        dev = real(name, root) if root else real(name)
+        dev.ports[0].max_msg_sz = 8 << 20
+        return dev
+
+    monkeypatch.setattr(devices, "describe", with_max)
+    monkeypatch.setattr(devices, "require", with_max)
+    with pytest.raises(RdmabenchError, match="above rxe0's maximum message size 8388608"):
+        client_mod.Client(RunOptions(tests=["write_bw"], sizes=[16 << 20]), "rxe0", "127.0.0.1", 1)
