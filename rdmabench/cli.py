@@ -302,6 +302,41 @@ def run_cmd(tests_, device, peer, size, sizes, iters, duration, warmup, depth, c
     click.echo(f"result file: {path}")
 
 
+@cli.command("crosscheck")
+@click.option("--device", "-d", envvar="RDMABENCH_DEVICE", metavar="NAME", help="RDMA device [the only one].")
+@click.option("--peer", metavar="HOST[:PORT]", help="Where `rdmabench serve` runs [both ends on this host].")
+@click.option("--sizes", default="64K,1M", show_default=True, help="Bandwidth message sizes.")
+@click.option("--repeat", type=click.IntRange(1), default=1, show_default=True, help="Alternating repetitions.")
+@click.option("--bw-iters", type=click.IntRange(5), help="Bandwidth iterations [perftest's: 5000 write, 1000 read].")
+@click.option("--lat-iters", type=click.IntRange(5), default=1000, show_default=True, help="Latency iterations.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Result file.")
+def crosscheck_cmd(device, peer, sizes, repeat, bw_iters, lat_iters, output):
+    """Run perftest and rdmabench back to back on the same device and print the ratios.
+
+    ib_write_bw, ib_read_bw and ib_write_lat against rdmabench's native
+    write_bw, read_bw and write_lat, with the same sizes, iterations, queue
+    depth and CQ moderation. Targets: bandwidth >= 0.95x perftest's, write
+    latency p50 <= 1.10x perftest's t_typical. With --peer, `rdmabench serve`
+    there starts perftest's server side when asked.
+    """
+    from .perf import crosscheck
+    from .perf.options import parse_sweep
+
+    try:
+        size_list = parse_sweep(sizes)
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="--sizes") from None
+    dev = _pick_device(device)
+    result = crosscheck.run(dev.name, _peer(peer) if peer else None, size_list, repeat=repeat, bw_iters=bw_iters,
+                            lat_iters=lat_iters, progress=lambda m: click.echo(f"running {m} ...", err=True))
+    summary = crosscheck.ratios(result)
+    result.options["ratios"] = summary
+    path = result.save(output or result.default_path(Path("results")))
+    click.echo(crosscheck.render(summary))
+    click.echo(f"\nenvironment: {result.context['environment']}")
+    click.echo(f"result file: {path}")
+
+
 def main():
     cli(prog_name="rdmabench")
 

@@ -15,7 +15,7 @@ from .. import devices
 from ..cpu import CpuMeter
 from ..errors import RdmabenchError
 from ..results import context
-from . import engine, tests
+from . import engine, perftest, tests
 from .control import Channel
 
 SETUP_WAIT_S = 120.0  # between tests a client may be computing and printing
@@ -76,9 +76,12 @@ class Server:
         chan.recv(30, "hello")
         chan.send("hello", context=self.context)
         while True:
-            msg = chan.recv(SETUP_WAIT_S, ("setup", "bye"))
+            msg = chan.recv(SETUP_WAIT_S, ("setup", "perftest", "bye"))
             if msg["type"] == "bye":
                 return
+            if msg["type"] == "perftest":
+                self._perftest(chan, msg)
+                continue
             try:
                 ep = self._open(chan, msg)
             except (RdmabenchError, ValueError) as err:
@@ -88,6 +91,24 @@ class Server:
                 self._one_test(chan, msg, ep)
             finally:
                 ep.close()
+
+    def _perftest(self, chan: Channel, msg: dict) -> None:
+        """Start perftest's server side for a cross-check; its arguments are built here, from numbers."""
+        try:
+            args = perftest.argv(msg["test"], self.dev.name, self.gid_index, int(msg["size"]), int(msg["iters"]))
+            proc = perftest.start_server(args)
+        except (RdmabenchError, ValueError, KeyError) as err:
+            chan.send("error", message=str(err))
+            return
+        try:
+            chan.send("perftest_ready", port=perftest.PERFTEST_PORT)
+            chan.recv(SETUP_WAIT_S + 600, "perftest_done")
+            code, out = perftest.finish(proc, 60)
+            chan.send("perftest_result", code=code, output=out)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
 
     def _open(self, chan: Channel, setup: dict):
         tests.get(setup["test"])

@@ -2,7 +2,7 @@
 
     {"schema": "rdmabench-result", "schema_version": 1,
      "tool": {"name": "rdmabench", "version": ...}, "created": ISO-8601 UTC,
-     "kind": "verbs" | "transfer",
+     "kind": "verbs" | "transfer" | "crosscheck",
      "context": {...}          # host, kernel, device, ...: see context.py
      "peer_context": {...}     # the other end's, when there is one
      "options": {...}          # exactly what was asked for
@@ -27,7 +27,7 @@ from ..errors import RdmabenchError
 
 SCHEMA = "rdmabench-result"
 SCHEMA_VERSION = 1
-KINDS = ("verbs", "transfer")
+KINDS = ("verbs", "transfer", "crosscheck")
 
 
 class ResultFileError(RdmabenchError):

@@ -1,0 +1,98 @@
+"""Running perftest (the reference) and reading its output.
+
+Only three tools, with arguments built here from validated numbers: the server
+side may be asked to start them by a client, so no client-supplied text ever
+reaches a command line.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+from ..errors import RdmabenchError
+
+TOOLS = {"write_bw": "ib_write_bw", "read_bw": "ib_read_bw", "write_lat": "ib_write_lat"}
+PERFTEST_PORT = 18525  # not 18515: rdmabench serve may hold that one
+
+
+def argv(test: str, device: str, gid_index: int, size: int, iters: int, port: int = PERFTEST_PORT,
+         server: str | None = None, depth: int = 128, cq_mod: int = 100) -> list[str]:
+    if test not in TOOLS:
+        raise RdmabenchError(f"perftest cross-check covers {', '.join(TOOLS)}, not {test!r}")
+    tool = shutil.which(TOOLS[test])
+    if not tool:
+        raise RdmabenchError(f"{TOOLS[test]} not found: install Debian's perftest (`make install` does)")
+    args = [tool, "-d", device, "-x", str(int(gid_index)), "-s", str(int(size)), "-n", str(int(iters)),
+            "-p", str(int(port)), "-F"]
+    if test.endswith("_bw"):
+        args += ["-t", str(int(depth)), "-Q", str(int(cq_mod))]
+    if server:
+        args.append(server)
+    return args
+
+
+def listening(port: int) -> bool:
+    """Is some process listening on TCP port `port`? (/proc/net/tcp; connecting would eat perftest's one accept)."""
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                return True
+    return False
+
+
+def start_server(args: list[str], timeout: float = 30.0) -> subprocess.Popen:
+    port = int(args[args.index("-p") + 1])
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + timeout
+    while not listening(port):
+        if proc.poll() is not None:
+            raise RdmabenchError(f"{Path(args[0]).name} server exited at once:\n{proc.stdout.read()}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise RdmabenchError(f"{Path(args[0]).name} server did not listen on port {port} within {timeout:g} s")
+        time.sleep(0.1)
+    return proc
+
+
+def finish(proc: subprocess.Popen, timeout: float) -> tuple[int, str]:
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+        return -9, out
+    return proc.returncode, out
+
+
+def run_client(args: list[str], timeout: float) -> str:
+    done = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+    if done.returncode != 0:
+        raise RdmabenchError(f"{Path(args[0]).name} failed (exit {done.returncode}):\n{done.stdout}{done.stderr}")
+    return done.stdout
+
+
+_NUM = r"([0-9]+(?:\.[0-9]+)?)"
+
+
+def parse(test: str, text: str) -> dict:
+    """The result line of a perftest report: BW in MiB/s (perftest's MB/sec is 2^20 bytes) or latency in us."""
+    if test.endswith("_bw"):
+        m = re.search(rf"^\s*(\d+)\s+(\d+)\s+{_NUM}\s+{_NUM}\s+{_NUM}\s*$", text, re.M)
+        if not m:
+            raise RdmabenchError(f"no bandwidth line in perftest's output:\n{text}")
+        return {"size": int(m[1]), "iterations": int(m[2]), "bw_peak_MiBps": float(m[3]),
+                "bw_avg_MiBps": float(m[4]), "msg_rate_Mpps": float(m[5])}
+    m = re.search(rf"^\s*(\d+)\s+(\d+)\s+{_NUM}\s+{_NUM}\s+{_NUM}\s+{_NUM}\s+{_NUM}\s+{_NUM}\s+{_NUM}\s*$", text, re.M)
+    if not m:
+        raise RdmabenchError(f"no latency line in perftest's output:\n{text}")
+    keys = ("t_min_us", "t_max_us", "t_typical_us", "t_avg_us", "t_stdev_us", "p99_us", "p99_9_us")
+    return {"size": int(m[1]), "iterations": int(m[2]), **{k: float(m[i + 3]) for i, k in enumerate(keys)}}
