@@ -95,23 +95,25 @@ class EventChannel:
         readable, _, _ = select.select([self.fd], [], [], max(0.0, timeout_s))
         return bool(readable)
 
-    def get(self, timeout_s: float, waiting_for: str) -> CMEvent:
-        """The next event (caller acks it with ``.close()``), or VerbsError after ``timeout_s``."""
+    def get(self, timeout_s: float, waiting_for: str, error=VerbsError) -> CMEvent:
+        """The next event (caller acks it with ``.close()``), or ``error`` after ``timeout_s``."""
         if not self.ready(timeout_s):
-            raise VerbsError(f"timed out after {timeout_s:g} s waiting for {waiting_for}")
+            raise error(f"timed out after {timeout_s:g} s waiting for {waiting_for}")
         return _cm(f"read an rdma_cm event while waiting for {waiting_for}", CMEvent, self.channel)
 
     def close(self) -> None:
         self.channel.close()
 
 
-def _expect(events: EventChannel, want: int, timeout_s: float, where: str, unrelated=None) -> bytes:
+def _expect(events: EventChannel, want: int, timeout_s: float, where: str, unrelated=None,
+            timeout_error=VerbsError) -> bytes:
     """Wait for event ``want``; return its private data. Other events raise, except those
-    ``unrelated`` accepts (it gets the un-acked event and returns True if it took care of it)."""
+    ``unrelated`` accepts (it gets the un-acked event and returns True if it took care of it).
+    A timeout raises ``timeout_error`` (PeerUnavailable while connecting: nothing exchanged yet)."""
     deadline = time.monotonic() + timeout_s
     name = c.cm_event_name(want)
     while True:
-        event = events.get(deadline - time.monotonic(), f"{name} from {where}")
+        event = events.get(deadline - time.monotonic(), f"{name} from {where}", timeout_error)
         etype = event.event_type
         if unrelated is not None and etype != want and unrelated(event):
             continue
@@ -253,9 +255,12 @@ class CMClient(_CMSide):
         addr = _cm(f"rdma_getaddrinfo {self.where}", AddrInfo, src=src_ip, dst=peer_ip, dst_service=str(port),
                    port_space=c.PS_TCP, error=PeerUnavailable)
         _cm(f"resolve address {self.where}", self.cmid.resolve_addr, addr, ms, error=PeerUnavailable)
-        _expect(self.events, c.CM_EVENT_ADDR_RESOLVED, self.timeout_s, self.where)
+        # a little past rdma_cm's own timeout, so its ADDR_ERROR / ROUTE_ERROR is what we report
+        _expect(self.events, c.CM_EVENT_ADDR_RESOLVED, self.timeout_s + 1, self.where,
+                timeout_error=PeerUnavailable)
         _cm(f"resolve route {self.where}", self.cmid.resolve_route, ms, error=PeerUnavailable)
-        _expect(self.events, c.CM_EVENT_ROUTE_RESOLVED, self.timeout_s, self.where)
+        _expect(self.events, c.CM_EVENT_ROUTE_RESOLVED, self.timeout_s + 1, self.where,
+                timeout_error=PeerUnavailable)
         self._setup_qp_and_mrs(size, access, buffers)
         self.post_ctrl_recv()  # before connecting: the server may answer as soon as it is established
         hello = struct.pack(CONNECT_FMT, MAGIC, VERSION, size)
@@ -263,7 +268,8 @@ class CMClient(_CMSide):
                           data_len=len(hello))
         param.set_private_data(hello)
         _cm(f"connect to {self.where}", self.cmid.connect, param, error=PeerUnavailable)
-        private = _expect(self.events, c.CM_EVENT_ESTABLISHED, self.timeout_s, self.where)
+        private = _expect(self.events, c.CM_EVENT_ESTABLISHED, self.timeout_s, self.where,
+                          timeout_error=PeerUnavailable)
         self.remote = _parse_accept(private, self.where)
 
     def disconnect(self, timeout_s: float = 2.0) -> None:
