@@ -39,7 +39,7 @@ test-lab-one: install
 
 test-lab-two: install
 	$(RDMABENCH) lab --hosts 2 --timeout $(LAB_TIMEOUT) \
-	  --storage 'python -m rdmabench.verbs.peer serve --bind $$RDMABENCH_IP --port 7471 --mode cm --connections 100' \
+	  --storage 'python -m rdmabench.verbs.peer serve --bind $$RDMABENCH_IP --port 7471 --mode both --connections 0' \
 	  --worker 'python -m pytest tests/lab/two_hosts'
 
 clean:
