@@ -143,7 +143,7 @@ def verbs_facts(device: str) -> dict:
     try:
         with Context(name=device) as ctx:
             attr = ctx.query_device()
-            facts = {"fw_ver": attr.fw_ver, "ports": {}}
+            facts = {"fw_ver": getattr(attr, "fw_version", None) or None, "ports": {}}
             for port in range(1, attr.phys_port_cnt + 1):
                 pattr = ctx.query_port(port)
                 facts["ports"][port] = {

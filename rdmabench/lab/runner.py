@@ -181,8 +181,9 @@ class Lab:
             worker_code = self._wait(worker, self._deadline(start))
             storage_code = storage.wait(self.o.grace)
             if storage_code is None:
-                print(f"rdmabench lab: storage still running {self.o.grace:g} s after the worker finished; stopping it",
-                      file=sys.stderr)
+                if self.o.grace > 0:
+                    print(f"rdmabench lab: storage still running {self.o.grace:g} s after the worker finished; "
+                          "stopping it", file=sys.stderr)
                 return worker_code
             return worker_code or storage_code
 
