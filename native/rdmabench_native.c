@@ -13,119 +13,18 @@
  *   TimeoutError            no completion before the deadline
  *   ValueError              a bad argument (size, port, gid_index, timeout_ms)
  *   LookupError             no device of that name; the message lists the ones here
+ *
+ * The shared helpers (errors, clocks, payload pattern) live in common.c/common.h;
+ * the Endpoint type and its benchmark loops in endpoint.c.
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
+#include "common.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
-
-#include <infiniband/verbs.h>
-
-/* ------------------------------------------------------------------ errors */
-
-enum rt_err_kind { RT_OK = 0, RT_OS, RT_TIMEOUT, RT_VALUE, RT_LOOKUP, RT_NOMEM };
-
-struct rt_err {
-	enum rt_err_kind kind;
-	int errnum;
-	char msg[768];
-};
-
-/* Only the first error is kept: later ones (cleanup after a failure) are consequences. */
-static void rt_set(struct rt_err *e, enum rt_err_kind kind, int errnum, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
-static void rt_set(struct rt_err *e, enum rt_err_kind kind, int errnum, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (e->kind != RT_OK)
-		return;
-	e->kind = kind;
-	e->errnum = errnum;
-	va_start(ap, fmt);
-	vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
-	va_end(ap);
-}
-
-/* A verbs call failed. Most verbs return the errno value; some return -1 and set errno. */
-static void rt_set_os(struct rt_err *e, const char *call, int rc)
-{
-	int errnum = rc > 0 ? rc : (errno ? errno : EIO);
-
-	rt_set(e, RT_OS, errnum, "%s failed: %s", call, strerror(errnum));
-}
-
-static PyObject *rt_raise(const struct rt_err *e)
-{
-	PyObject *args;
-
-	switch (e->kind) {
-	case RT_VALUE:
-		PyErr_SetString(PyExc_ValueError, e->msg);
-		return NULL;
-	case RT_LOOKUP:
-		PyErr_SetString(PyExc_LookupError, e->msg);
-		return NULL;
-	case RT_NOMEM:
-		PyErr_SetString(PyExc_MemoryError, e->msg);
-		return NULL;
-	case RT_TIMEOUT:
-	case RT_OS:
-	default:
-		args = Py_BuildValue("(is)", e->errnum, e->msg);
-		if (args) {
-			PyErr_SetObject(e->kind == RT_TIMEOUT ? PyExc_TimeoutError : PyExc_OSError, args);
-			Py_DECREF(args);
-		}
-		return NULL;
-	}
-}
-
-/* ------------------------------------------------------------------ helpers */
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC_RAW, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-/* Deterministic, position-dependent bytes (xorshift64*), different per seed. */
-static void fill_pattern(uint8_t *buf, size_t len, uint64_t seed)
-{
-	uint64_t x = seed | 1;
-	size_t i;
-
-	for (i = 0; i < len; i++) {
-		if ((i & 7) == 0) {
-			x ^= x >> 12;
-			x ^= x << 25;
-			x ^= x >> 27;
-		}
-		buf[i] = (uint8_t)((x * 0x2545F4914F6CDD1Dull) >> (8 * (i & 7)));
-	}
-}
-
-static int mtu_bytes(enum ibv_mtu mtu)
-{
-	return 128 << (int)mtu; /* IBV_MTU_256 == 1 ... IBV_MTU_4096 == 5 */
-}
-
-static int gid_is_zero(const union ibv_gid *gid)
-{
-	static const union ibv_gid zero;
-
-	return memcmp(gid, &zero, sizeof(zero)) == 0;
-}
 
 /* ------------------------------------------------------------------ QP setup */
 
@@ -304,26 +203,6 @@ struct rt_result {
 	int write_verified, read_verified;
 	double write_us, read_us;
 };
-
-/* Find the device by name; on a miss, say which devices exist. */
-static struct ibv_device *find_device(struct ibv_device **devs, int ndev, const char *name,
-				      struct rt_err *e)
-{
-	char names[512];
-	size_t used = 0;
-	int i;
-
-	for (i = 0; i < ndev; i++)
-		if (strcmp(ibv_get_device_name(devs[i]), name) == 0)
-			return devs[i];
-	names[0] = '\0';
-	for (i = 0; i < ndev && used < sizeof(names); i++)
-		used += (size_t)snprintf(names + used, sizeof(names) - used, "%s%s", i ? ", " : "",
-					 ibv_get_device_name(devs[i]));
-	rt_set(e, RT_LOOKUP, 0, "no RDMA device named '%s'; devices here: %s", name,
-	       ndev > 0 ? names : "none");
-	return NULL;
-}
 
 static int do_roundtrip(const char *devname, int gid_index, Py_ssize_t size, int port,
 			int timeout_ms, struct rt_result *out, struct rt_err *e)
@@ -620,5 +499,19 @@ static struct PyModuleDef native_module = {
 
 PyMODINIT_FUNC PyInit__native(void)
 {
-	return PyModule_Create(&native_module);
+	PyObject *m;
+
+	clock_calibrate();
+	m = PyModule_Create(&native_module);
+	if (!m)
+		return NULL;
+	if (endpoint_register(m) < 0) {
+		Py_DECREF(m);
+		return NULL;
+	}
+	if (PyModule_AddObject(m, "TSC_HZ", PyFloat_FromDouble(tsc_hz())) < 0) {
+		Py_DECREF(m);
+		return NULL;
+	}
+	return m;
 }

@@ -1,0 +1,91 @@
+/*
+ * Shared by the C sources of rdmabench._native: the error record that code running
+ * without the GIL fills in (raised as a Python exception once the GIL is back), the
+ * clocks (rdtsc calibrated against CLOCK_MONOTONIC_RAW at module init), the payload
+ * pattern used for validation and small verbs helpers.
+ */
+#ifndef RDMABENCH_COMMON_H
+#define RDMABENCH_COMMON_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include <infiniband/verbs.h>
+
+/* ------------------------------------------------------------------ errors */
+
+enum rt_err_kind { RT_OK = 0, RT_OS, RT_TIMEOUT, RT_VALUE, RT_LOOKUP, RT_NOMEM };
+
+struct rt_err {
+	enum rt_err_kind kind;
+	int errnum;
+	char msg[768];
+};
+
+/* Only the first error is kept: later ones (cleanup after a failure) are consequences. */
+void rt_set(struct rt_err *e, enum rt_err_kind kind, int errnum, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+/* A verbs call failed. Most verbs return the errno value; some return -1 and set errno. */
+void rt_set_os(struct rt_err *e, const char *call, int rc);
+/* Raise the recorded error as OSError / TimeoutError / ValueError / LookupError / MemoryError. */
+PyObject *rt_raise(const struct rt_err *e);
+
+/* ------------------------------------------------------------------ clocks */
+
+uint64_t now_ns(void); /* CLOCK_MONOTONIC_RAW in ns */
+
+/* Calibrate the TSC once (module init). tsc_hz() is 1e9 where no usable TSC exists:
+ * then ticks() is now_ns() itself. */
+void clock_calibrate(void);
+double tsc_hz(void);
+/* ticks -> ns on the CLOCK_MONOTONIC_RAW scale (comparable with now_ns()). */
+int64_t ticks_to_ns(uint64_t t);
+/* a duration in ticks -> ns */
+double ticks_span_ns(uint64_t dt);
+uint64_t ns_to_ticks(uint64_t ns);
+
+extern int g_use_tsc;
+
+static inline uint64_t ticks(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	if (g_use_tsc) {
+		uint32_t lo, hi;
+
+		__asm__ __volatile__("rdtsc" : "=a"(lo), "=d"(hi));
+		return ((uint64_t)hi << 32) | lo;
+	}
+#endif
+	return now_ns();
+}
+
+/* ------------------------------------------------------------------ payload pattern */
+
+/* Deterministic, position-dependent bytes (xorshift64*), different per seed. */
+void fill_pattern(uint8_t *buf, size_t len, uint64_t seed);
+/* Seed of the payload of message `seq` on QP `qp` (splitmix64 of both). */
+uint64_t pattern_seed(uint32_t qp, uint64_t seq);
+/* 1 when buf holds fill_pattern(seed) exactly. */
+int check_pattern(const uint8_t *buf, size_t len, uint64_t seed);
+
+/* ------------------------------------------------------------------ verbs helpers */
+
+static inline int mtu_bytes(enum ibv_mtu mtu)
+{
+	return 128 << (int)mtu; /* IBV_MTU_256 == 1 ... IBV_MTU_4096 == 5 */
+}
+enum ibv_mtu mtu_enum(int bytes); /* 0 when not one of 256..4096 */
+int gid_is_zero(const union ibv_gid *gid);
+/* Find the device by name; on a miss, say which devices exist (RT_LOOKUP). */
+struct ibv_device *find_device(struct ibv_device **devs, int ndev, const char *name,
+			       struct rt_err *e);
+
+/* ------------------------------------------------------------------ the Endpoint type */
+
+int endpoint_register(PyObject *module); /* endpoint.c: adds Endpoint to the module */
+
+#endif
