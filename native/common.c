@@ -83,8 +83,8 @@ void clock_calibrate(void)
 	if (t1 > t0 && n1 > n0) {
 		g_tsc_hz = (double)(t1 - t0) * 1e9 / (double)(n1 - n0);
 		if (g_tsc_hz > 1e7) {
-			g_tsc0 = t1;
-			g_ns0 = n1;
+			g_tsc0 = t0;
+			g_ns0 = n0;
 			return;
 		}
 	}
@@ -93,6 +93,18 @@ void clock_calibrate(void)
 	g_tsc_hz = 1e9;
 	g_tsc0 = 0;
 	g_ns0 = 0;
+}
+
+void clock_refine(void)
+{
+	uint64_t n, t;
+
+	if (!g_use_tsc)
+		return;
+	n = now_ns();
+	t = ticks();
+	if (n > g_ns0 + 200000000ull && t > g_tsc0)
+		g_tsc_hz = (double)(t - g_tsc0) * 1e9 / (double)(n - g_ns0);
 }
 
 double tsc_hz(void)

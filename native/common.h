@@ -42,6 +42,9 @@ uint64_t now_ns(void); /* CLOCK_MONOTONIC_RAW in ns */
  * then ticks() is now_ns() itself. */
 void clock_calibrate(void);
 double tsc_hz(void);
+/* Re-measure the TSC rate over the whole window since clock_calibrate(): a longer window, a
+ * better figure (called after every run, with the GIL held). */
+void clock_refine(void);
 /* ticks -> ns on the CLOCK_MONOTONIC_RAW scale (comparable with now_ns()). */
 int64_t ticks_to_ns(uint64_t t);
 /* a duration in ticks -> ns */

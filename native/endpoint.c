@@ -1263,6 +1263,7 @@ struct run {
 	uint64_t validated, corrupt;
 	int64_t first_corrupt;
 	uint64_t last_progress;
+	uint64_t lat_ops; /* latency tests: measured iterations */
 };
 
 static void note_corrupt(struct run *r, uint64_t seq)
@@ -1556,7 +1557,7 @@ static int bw_phase(struct run *r, uint64_t target, uint64_t dur_ticks, int reco
 	const int marker = r->test == T_SEND_BW || (r->test == T_WRITE_BW && r->validate);
 	const int fill = r->validate && (r->test == T_SEND_BW || r->test == T_WRITE_BW);
 	uint64_t phase_base[MAX_QPS];
-	uint64_t t0 = ticks(), deadline = t0 + dur_ticks;
+	uint64_t t0 = ticks(), deadline = now_ns() + (uint64_t)(r->duration_s * 1e9);
 	uint32_t q, nq = (uint32_t)ep->nqps;
 	int all_done, time_up = 0;
 
@@ -1573,7 +1574,7 @@ static int bw_phase(struct run *r, uint64_t target, uint64_t dur_ticks, int reco
 	r->last_progress = t0;
 	for (;;) {
 		if (dur_ticks && !time_up)
-			time_up = ticks() >= deadline;
+			time_up = now_ns() >= deadline;
 		for (q = 0; q < nq; q++) {
 			struct bwq *s = &r->s[q];
 			struct ep_qp *p = &ep->q[q];
@@ -1788,10 +1789,10 @@ static int lat_run(struct run *r, uint64_t dur_ticks, struct rt_err *e)
 		if (!dur_ticks && i >= total)
 			break;
 		if (i == r->warmup && dur_ticks)
-			deadline = ticks() + dur_ticks;
+			deadline = now_ns() + (uint64_t)(r->duration_s * 1e9);
 		sig = (dur_ticks == 0 && i + 1 == total) || ((i + 1) % ep->cq_mod) == 0;
 		if (r->client) {
-			if (dur_ticks && measured && ticks() >= deadline) {
+			if (dur_ticks && measured && now_ns() >= deadline) {
 				if (r->test != T_READ_LAT) {
 					if (sq_room(r, e) || post_one(ep, 0, IBV_WR_SEND, NULL, 0, 0, 1,
 								       IMM_END, 1, p->data_done, e))
@@ -1876,7 +1877,7 @@ static int lat_run(struct run *r, uint64_t dur_ticks, struct rt_err *e)
 					r->have_start = 1;
 				}
 				r->t_end = t1;
-				r->tot_done++;
+				r->lat_ops++;
 				record_sample(r, r->test == T_READ_LAT ? ticks_span_ns(t1 - t0)
 								       : ticks_span_ns(t1 - t0) / 2.0);
 			}
@@ -1939,7 +1940,7 @@ static int lat_run(struct run *r, uint64_t dur_ticks, struct rt_err *e)
 					r->have_start = 1;
 				}
 				r->t_end = t0;
-				r->tot_done++;
+				r->lat_ops++;
 			}
 		}
 	}
@@ -2080,6 +2081,7 @@ static PyObject *ep_run(Endpoint *ep, PyObject *args, PyObject *kwargs)
 		}
 		Py_END_ALLOW_THREADS
 		ep->busy = 0;
+		clock_refine();
 	}
 	if (rc) {
 		res = rt_raise(&err);
@@ -2103,7 +2105,9 @@ static PyObject *ep_run(Endpoint *ep, PyObject *args, PyObject *kwargs)
 		const char *sample = NULL;
 
 		if (!passive) {
-			if (is_lat || r.client || r.bidir) {
+			if (is_lat) {
+				ops = r.lat_ops;
+			} else if (r.client || r.bidir) {
 				ops = r.tot_done - r.done0;
 				recv_ops = r.tot_recvd - r.recvd0;
 			} else {
