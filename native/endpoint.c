@@ -1333,24 +1333,13 @@ static int post_one(Endpoint *ep, uint32_t q, enum ibv_wr_opcode op, uint8_t *la
 	return 0;
 }
 
-static const char *opname(enum ibv_wc_opcode op)
-{
-	switch (op) {
-	case IBV_WC_SEND: return "SEND";
-	case IBV_WC_RDMA_WRITE: return "RDMA WRITE";
-	case IBV_WC_RDMA_READ: return "RDMA READ";
-	case IBV_WC_RECV: return "RECV";
-	case IBV_WC_RECV_RDMA_WITH_IMM: return "RECV (write with imm)";
-	default: return "operation";
-	}
-}
-
 static int wc_failed(const struct ibv_wc *wc, const char *side, struct rt_err *e)
 {
+	/* wc->opcode is undefined on an error completion: name the queue and the WR instead */
 	rt_set(e, RT_OS, EIO,
-	       "QP %u: %s completion failed: %s (wc status %d, vendor_err 0x%x, %s queue)",
-	       (unsigned)(wc->wr_id >> 48), wc->status == IBV_WC_SUCCESS ? "" : opname(wc->opcode),
-	       ibv_wc_status_str(wc->status), (int)wc->status, wc->vendor_err, side);
+	       "QP %u: %s work request %llu failed: %s (wc status %d, vendor_err 0x%x)",
+	       (unsigned)(wc->wr_id >> 48), side, (unsigned long long)(wc->wr_id & IDX_MASK),
+	       ibv_wc_status_str(wc->status), (int)wc->status, wc->vendor_err);
 	return -1;
 }
 

@@ -389,3 +389,53 @@ def test_cm_connect_without_listener_fails_fast():
     with pytest.raises(VerbsError):
         native.cm_connect(IP, next(_cm_port), timeout_ms=3000)
     assert time.monotonic() - start < 10
+
+
+# ------------------------------------------------------------------ connection details, errors, GIL
+
+
+def test_requested_mtu_is_the_path_mtu():
+    spec = dict(device=DEVICE, gid_index=GID_INDEX, **SMALL)
+    with native.open_endpoint(mtu=1024, **spec) as a, native.open_endpoint(**spec) as b:
+        assert a.local_info()[0]["mtu"] == 1024
+        a.connect(b.local_info())
+        b.connect(a.local_info())  # min(own active MTU, the peer's 1024)
+        assert a.mtu == b.mtu == 1024
+        server, client = both(lambda: a.run("send_bw", "server", iters=20, validate=True),
+                              lambda: b.run("send_bw", "client", iters=20, validate=True))
+        assert server["validated"] == 20 and server["corrupt"] == 0
+
+
+def test_bad_completion_names_qp_and_status():
+    spec = dict(device=DEVICE, gid_index=GID_INDEX, qps=2, **SMALL)
+    with native.open_endpoint(**spec) as a, native.open_endpoint(**spec) as b:
+        info = a.local_info()
+        info[1]["rkey"] ^= 0x5A5A00  # QP 1 writes with a key the peer never issued
+        b.connect(info)
+        a.connect(b.local_info())
+        with pytest.raises(VerbsError, match=r"QP 1: send work request \d+ failed: .*remote") as exc:
+            b.run("write_bw", "client", iters=20)
+        assert type(exc.value.__cause__) is OSError
+
+
+def test_gil_released_while_running():
+    a, b = pair(**SMALL)
+    with a, b:
+        done = threading.Event()
+        box = {}
+
+        def work():
+            try:
+                box["rec"] = b.run("write_bw", "client", duration_s=1.0)
+            finally:
+                done.set()
+
+        thread = threading.Thread(target=work)
+        last, longest = time.monotonic(), 0.0
+        thread.start()
+        while not done.is_set():
+            now = time.monotonic()
+            longest, last = max(longest, now - last), now
+        thread.join()
+    assert box["rec"]["ops"] > 0
+    assert longest < 0.5, longest
