@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* ------------------------------------------------------------------ errors */
@@ -68,12 +69,40 @@ uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+#if defined(__x86_64__) || defined(__i386__)
+/* rdtsc is a clock only where the TSC ticks at a constant rate through P- and C-states
+ * (constant_tsc + nonstop_tsc); RDMABENCH_NO_TSC=1 forces clock_gettime. */
+static int tsc_invariant(void)
+{
+	char line[4096];
+	const char *env = getenv("RDMABENCH_NO_TSC");
+	FILE *f;
+	int ok = 0;
+
+	if (env && *env && strcmp(env, "0") != 0)
+		return 0;
+	f = fopen("/proc/cpuinfo", "r");
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f)) {
+		if (strncmp(line, "flags", 5) == 0) {
+			ok = strstr(line, " constant_tsc") != NULL && strstr(line, " nonstop_tsc") != NULL;
+			break;
+		}
+	}
+	fclose(f);
+	return ok;
+}
+#endif
+
 void clock_calibrate(void)
 {
 #if defined(__x86_64__) || defined(__i386__)
 	uint64_t t0, n0, t1, n1;
 	struct timespec pause = { 0, 20 * 1000 * 1000 };
 
+	if (!tsc_invariant())
+		goto no_tsc;
 	g_use_tsc = 1;
 	n0 = now_ns();
 	t0 = ticks();
@@ -89,6 +118,7 @@ void clock_calibrate(void)
 		}
 	}
 	g_use_tsc = 0;
+no_tsc:
 #endif
 	g_tsc_hz = 1e9;
 	g_tsc0 = 0;

@@ -7,6 +7,9 @@
  *   Endpoint.cm_listen(bind_ip, port, qps=1, size=65536, depth=128, slots=0, cq_mod=100,
  *                      inline_size=0, timeout_ms=10000)         -> connected Endpoint
  *   Endpoint.cm_connect(peer_ip, port, <same>)                   -> connected Endpoint
+ *     (one rdma_cm connection per QP, the peer's addr/rkey/slots/size in the private data; the
+ *     device is the one rdma_cm resolves the address to: ep.device; the path MTU is rdma_cm's;
+ *     every wait is bounded by timeout_ms, address/route resolution by librdmacm's 2 s)
  *   ep.local_info() -> [ {qpn, psn, gid (32 hex), lid, addr, rkey, size, slots, mtu} ] one per QP
  *   ep.connect(remote_infos)   INIT -> RTR -> RTS for every QP
  *   ep.run(test, role, iters=0, duration_s=0.0, warmup=0, bidir=False, validate=False,
@@ -27,7 +30,9 @@
  * Keys of the dict run() returns:
  *   test, role, iters, warmup, duration_s, bidir, qps, size
  *   passive            True: this side did nothing (write_bw/read_bw server without validate,
- *                      read_lat server); only test/role/passive and the zeros are meaningful
+ *                      read_lat server); only test/role/passive and the zeros are meaningful.
+ *                      A read_bw/read_lat server told validate=True fills every slot with its
+ *                      pattern (qp, slot) before returning: run it before the client.
  *   ops, bytes         messages (bytes) this side moved in the measured phase: sent and completed
  *                      for a sender, received for a receiver (send_bw server); recv_ops counts what a
  *                      bidirectional send_bw received
@@ -1176,8 +1181,10 @@ out:
 
 static PyObject *ep_cm(PyTypeObject *type, PyObject *args, PyObject *kwargs, int listen)
 {
-	static char *kwlist[] = { "ip", "port", "qps", "size", "depth", "slots", "cq_mod",
-				  "inline_size", "timeout_ms", NULL };
+	static char *kw_listen[] = { "bind_ip", "port", "qps", "size", "depth", "slots", "cq_mod",
+				     "inline_size", "timeout_ms", NULL };
+	static char *kw_connect[] = { "peer_ip", "port", "qps", "size", "depth", "slots", "cq_mod",
+				      "inline_size", "timeout_ms", NULL };
 	const char *ip;
 	int port, qps = 1, depth = 128, slots = 0, cq_mod = 100, inline_size = 0, timeout_ms = 10000;
 	Py_ssize_t size = 65536;
@@ -1188,7 +1195,8 @@ static PyObject *ep_cm(PyTypeObject *type, PyObject *args, PyObject *kwargs, int
 
 	if (!PyArg_ParseTupleAndKeywords(args, kwargs,
 					 listen ? "si|iniiiii:cm_listen" : "si|iniiiii:cm_connect",
-					 kwlist, &ip, &port, &qps, &size, &depth, &slots, &cq_mod,
+					 listen ? kw_listen : kw_connect, &ip, &port, &qps, &size,
+					 &depth, &slots, &cq_mod,
 					 &inline_size, &timeout_ms))
 		return NULL;
 	if (port < 1 || port > 65535 || timeout_ms <= 0) {
