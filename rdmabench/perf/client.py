@@ -91,6 +91,7 @@ class Client:
         ep = self._connect(chan, setup)
         try:
             chan.send("go")
+            chan.recv(60, "started")
             meter = CpuMeter()
             raw = ep.run(**run_kwargs(setup, "client"))
             cpu = meter.stop(raw.get("bytes") or None)

@@ -9,7 +9,7 @@ a bound, never a hang. Message types, in order:
     hello {tool}                         hello {context}
     setup {test, size, qps, ...}         ready {info} | error {message}
     connect {info}                       connected
-    go                                   (server starts its CPU meter and loop)
+    go                                   started (then runs its loop, if it has one)
     done                                 result {raw, cpu}
     teardown                             closed
     bye
