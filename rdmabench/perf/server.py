@@ -137,7 +137,7 @@ class Server:
         chan.recv(60, "go")
         meter = CpuMeter()
         raw = {"passive": True}
-        if setup["test"] == "read_bw" and setup["validate"]:
+        if setup["test"].startswith("read") and setup["validate"]:
             raw = ep.run(**run_kwargs(setup, "server"))  # fills the slots the client will read, returns at once
             chan.send("started")
         elif tests.server_active(setup["test"], setup["validate"], setup["bidir"]):
