@@ -25,8 +25,14 @@ def open_endpoint(engine: str, **spec):
     return module(engine).open_endpoint(**spec)
 
 
+def _cm_spec(spec: dict) -> dict:
+    spec = dict(spec)
+    spec.pop("mtu", None)  # over rdma_cm the path MTU is what the route resolution gives
+    return spec
+
+
 def cm_listen(engine: str, **spec):
-    return module(engine).cm_listen(**spec)
+    return module(engine).cm_listen(**_cm_spec(spec))
 
 
 def cm_connect(engine: str, **spec):
@@ -34,7 +40,7 @@ def cm_connect(engine: str, **spec):
     deadline = time.monotonic() + CM_CONNECT_WAIT_S
     while True:
         try:
-            return module(engine).cm_connect(**spec)
+            return module(engine).cm_connect(**_cm_spec(spec))
         except VerbsError as err:
             text = str(err).lower()
             retryable = any(w in text for w in ("reject", "refused", "unreachable"))
