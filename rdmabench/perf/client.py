@@ -132,6 +132,11 @@ def make_row(test: str, size: int, rep: int, setup: dict, raw: dict, cpu: dict, 
             for key in ("bw_avg_MiBps", "bw_avg_Gbps", "msg_rate_Mpps"):
                 row[key] += back[key]
             row["bytes"] = moved
+        row["completions"] = {  # raw: signaled completions, ns since the first post, and ops done by then
+            "t_ns": [t - raw["t_start_ns"] for t in raw.get("completions_ns") or []],
+            "ops": list(raw.get("completions_ops") or []),
+            "truncated": bool(raw.get("samples_truncated")),
+        }
         peak = metrics.best_window(raw.get("completions_ns") or [], raw.get("completions_ops") or [], size,
                                    raw["t_start_ns"])
         if peak:

@@ -3,7 +3,8 @@
 Bandwidth average = bytes / (last completion - first post), as perftest's "BW
 average". The best window is the highest rate over any stretch of consecutive
 signaled completions spanning at least a tenth of the run's operations: a
-labelled, bounded version of perftest's optimistic "BW peak".
+labelled, bounded version of perftest's optimistic "BW peak". Completions
+reaped in one poll share a timestamp and count as one point.
 
 Latency percentiles are exact, by the nearest-rank method, over every sample
 (nothing trimmed unless asked; a trim is stated in the output). stdev is a float
@@ -42,8 +43,13 @@ def best_window(completions_ns: Sequence[float], completions_ops: Sequence[int],
         return None
     total_ops = completions_ops[-1]
     need = max(1, math.ceil(total_ops * min_fraction))
-    times = [t_start_ns, *completions_ns]
-    ops = [0, *completions_ops]
+    times, ops = [t_start_ns], [0]
+    for t, n_ops in zip(completions_ns, completions_ops):
+        if t == times[-1]:  # completions reaped in one poll share a timestamp: one point, the later count
+            ops[-1] = n_ops
+        else:
+            times.append(t)
+            ops.append(n_ops)
     best = None
     j = 0
     for i in range(1, len(times)):  # window (j, i]: two pointers, shrinking j while the window stays wide enough
@@ -60,7 +66,8 @@ def best_window(completions_ns: Sequence[float], completions_ops: Sequence[int],
     if best is None:
         return None
     return {"bw_best_window_MiBps": best[0] / MIB, "window_ops": best[1], "window_s": best[2] / 1e9,
-            "window_rule": f">= {min_fraction:.0%} of the run's operations, consecutive signaled completions"}
+            "window_rule": f"shortest span of consecutive signaled completions holding >= {min_fraction:.0%} "
+                           "of the run's operations, ending at each completion; the best of those"}
 
 
 def percentile(sorted_values: Sequence[float], p: float) -> float:

@@ -29,6 +29,14 @@ def test_best_window_finds_the_fast_stretch_and_says_how():
     assert metrics.best_window([], [], 1, 0) is None
 
 
+def test_best_window_merges_completions_reaped_together():
+    # two QPs, their completions reaped in the same polls (seen on rxe): 0.5 s for the first 200, then 0.25 s
+    w = metrics.best_window([0.5e9, 0.5e9, 0.75e9, 0.75e9], [100, 200, 300, 400], size=1 << 20, t_start_ns=0)
+    assert w["window_ops"] == 200 and w["bw_best_window_MiBps"] == pytest.approx(800.0)
+    avg = metrics.bandwidth(400 << 20, 400, 0, 0.75e9)["bw_avg_MiBps"]
+    assert w["bw_best_window_MiBps"] >= avg
+
+
 def test_latency_exact_percentiles_float_stdev_and_no_silent_trim():
     samples = [1000.0 * v for v in range(1, 101)]  # 1..100 us
     lat = metrics.latency(samples, "half round trip")
