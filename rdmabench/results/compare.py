@@ -1,0 +1,283 @@
+"""Compare result files: like with like, each later file against the first, with significance.
+
+pyperf's compare_to is the model: per pair the two means with their spread over repetitions, the ratio, and
+a two-tailed t-test at 95% over the repetitions. We use Welch's form (no equal-variance assumption: two
+hosts or two transports rarely share a variance). A spread over 10% of the mean is flagged, as `pyperf check`
+does, and so are runs whose context differs (device, MTU, link layer, hardware vs emulation, kernel), since
+such a ratio measures the setup as much as the code.
+
+compare() returns data; render_text() and render_markdown() print it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import pandas as pd
+from scipy import stats
+
+from ..units import format_size
+from .frames import BANDWIDTH_TESTS, LATENCY_TESTS, Tables, metric_for
+
+ALPHA = 0.05
+SPREAD_LIMIT = 0.10
+# context fields whose difference makes a comparison suspect: (column in Tables.runs, how to name it)
+CONTEXT_CHECKS = [("hardware", "hardware"), ("environment", "environment"), ("device", "device"),
+                  ("active_mtu", "active MTU"), ("link_layer", "link layer"), ("kernel", "kernel")]
+# per-row options that should match for a verbs pair to be like with like
+VERBS_OPTIONS = ("qps", "bidir", "engine", "connect", "iterations")
+TEST_ORDER = BANDWIDTH_TESTS + LATENCY_TESTS  # perftest's order
+HANDOFFS = ("pc1-pc2", "finalize", "c1-c2")  # the pipeline's order
+TRANSPORTS = ("http", "jsonrpc", "shared", "rdma-write", "rdma-read", "nfs-rdma", "nfs-tcp")  # today's first
+UNITS = {"bw_avg_MiBps": "MiB/s", "throughput_MiBps": "MiB/s"}
+
+
+@dataclass
+class Welch:
+    t: float
+    df: float
+    p: float
+
+
+def welch(a: list[float], b: list[float]) -> Welch | None:
+    """Welch's two-sample two-tailed t-test; None with fewer than two values on either side."""
+    na, nb = len(a), len(b)
+    if na < 2 or nb < 2:
+        return None
+    ma, mb = sum(a) / na, sum(b) / nb
+    va = sum((x - ma) ** 2 for x in a) / (na - 1)
+    vb = sum((x - mb) ** 2 for x in b) / (nb - 1)
+    se2 = va / na + vb / nb
+    if se2 == 0:  # both perfectly steady: any difference is certain, none is none
+        return Welch(math.inf if ma != mb else 0.0, float(na + nb - 2), 0.0 if ma != mb else 1.0)
+    t = (mb - ma) / math.sqrt(se2)
+    df = se2 ** 2 / ((va / na) ** 2 / (na - 1) + (vb / nb) ** 2 / (nb - 1))
+    p = float(2 * stats.t.sf(abs(t), df))
+    return Welch(t, df, p)
+
+
+def significance(test: Welch | None) -> str:
+    if test is None:
+        return "n/a: one run"
+    return "significant" if test.p < ALPHA else "not significant"
+
+
+@dataclass
+class Comparison:
+    baseline: str                     # run label of the first file
+    others: list[str]                 # the later ones, each compared against the baseline
+    table: pd.DataFrame               # one row per (other run, item): see COLUMNS
+    warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+COLUMNS = ["run", "kind", "item", "metric", "unit", "higher_is_better", "a_mean", "a_sd", "a_n",
+           "b_mean", "b_sd", "b_n", "ratio", "p_value", "significance"]
+
+
+def _rank(order: tuple, value) -> int:
+    return order.index(value) if value in order else len(order)
+
+
+def _series(t: Tables, kind: str, latency_metric: str) -> pd.DataFrame:
+    """One row per (run, item, repetition) with the value the item is judged by."""
+    if kind == "verbs":
+        df = t.verbs
+        if df.empty:
+            return pd.DataFrame(columns=["run", "key", "item", "metric", "value", "order"])
+        rows = []
+        for rec in df.to_dict("records"):
+            metric = metric_for(rec["test"], latency_metric)
+            value = rec.get(metric)
+            if value is None or (isinstance(value, float) and math.isnan(value)):
+                continue
+            rows.append({"run": rec["run"], "key": (rec["test"], rec["size"]),
+                         "item": f"{rec['test']} {format_size(int(rec['size']))}", "metric": metric,
+                         "value": float(value), "order": (_rank(TEST_ORDER, rec["test"]), rec["test"], rec["size"]),
+                         **{o: rec.get(o) for o in VERBS_OPTIONS}})
+        return pd.DataFrame(rows)
+    df = t.transfer
+    if df.empty:
+        return pd.DataFrame(columns=["run", "key", "item", "metric", "value", "order"])
+    rows = [{"run": r["run"], "key": (r["handoff"], r["transport"], r["sector"]),
+             "item": f"{r['handoff']} {r['transport']} {r['sector']}", "metric": "throughput_MiBps",
+             "value": float(r["throughput_MiBps"]),
+             "order": (_rank(HANDOFFS, r["handoff"]), r["handoff"], str(r["sector"]), _rank(TRANSPORTS, r["transport"]),
+                       r["transport"])}
+            for r in df.to_dict("records") if r.get("throughput_MiBps") is not None]
+    return pd.DataFrame(rows)
+
+
+def _value(x):
+    """A context value with pandas' missing markers as None, so that two missing ones are equal."""
+    return None if x is None or (isinstance(x, float) and x != x) else x
+
+
+def _fmt(x: float) -> str:
+    if x is None or x != x:
+        return "-"
+    return f"{x:,.{_decimals(x)}f}"
+
+
+def compare(t: Tables, latency_metric: str = "lat_p50_us") -> Comparison:
+    """Pair every later run's items with the first run's (test+size; handoff+transport+sector)."""
+    labels = list(t.runs["run"])
+    if len(labels) < 2:
+        raise ValueError("compare needs at least two result files")
+    base, others = labels[0], labels[1:]
+    out = Comparison(base, others, pd.DataFrame(columns=COLUMNS))
+    runs = t.runs.set_index("run")
+    kind_of = runs["kind"].to_dict()
+    series = {k: _series(t, k, latency_metric) for k in ("verbs", "transfer")}
+    if "crosscheck" in kind_of.values():
+        out.notes.append("crosscheck results are not compared here: `rdmabench crosscheck` prints their ratios")
+
+    # spread over 10% of the mean, in any file
+    for kind, s in series.items():
+        if s.empty:
+            continue
+        for (run, item), g in s.groupby(["run", "item"], sort=False):
+            if len(g) >= 2 and g["value"].mean():
+                rel = g["value"].std(ddof=1) / abs(g["value"].mean())
+                if rel > SPREAD_LIMIT:
+                    out.warnings.append(f"{run}: {item}: spread {rel:.0%} of the mean over {len(g)} repetitions "
+                                        f"(over {SPREAD_LIMIT:.0%}): unsteady, rerun with more repetitions or a quieter host")
+
+    rows = []
+    for other in others:
+        diffs = []
+        for col, name in CONTEXT_CHECKS:
+            a, b = _value(runs.at[base, col]), _value(runs.at[other, col])
+            if a == b or (col == "environment" and any(d.startswith("hardware vs") for d in diffs)):
+                continue
+            if col == "hardware":
+                diffs.append(f"hardware vs soft-RoCE/emulation: {base} on {runs.at[base, 'environment']!r}, "
+                             f"{other} on {runs.at[other, 'environment']!r}")
+            else:
+                diffs.append(f"{name} {a} vs {b}")
+        if diffs:
+            out.warnings.append(f"{other} ran in a different context from {base}: " + "; ".join(diffs)
+                                + ": the ratio measures the setup as well")
+        if kind_of[other] != kind_of[base]:
+            out.notes.append(f"{other} is a {kind_of[other]} result and {base} a {kind_of[base]} one: nothing to pair")
+            continue
+        s = series.get(kind_of[base])
+        if s is None or s.empty:
+            continue
+        a_all, b_all = s[s.run == base], s[s.run == other]
+        a_groups = {k: g for k, g in a_all.groupby("key", sort=False)}
+        b_groups = {k: g for k, g in b_all.groupby("key", sort=False)}
+        only_a = [a_groups[k]["item"].iloc[0] for k in a_groups if k not in b_groups]
+        only_b = [b_groups[k]["item"].iloc[0] for k in b_groups if k not in a_groups]
+        if only_a:
+            out.notes.append(f"only in {base} (no pair in {other}): " + ", ".join(only_a))
+        if only_b:
+            out.notes.append(f"only in {other} (no pair in {base}): " + ", ".join(only_b))
+        for key in sorted((k for k in a_groups if k in b_groups), key=lambda k: a_groups[k]["order"].iloc[0]):
+            ga, gb = a_groups[key], b_groups[key]
+            item, metric = ga["item"].iloc[0], ga["metric"].iloc[0]
+            if kind_of[base] == "verbs":
+                for opt in VERBS_OPTIONS:
+                    va, vb = sorted(set(map(str, ga[opt]))), sorted(set(map(str, gb[opt])))
+                    if va != vb:
+                        out.warnings.append(f"{item}: {opt} differs ({'/'.join(va)} in {base}, "
+                                            f"{'/'.join(vb)} in {other}): not quite like with like")
+            a, b = list(ga["value"]), list(gb["value"])
+            test = welch(a, b)
+            ma, mb = sum(a) / len(a), sum(b) / len(b)
+            higher = not (kind_of[base] == "verbs" and key[0] in LATENCY_TESTS)
+            rows.append({
+                "run": other, "kind": kind_of[base], "item": item, "metric": metric,
+                "unit": UNITS.get(metric, "µs"), "higher_is_better": higher,
+                "a_mean": ma, "a_sd": ga["value"].std(ddof=1) if len(a) > 1 else float("nan"), "a_n": len(a),
+                "b_mean": mb, "b_sd": gb["value"].std(ddof=1) if len(b) > 1 else float("nan"), "b_n": len(b),
+                "ratio": mb / ma if ma else float("nan"), "p_value": test.p if test else float("nan"),
+                "significance": significance(test),
+            })
+    if rows:
+        out.table = pd.DataFrame(rows, columns=COLUMNS)
+    return out
+
+
+# ---- printing ----
+
+def _decimals(x: float) -> int:
+    return 0 if not x or x != x else max(0, min(4, 3 - int(math.floor(math.log10(abs(x))))))
+
+
+def _mean_sd(mean: float, sd: float, n: int) -> str:
+    """The mean to four significant figures, the spread to as many decimals: 951.0 ± 1.0, 2.000 ± 0.100."""
+    if n < 2:
+        return f"{_fmt(mean)} (1 run)"
+    d = _decimals(mean)
+    return f"{mean:,.{d}f} ± {sd:,.{d}f}"
+
+
+def _change(row) -> str:
+    r = row["ratio"]
+    if r != r:
+        return "-"
+    better = (r > 1) == bool(row["higher_is_better"])
+    word = "" if r == 1 else (" better" if better else " worse")
+    return f"{r:.3f}x ({(r - 1):+.1%}{word})"
+
+
+def _sig(row) -> str:
+    if row["significance"] == "n/a: one run":
+        return row["significance"]
+    return f"{row['significance']} (p={row['p_value']:.3g})"
+
+
+def _sections(c: Comparison):
+    for other in c.others:
+        t = c.table[c.table.run == other] if not c.table.empty else c.table
+        header = ["item", "metric", f"A: {c.baseline}", f"B: {other}", "B/A", "significance (Welch, 95%)"]
+        body = [[r["item"], f"{r['metric']} ({r['unit']}, {'higher' if r['higher_is_better'] else 'lower'} is better)",
+                 _mean_sd(r["a_mean"], r["a_sd"], r["a_n"]), _mean_sd(r["b_mean"], r["b_sd"], r["b_n"]),
+                 _change(r), _sig(r)] for r in t.to_dict("records")]
+        yield other, header, body
+
+
+def text_table(header: list[str], body: list[list[str]]) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *body)]
+    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
+    return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in body])
+
+
+def md_table(header: list[str], body: list[list[str]]) -> str:
+    esc = lambda s: str(s).replace("|", "\\|")  # noqa: E731
+    out = ["| " + " | ".join(map(esc, header)) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    out += ["| " + " | ".join(map(esc, r)) + " |" for r in body]
+    return "\n".join(out)
+
+
+def render_text(c: Comparison) -> str:
+    parts = []
+    for other, header, body in _sections(c):
+        parts.append(f"{other} against {c.baseline}:")
+        parts.append(text_table(header, body) if body else "  (nothing to pair)")
+        parts.append("")
+    if c.warnings:
+        parts.append("warnings:")
+        parts += [f"  ! {w}" for w in c.warnings]
+    if c.notes:
+        parts.append("notes:")
+        parts += [f"  - {n}" for n in c.notes]
+    return "\n".join(parts).rstrip() + "\n"
+
+
+def render_markdown(c: Comparison) -> str:
+    parts = []
+    for other, header, body in _sections(c):
+        parts.append(f"### {other} against {c.baseline}\n")
+        parts.append(md_table(header, body) if body else "_nothing to pair_")
+        parts.append("")
+    if c.warnings:
+        parts.append("**Warnings**\n")
+        parts += [f"- ⚠ {w}" for w in c.warnings]
+        parts.append("")
+    if c.notes:
+        parts.append("**Notes**\n")
+        parts += [f"- {n}" for n in c.notes]
+    return "\n".join(parts).rstrip() + "\n"
