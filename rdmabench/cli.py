@@ -337,6 +337,13 @@ def crosscheck_cmd(device, peer, sizes, repeat, bw_iters, lat_iters, output):
     click.echo(f"result file: {path}")
 
 
+from .cli_results import compare_cmd, jobs_cmd, report_cmd  # noqa: E402  (results and job logs)
+
+cli.add_command(compare_cmd)
+cli.add_command(report_cmd)
+cli.add_command(jobs_cmd)
+
+
 def main():
     cli(prog_name="rdmabench")
 

@@ -28,13 +28,14 @@ MiB = 1 << 20
 
 
 def context(hostname="storage-1", kernel="6.1.0-18-amd64", device="mlx5_0", driver="mlx5_core", mtu=4096,
-            link_layer="Ethernet", environment="hardware", virtualization="none") -> dict:
+            link_layer="Ethernet", environment="hardware", virtualization="none", firmware="16.35.2000",
+            rate="100 Gb/sec (4X EDR)") -> dict:
     return {
         "host": {"hostname": hostname, "kernel": kernel, "os": "Debian GNU/Linux 12 (bookworm)",
                  "cpu_model": "AMD EPYC 7543P 32-Core Processor", "cpu_count": 64, "rdma_core": "44.0-2",
                  "rdmabench": "0.1.0", "virtualization": virtualization},
-        "device": {"name": device, "driver": driver, "firmware": "16.35.2000", "link_layer": link_layer,
-                   "active_mtu": mtu, "gid_type": "RoCE v2", "rate": "100 Gb/sec (4X EDR)"},
+        "device": {"name": device, "driver": driver, "firmware": firmware, "link_layer": link_layer,
+                   "active_mtu": mtu, "gid_type": "RoCE v2", "rate": rate},
         "environment": environment,
         "hardware": environment == "hardware",
     }
@@ -43,7 +44,7 @@ def context(hostname="storage-1", kernel="6.1.0-18-amd64", device="mlx5_0", driv
 def emulated_context(hostname="worker") -> dict:
     return context(hostname=hostname, kernel="6.12.12-amd64", device="rxe0", driver="rdma_rxe", mtu=4096,
                    environment="soft-RoCE (rxe) under emulation (QEMU TCG): ratios only, not a hardware figure",
-                   virtualization="tcg")
+                   virtualization="tcg", firmware=None, rate="10 Gb/sec (1X QDR)")
 
 
 def cpu(seconds: float, busy: float, proc: float) -> dict:

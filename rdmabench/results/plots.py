@@ -1,0 +1,208 @@
+"""The report's plots, drawn from the loader's tables to PNG bytes (matplotlib, Agg backend, no display).
+
+Each function returns a list of Plot (empty when the tables hold nothing for it); drawing never prints.
+Figures are matplotlib.figure.Figure objects, not pyplot's global state, so nothing leaks between plots.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import FixedLocator, FuncFormatter  # noqa: E402
+
+from .frames import BANDWIDTH_TESTS, LATENCY_TESTS, Tables  # noqa: E402
+
+HANDOFFS = ("pc1-pc2", "finalize", "c1-c2")
+TRANSPORTS = ("http", "jsonrpc", "shared", "rdma-write", "rdma-read", "nfs-rdma", "nfs-tcp")
+CPU_KEYS = [("cpu_s_per_gb.client_system", "client, system-wide"), ("cpu_s_per_gb.client_process", "client, process"),
+            ("cpu_s_per_gb.server_system", "server, system-wide"), ("cpu_s_per_gb.server_process", "server, process")]
+MAX_CDF_SIZES = 4
+DPI = 100
+
+
+@dataclass
+class Plot:
+    name: str       # file name stem: bw-write_bw
+    title: str
+    png: bytes
+    caption: str = ""
+
+
+def _png(fig: Figure) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def _short_size(n: float) -> str:
+    n = int(n)
+    for unit, mult in (("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
+        if n >= mult and n % mult == 0:
+            return f"{n // mult}{unit}"
+    return str(n)
+
+
+def _size_ticks(sizes) -> list[int]:
+    """Powers of two spanning the sizes, at most a dozen, evenly spaced on the log2 axis."""
+    lo, hi = int(np.floor(np.log2(min(sizes)))), int(np.ceil(np.log2(max(sizes))))
+    step = max(1, -(-(hi - lo) // 11))
+    return [1 << e for e in range(lo, hi + 1, step)]
+
+
+def _ordered(values, order) -> list:
+    present = list(dict.fromkeys(values))
+    return [v for v in order if v in present] + sorted(v for v in present if v not in order)
+
+
+def bandwidth_vs_size(t: Tables) -> list[Plot]:
+    """Average bandwidth against message size (log2 axis), one plot per bandwidth test, a line per run."""
+    df = t.verbs
+    if df.empty or "bw_avg_MiBps" not in df.columns:
+        return []
+    out = []
+    for test in _ordered(df["test"], BANDWIDTH_TESTS):
+        if test not in BANDWIDTH_TESTS:
+            continue
+        d = df[(df.test == test) & df.bw_avg_MiBps.notna()]
+        if d.empty:
+            continue
+        fig = Figure(figsize=(8, 4.2))
+        ax = fig.add_subplot()
+        sizes = sorted(d["size"].unique())
+        top = 0.0
+        for run, g in d.groupby("run", sort=False):
+            s = g.groupby("size")["bw_avg_MiBps"].agg(["mean", "std"]).sort_index()
+            ax.errorbar(s.index, s["mean"], yerr=s["std"].fillna(0), marker="o", ms=4, capsize=3, label=run)
+            top = max(top, float((s["mean"] + s["std"].fillna(0)).max()))
+        ax.set_xscale("log", base=2)
+        ax.xaxis.set_major_locator(FixedLocator(_size_ticks(sizes)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: _short_size(v)))
+        ax.xaxis.set_minor_locator(FixedLocator([]))
+        ax.set_xlabel("message size (bytes, log2)")
+        ax.set_ylabel("average bandwidth (MiB/s)")
+        ax.set_ylim(0, top * 1.12 or 1)
+        ax.set_xlim(min(sizes) / 1.5, max(sizes) * 1.5)
+        ax.set_title(f"{test}: bandwidth vs message size")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize="small")
+        out.append(Plot(f"bw-{test}", f"{test}: bandwidth vs message size", _png(fig),
+                        "Mean over repetitions; error bars are one standard deviation."))
+    return out
+
+
+def latency_cdf(t: Tables) -> list[Plot]:
+    """The distribution of raw latency samples as a CDF, one plot per latency test, a line per run and size."""
+    s = t.samples
+    if s.empty:
+        return []
+    out = []
+    for test in _ordered(s["test"], LATENCY_TESTS):
+        d = s[s.test == test]
+        sizes = sorted(d["size"].unique())
+        note = ""
+        if len(sizes) > MAX_CDF_SIZES:
+            keep = sorted({sizes[round(i * (len(sizes) - 1) / (MAX_CDF_SIZES - 1))] for i in range(MAX_CDF_SIZES)})
+            note = f" Sizes shown: {', '.join(_short_size(x) for x in keep)} of {len(sizes)} measured."
+            sizes = keep
+        fig = Figure(figsize=(8, 4.2))
+        ax = fig.add_subplot()
+        lo, hi = np.inf, 0.0
+        for (run, size), g in d[d["size"].isin(sizes)].groupby(["run", "size"], sort=False):
+            v = np.sort(g["latency_us"].to_numpy(dtype=float))
+            if not len(v):
+                continue
+            lo, hi = min(lo, v[0]), max(hi, v[-1])
+            ax.step(v, np.arange(1, len(v) + 1) / len(v), where="post",
+                    label=f"{run}, {_short_size(size)} B (p50 {np.median(v):.2f} µs)")
+        if lo > 0 and hi / lo > 20:
+            ax.set_xscale("log")
+        ax.set_xlabel("latency (µs)")
+        ax.set_ylabel("fraction of samples ≤ x")
+        ax.set_ylim(0, 1.02)
+        ax.set_title(f"{test}: latency distribution (CDF of raw samples)")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize="small", loc="lower right")
+        out.append(Plot(f"lat-{test}", f"{test}: latency CDF", _png(fig),
+                        "Every raw sample of every repetition, untrimmed." + note))
+    return out
+
+
+def transfer_times(t: Tables) -> list[Plot]:
+    """Mean transfer time per hand-off (one panel each) per transport, with the throughput on each bar."""
+    df = t.transfer
+    if df.empty or "seconds" not in df.columns:
+        return []
+    panels = list(dict.fromkeys((h, s) for h, s in sorted(
+        zip(df["handoff"], df["sector"].astype(str)),
+        key=lambda k: (HANDOFFS.index(k[0]) if k[0] in HANDOFFS else 99, k))))
+    runs = list(dict.fromkeys(df["run"]))
+    fig = Figure(figsize=(4.2 * len(panels) + 0.8, 4.6), layout="constrained")
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (handoff, sector) in zip(axes, panels):
+        d = df[(df.handoff == handoff) & (df.sector.astype(str) == sector)]
+        transports = _ordered(d["transport"], TRANSPORTS)
+        width = 0.8 / len(runs)
+        x = np.arange(len(transports))
+        for i, run in enumerate(runs):
+            g = d[d.run == run].groupby("transport").agg(mean=("seconds", "mean"), std=("seconds", "std"),
+                                                         mibps=("throughput_MiBps", "mean"))
+            g = g.reindex(transports)
+            bars = ax.bar(x + (i - (len(runs) - 1) / 2) * width, g["mean"], width, yerr=g["std"].fillna(0),
+                          capsize=3, label=run if len(runs) > 1 else None, color=None if len(runs) > 1 else
+                          [("#c0504d" if tp in ("http", "jsonrpc") else "#4f81bd") for tp in transports])
+            for bar, mibps, sd in zip(bars, g["mibps"], g["std"].fillna(0)):
+                if mibps == mibps:
+                    ax.annotate(f"{mibps:,.0f} MiB/s", (bar.get_x() + bar.get_width() / 2, bar.get_height() + sd),
+                                ha="center", va="bottom", fontsize=7, xytext=(0, 2), textcoords="offset points")
+        ax.set_xticks(x, transports, rotation=30, ha="right")
+        ax.set_title(f"{handoff} ({sector} sector)")
+        ax.set_ylabel("transfer time (s)")
+        ax.margins(y=0.15)
+        ax.grid(True, axis="y", alpha=0.3)
+        if len(runs) > 1:
+            ax.legend(fontsize="small")
+    fig.suptitle("Transfer time per hand-off and transport (mean; bars: one standard deviation)")
+    caption = "Red: the transport Lotus uses today (HTTP fetch, JSON-RPC for the C1 output)." if len(runs) == 1 else ""
+    return [Plot("transfer-time", "Transfer time per hand-off and transport", _png(fig), caption)]
+
+
+def cpu_per_gb(t: Tables) -> list[Plot]:
+    """CPU-seconds per GB moved, per transport, at both ends (system-wide as qperf counts, and per process)."""
+    df = t.transfer
+    cols = [c for c, _ in CPU_KEYS if c in df.columns]
+    if df.empty or not cols:
+        return []
+    runs = list(dict.fromkeys(df["run"]))
+    fig = Figure(figsize=(9, 4.2 * len(runs)))
+    axes = fig.subplots(len(runs), 1, squeeze=False)[:, 0]
+    for ax, run in zip(axes, runs):
+        d = df[df.run == run]
+        transports = _ordered(d["transport"], TRANSPORTS)
+        g = d.groupby("transport")[cols].mean().reindex(transports)
+        x = np.arange(len(transports))
+        width = 0.8 / len(cols)
+        for i, (col, label) in enumerate((c, lab) for c, lab in CPU_KEYS if c in cols):
+            ax.bar(x + (i - (len(cols) - 1) / 2) * width, g[col], width, label=label,
+                   hatch="//" if "process" in col else None, color="#4f81bd" if "client" in col else "#9bbb59",
+                   edgecolor="white")
+        ax.set_xticks(x, transports)
+        ax.set_ylabel("CPU-seconds per GB")
+        ax.set_title(f"{run}: CPU cost per GB moved (mean over hand-offs and repetitions)")
+        ax.grid(True, axis="y", alpha=0.3)
+        ax.legend(fontsize="small", ncols=2)
+    return [Plot("cpu-per-gb", "CPU-seconds per GB per transport", _png(fig),
+                 "System-wide counts user+nice+system+irq+softirq+steal on the whole host (qperf's way); "
+                 "process counts rdmabench's own process tree.")]
+
+
+def all_plots(t: Tables) -> dict[str, list[Plot]]:
+    return {"bandwidth": bandwidth_vs_size(t), "latency": latency_cdf(t), "transfer": transfer_times(t),
+            "cpu": cpu_per_gb(t)}
+

@@ -1,0 +1,181 @@
+"""A report from result files: DIR/report.html (self-contained, plots inline as base64 PNG) and
+DIR/report.md (with the PNGs beside it).
+
+build() turns the loader's tables into a Report (sections of plots and notes, and the context of each run);
+write() renders it to both files. Sections appear only for what the files contain; the page says what is
+absent and why. A run that did not measure hardware is flagged at the top of the page and in its context.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import __version__
+from .frames import Tables
+from .plots import Plot, all_plots
+
+CONTEXT_ROWS = [("host", "hostname"), ("peer host", "peer_hostname"), ("kernel", "kernel"), ("OS", "os"),
+                ("CPU", "cpu_model"), ("device", "device"), ("driver", "driver"), ("firmware", "firmware"),
+                ("link layer", "link_layer"), ("rate", "rate"), ("active MTU", "active_mtu"), ("GID type", "gid_type"),
+                ("rdma-core", "rdma_core"), ("virtualization", "virtualization"), ("environment", "environment"),
+                ("kind", "kind"), ("created", "created"), ("rows", "rows"), ("file", "path")]
+
+
+@dataclass
+class Section:
+    id: str
+    title: str
+    plots: list[Plot] = field(default_factory=list)
+    absent: str = ""  # why there is nothing, when there is nothing
+
+
+@dataclass
+class Report:
+    runs: list[str]
+    context: list[tuple[str, list[str]]]   # (field, value per run)
+    not_hardware: list[tuple[str, str]]    # (run, environment) for every run that is not a hardware figure
+    sections: list[Section]
+    notes: list[str] = field(default_factory=list)
+
+
+def _cell(v) -> str:
+    if v is None or (isinstance(v, float) and v != v):
+        return "-"
+    return str(v)
+
+
+def build(t: Tables) -> Report:
+    runs = list(t.runs["run"])
+    rec = t.runs.set_index("run")
+    context = [(label, [_cell(rec.at[r, col]) for r in runs]) for label, col in CONTEXT_ROWS]
+    not_hw = [(r, _cell(rec.at[r, "environment"])) for r in runs if not bool(rec.at[r, "hardware"])]
+    p = all_plots(t)
+    has_verbs, has_transfer = not t.verbs.empty, not t.transfer.empty
+    sections = [
+        Section("bandwidth", "Bandwidth vs message size", p["bandwidth"],
+                "" if p["bandwidth"] else "No bandwidth rows in these files (verbs write_bw, read_bw or send_bw)."
+                if not has_verbs else "No bandwidth test in these verbs results."),
+        Section("latency", "Latency distribution", p["latency"],
+                "" if p["latency"] else "No raw latency samples in these files (verbs write_lat, read_lat or "
+                "send_lat)."),
+        Section("transfer", "Transfer time per hand-off", p["transfer"],
+                "" if p["transfer"] else "No transfer rows in these files: nothing to plot per hand-off. "
+                "Transfers come from `rdmabench run --config`."),
+        Section("cpu", "CPU-seconds per GB per transport", p["cpu"],
+                "" if p["cpu"] else "No transfer rows with CPU figures in these files: no CPU-per-GB plot."
+                if not has_transfer else "The transfer rows carry no CPU-per-GB figures."),
+    ]
+    notes = []
+    if not t.crosscheck.empty:
+        notes.append(f"{len(t.crosscheck)} crosscheck rows are not plotted: `rdmabench crosscheck` prints their ratios.")
+    return Report(runs, context, not_hw, sections, notes)
+
+
+# ---- HTML ----
+
+_CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto; max-width: 1100px;
+       color: #222; line-height: 1.4; padding: 0 1em; }
+h1 { margin-bottom: 0.2em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: 0.2em; margin-top: 1.6em; }
+.sub { color: #666; margin-top: 0; }
+.warn { background: #fde8e8; border: 2px solid #c0392b; color: #7b1d14; padding: 0.8em 1em; border-radius: 6px;
+        font-weight: 600; }
+.warn ul { margin: 0.4em 0 0 0; font-weight: normal; }
+.absent { color: #666; font-style: italic; }
+figure { margin: 1em 0 1.5em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
+figcaption { color: #555; font-size: 0.9em; }
+table { border-collapse: collapse; margin: 0.5em 0; font-size: 0.92em; }
+th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: left; vertical-align: top; }
+th { background: #f3f3f3; }
+td.emulated { background: #fde8e8; color: #7b1d14; font-weight: 600; }
+nav a { margin-right: 1em; }
+"""
+
+
+def _img(plot: Plot) -> str:
+    data = base64.b64encode(plot.png).decode()
+    cap = f"<figcaption>{html.escape(plot.caption)}</figcaption>" if plot.caption else ""
+    return f'<figure><img alt="{html.escape(plot.title)}" src="data:image/png;base64,{data}">{cap}</figure>'
+
+
+
+def render_html(r: Report) -> str:
+    e = html.escape
+    out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+           "<title>rdmabench report</title>", f"<style>{_CSS}</style></head><body>",
+           "<h1>rdmabench report</h1>",
+           f'<p class="sub">{len(r.runs)} result file{"s" if len(r.runs) != 1 else ""}: '
+           f'{e(", ".join(r.runs))} &middot; rdmabench {e(__version__)}</p>']
+    if r.not_hardware:
+        out.append('<div class="warn" id="not-hardware">Not a hardware figure: '
+                   + ("this run was" if len(r.not_hardware) == 1 else "these runs were")
+                   + " not measured on an RDMA NIC. Read absolute numbers as meaningless; "
+                   "ratios within one run only.<ul>"
+                   + "".join(f"<li>{e(run)}: {e(env)}</li>" for run, env in r.not_hardware) + "</ul></div>")
+    out.append("<nav>" + "".join(f'<a href="#{s.id}">{e(s.title)}</a>' for s in r.sections)
+               + '<a href="#context">Context</a></nav>')
+    for s in r.sections:
+        out.append(f'<h2 id="{s.id}">{e(s.title)}</h2>')
+        if s.plots:
+            out += [_img(p) for p in s.plots]
+        else:
+            out.append(f'<p class="absent">{e(s.absent)}</p>')
+    out.append('<h2 id="context">Context</h2>')
+    out.append("<table><thead><tr><th></th>" + "".join(f"<th>{e(x)}</th>" for x in r.runs) + "</tr></thead><tbody>")
+    flagged = {run for run, _ in r.not_hardware}
+    for label, values in r.context:
+        cells = "".join(
+            f'<td class="emulated">{e(v)}</td>' if label == "environment" and run in flagged else f"<td>{e(v)}</td>"
+            for run, v in zip(r.runs, values))
+        out.append(f"<tr><th>{e(label)}</th>{cells}</tr>")
+    out.append("</tbody></table>")
+    if r.notes:
+        out.append("<ul>" + "".join(f"<li>{e(n)}</li>" for n in r.notes) + "</ul>")
+    out.append("</body></html>")
+    return "\n".join(out) + "\n"
+
+
+# ---- Markdown ----
+
+def render_markdown(r: Report) -> str:
+    from .compare import md_table
+
+    out = ["# rdmabench report", "", f"{len(r.runs)} result file(s): {', '.join(r.runs)} · rdmabench {__version__}", ""]
+    if r.not_hardware:
+        out.append("> **⚠ Not a hardware figure**: not measured on an RDMA NIC. Read absolute numbers as "
+                   "meaningless; ratios within one run only.")
+        out += [f"> - {run}: {env}" for run, env in r.not_hardware]
+        out.append("")
+    for s in r.sections:
+        out += [f"## {s.title}", ""]
+        if s.plots:
+            for p in s.plots:
+                out += [f"![{p.title}]({p.name}.png)", ""]
+                if p.caption:
+                    out += [f"_{p.caption}_", ""]
+        else:
+            out += [f"_{s.absent}_", ""]
+    out += ["## Context", ""]
+    out.append(md_table([""] + r.runs, [[f"**{label}**"] + [f"**{v}**" if label == "environment" and
+                                                            any(run == f for f, _ in r.not_hardware) else v
+                                                            for run, v in zip(r.runs, values)]
+                                        for label, values in r.context]))
+    if r.notes:
+        out += [""] + [f"- {n}" for n in r.notes]
+    return "\n".join(out) + "\n"
+
+
+def write(r: Report, folder: Path) -> Path:
+    """DIR/report.html, DIR/report.md and DIR/<plot>.png; returns the HTML's path."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for s in r.sections:
+        for p in s.plots:
+            (folder / f"{p.name}.png").write_bytes(p.png)
+    (folder / "report.md").write_text(render_markdown(r))
+    page = folder / "report.html"
+    page.write_text(render_html(r))
+    return page
