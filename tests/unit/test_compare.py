@@ -122,3 +122,17 @@ def test_text_and_markdown(ab):
     assert len(body) == 4 and all(ln.count(" | ") == 5 for ln in body)
     assert "| write_lat 2 B |" in md and "n/a: one run" in md
     assert "- ⚠ b ran in a different context from a" in md
+
+
+def test_compare_command(ab):
+    from click.testing import CliRunner
+
+    from rdmabench.cli import cli
+
+    out = CliRunner().invoke(cli, ["compare", str(ab[0]), str(ab[1])])
+    assert out.exit_code == 0, out.output
+    assert out.stdout.startswith("b against a:") and "significant (p=" in out.stdout
+    md = CliRunner().invoke(cli, ["compare", str(ab[0]), str(ab[1]), "--format", "md", "--latency", "p99"])
+    assert md.exit_code == 0 and "| write_lat 2 B | lat_p99_us (µs, lower is better) |" in md.stdout
+    one = CliRunner().invoke(cli, ["compare", str(ab[0])])
+    assert one.exit_code == 2 and "at least two result files" in one.output

@@ -92,3 +92,107 @@ def test_malformed_lines_are_reported_and_the_rest_parsed(tmp_path):
     assert str(log.problems[4]).startswith(f"{bad}:11: ") and str(log.problems[4]).endswith("line skipped")
     assert len(log.jobs) == 26  # every good line of both files
     assert set(log.jobs["file"]) == {str(bad), str(LOG)}
+
+
+# ---- the what-if ----
+
+from click.testing import CliRunner  # noqa: E402
+
+from data import crafted  # noqa: E402
+from rdmabench.cli import cli  # noqa: E402
+from rdmabench.jobs import whatif  # noqa: E402
+from rdmabench.results import frames  # noqa: E402
+
+MiB = 1 << 20
+# mean task durations in the sample log: AP 6 min, PC1 3 h, PC2 20 min, C1 6.7 ms, C2 2 min, FIN 1 min
+TASKS_S = 360 + 10800 + 1200 + (688.697e-6 + 12.745323e-3) / 2 + 120 + 60
+
+
+def test_bytes_per_hand_off_from_lotus_md():
+    b32 = whatif.handoff_bytes(32 << 30)
+    assert b32["pc1-pc2"] == 481_036_337_120  # lotus.md's figure: sealed + cache after PC1
+    assert b32["finalize"] == 34_359_738_368 + 76_695_872 + whatif.T_AUX
+    assert b32["c1-c2"] == 2 * 51_600_000  # two hops of base64 in JSON-RPC
+    b64 = whatif.handoff_bytes(64 << 30)
+    assert b64["pc1-pc2"] == 68_719_476_736 + 893_353_197_536
+    assert b64["c1-c2"] == 2 * 52_200_000
+    assert whatif.handoff_bytes(8 << 20)["pc1-pc2"] == 8_388_608 + 33_554_400
+    assert whatif.handoff_bytes(2048)["finalize"] == 2048 + 96 + whatif.T_AUX
+    assert whatif.sector_bytes("32GiB") == whatif.sector_bytes("32G") == 32 << 30
+    with pytest.raises(whatif.WhatIfError, match="use one of 2KiB, 8MiB, 512MiB, 32GiB, 64GiB"):
+        whatif.sector_bytes("16GiB")
+
+
+def what_if(tmp_path, **kw):
+    path = crafted.transfer_result(**kw).save(tmp_path / "t.json")
+    return whatif.compute(read([LOG]).jobs, frames.load([path]), 32 << 30)
+
+
+def test_what_if_arithmetic(tmp_path):
+    w = what_if(tmp_path)
+    f = w.fetches.set_index(["handoff", "transport"])
+    b = whatif.handoff_bytes(32 << 30)
+    assert f.loc[("pc1-pc2", "http"), "seconds"] == pytest.approx(b["pc1-pc2"] / (100 * MiB))  # 4587.5 s
+    assert f.loc[("pc1-pc2", "http"), "today"]
+    assert f.loc[("pc1-pc2", "rdma-write"), "seconds"] == pytest.approx(b["pc1-pc2"] / (400 * MiB))
+    assert f.loc[("pc1-pc2", "rdma-write"), "vs_today"] == pytest.approx(4.0)
+    assert f.loc[("pc1-pc2", "nfs-rdma"), "vs_today"] == pytest.approx(2.5)
+    assert f.loc[("c1-c2", "jsonrpc"), "today"]  # the C1 output goes over JSON-RPC today, not the HTTP fetch
+    assert f.loc[("c1-c2", "rdma-write"), "vs_today"] == pytest.approx(5.0)
+    assert list(w.tasks["task"]) == ["AP", "PC1", "PC2", "C1", "C2", "FIN"]
+    p = w.pipeline.set_index("scenario")
+    today_fetch = b["pc1-pc2"] / (100 * MiB) + b["finalize"] / (100 * MiB) + b["c1-c2"] / (10 * MiB)
+    assert p.loc["today", "tasks_s"] == pytest.approx(TASKS_S)
+    assert p.loc["today", "total_s"] == pytest.approx(TASKS_S + today_fetch)
+    rdma_fetch = b["pc1-pc2"] / (400 * MiB) + b["finalize"] / (400 * MiB) + b["c1-c2"] / (50 * MiB)
+    assert p.loc["rdma-write", "total_s"] == pytest.approx(TASKS_S + rdma_fetch)
+    assert p.loc["rdma-write", "saved_s"] == pytest.approx(today_fetch - rdma_fetch)
+    # nfs-rdma was not measured for the C1 output: today's JSON-RPC stays there
+    nfs_fetch = b["pc1-pc2"] / (250 * MiB) + b["finalize"] / (250 * MiB) + b["c1-c2"] / (10 * MiB)
+    assert p.loc["nfs-rdma", "fetch_s"] == pytest.approx(nfs_fetch)
+    assert "c1-c2: jsonrpc" in p.loc["nfs-rdma", "transports"]
+    assert any("nfs-rdma was not measured at c1-c2" in n for n in w.notes)
+
+
+def test_what_if_says_when_it_is_illustrative(tmp_path):
+    w = what_if(tmp_path)
+    assert w.illustrative and w.notes[0].startswith("ILLUSTRATIVE ONLY")
+    assert "soft-RoCE (rxe) under emulation" in w.notes[0]
+    text = whatif.render(w)
+    assert "ILLUSTRATIVE ONLY" in text.splitlines()[1]
+    hw = what_if(tmp_path, emulated=False)
+    assert not hw.illustrative and "ILLUSTRATIVE" not in whatif.render(hw)
+
+
+def test_what_if_without_jsonrpc_uses_http_for_c1(tmp_path):
+    rates = {k: v for k, v in crafted.TRANSFER_MIBPS.items() if k[1] != "jsonrpc"}
+    rates[("c1-c2", "http")] = 20.0
+    w = what_if(tmp_path, mibps=rates)
+    f = w.fetches.set_index(["handoff", "transport"])
+    assert f.loc[("c1-c2", "http"), "today"]
+    assert f.loc[("c1-c2", "rdma-write"), "vs_today"] == pytest.approx(2.5)
+
+
+def test_jobs_command_reports_bad_lines_and_goes_on(tmp_path):
+    bad = tmp_path / "jobs-bad.log"
+    bad.write_text(LOG.read_text() + "ip-1\t77a69335\t2\tPC1\t2021-07-30 00:05:00\t2021-07-30 03:05:00\t-3h\n")
+    out = CliRunner().invoke(cli, ["jobs", str(bad), "--by", "host"])
+    assert out.exit_code == 0, out.output
+    assert f"{bad}:15: " in out.stderr and "line skipped" in out.stderr
+    assert "13 jobs from 1 log file, 1 malformed line skipped" in out.stdout
+    assert "host ip-172-31-36-231:" in out.stdout and "host ip-172-31-36-232:" in out.stdout
+
+
+def test_jobs_command_what_if(tmp_path):
+    path = crafted.transfer_result().save(tmp_path / "t.json")
+    out = CliRunner().invoke(cli, ["jobs", str(LOG), "--what-if", str(path), "--sector-size", "32GiB"])
+    assert out.exit_code == 0, out.output
+    assert "ILLUSTRATIVE ONLY" in out.stdout and "What-if for one 32 GiB sector" in out.stdout
+    assert "pc1-pc2   http (today)     448.0 GiB" in out.stdout
+    assert "1h16m" in out.stdout  # 481,036,337,120 B at 100 MiB/s = 4587.5 s
+    md = CliRunner().invoke(cli, ["jobs", str(LOG), "--what-if", str(path), "--format", "md"])
+    assert "### A sector's time in the pipeline (tasks + fetches)" in md.stdout
+    verbs = crafted.verbs_a().save(tmp_path / "v.json")
+    out = CliRunner().invoke(cli, ["jobs", str(LOG), "--what-if", str(verbs)])
+    assert out.exit_code == 1 and "needs a transfer result" in out.output
+    assert "task" not in out.stdout  # refused before anything is printed

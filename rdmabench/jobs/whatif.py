@@ -1,0 +1,209 @@
+"""The sealing what-if: measured transfer throughputs applied to the bytes Lotus moves per sector.
+
+Inputs: the mean task durations from job tracker logs, and a transfer result file (throughput per hand-off
+and transport). For one sector size, each hand-off's fetch takes bytes / throughput; today's is Lotus's own
+transport (the HTTP fetch for pc1-pc2 and finalize, JSON-RPC for the C1 output, or HTTP where JSON-RPC was not
+measured). A sector's time in the pipeline is the sum of the mean AP, PC1, PC2, C1, C2, FIN durations plus its
+fetches. Transfers measured on soft-RoCE or under emulation make the what-if illustrative only, and it says so.
+
+Bytes per hand-off, from shared/docs/lotus.md (proofs constants, [C]):
+- pc1-pc2: the sealed file + the cache after PC1 (11 layers, tree-d, tree-c, tree-r-last, p_aux, t_aux):
+  481,036,337,120 B for 32 GiB.
+- finalize: the sealed file + the finalized cache (tree-r-last, p_aux, t_aux).
+- c1-c2: the C1 output as base64 inside JSON-RPC, twice (worker -> miner, miner -> C2 worker).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from ..errors import RdmabenchError
+from ..results.frames import Tables
+from ..units import format_size
+from .durations import format_seconds
+from .logparse import PIPELINE
+
+KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
+SECTORS = {"2KiB": 2 * KiB, "8MiB": 8 * MiB, "512MiB": 512 * MiB, "32GiB": 32 * GiB, "64GiB": 64 * GiB}
+CACHE_AFTER_PC1 = {2 * KiB: 8_160, 8 * MiB: 33_554_400, 512 * MiB: 2_147_483_616, 32 * GiB: 446_676_598_752,
+                   64 * GiB: 893_353_197_536}
+CACHE_FINALIZED = {2 * KiB: 96, 8 * MiB: 18_784, 512 * MiB: 1_198_432, 32 * GiB: 76_695_872,
+                   64 * GiB: 153_391_680}  # + t_aux
+T_AUX = 2_000  # "~1-2 KB": the upper end
+C1_BASE64_PER_HOP = {2 * KiB: 134_000, 8 * MiB: 281_000, 512 * MiB: 354_000, 32 * GiB: 51_600_000,
+                     64 * GiB: 52_200_000}
+C1_HOPS = 2
+HANDOFFS = ("pc1-pc2", "finalize", "c1-c2")
+TODAY = {"pc1-pc2": ("http",), "finalize": ("http",), "c1-c2": ("jsonrpc", "http")}  # first one measured wins
+
+
+class WhatIfError(RdmabenchError):
+    pass
+
+
+def sector_bytes(name: str | int) -> int:
+    from ..units import parse_size
+
+    try:
+        size = parse_size(name)
+    except ValueError:
+        size = None
+    if size not in CACHE_AFTER_PC1:
+        raise WhatIfError(f"sector size {name!r}: use one of {', '.join(SECTORS)}")
+    return size
+
+
+def handoff_bytes(sector: int) -> dict[str, int]:
+    """Bytes Lotus moves at each hand-off for one sector of this size."""
+    return {
+        "pc1-pc2": sector + CACHE_AFTER_PC1[sector],
+        "finalize": sector + CACHE_FINALIZED[sector] + T_AUX,
+        "c1-c2": C1_HOPS * C1_BASE64_PER_HOP[sector],
+    }
+
+
+@dataclass
+class WhatIf:
+    sector: int
+    environment: str
+    hardware: bool
+    tasks: pd.DataFrame      # task, count, mean_s (the pipeline's tasks found in the logs)
+    fetches: pd.DataFrame    # handoff, transport, today, bytes, throughput_MiBps, repetitions, seconds, vs_today
+    pipeline: pd.DataFrame   # scenario, transports, tasks_s, fetch_s, total_s, fetch_share, saved_s, change
+    notes: list[str] = field(default_factory=list)
+    measured_with: str = ""  # the sector sizes the throughputs were measured with
+
+    @property
+    def illustrative(self) -> bool:
+        return not self.hardware
+
+
+def compute(jobs: pd.DataFrame, tables: Tables, sector: int) -> WhatIf:
+    if tables.runs.empty or set(tables.runs["kind"]) != {"transfer"}:
+        kinds = ", ".join(sorted(set(tables.runs["kind"]))) or "nothing"
+        raise WhatIfError(f"the what-if needs a transfer result (from `rdmabench run --config`), got {kinds}")
+    tr = tables.transfer
+    if tr.empty or "throughput_MiBps" not in tr.columns:
+        raise WhatIfError("the transfer result has no throughput rows")
+    runs = tables.runs
+    hardware = bool(runs["hardware"].fillna(False).astype(bool).all())
+    environment = "; ".join(dict.fromkeys(str(e) for e in runs["environment"]))
+    notes = []
+    if not hardware:
+        notes.append(f"ILLUSTRATIVE ONLY: the throughputs were measured on {environment}. "
+                     "Soft-RoCE (rxe) is not a NIC and under emulation its absolute figures mean nothing: "
+                     "measure on the cluster's own hardware before acting on these times.")
+
+    # tasks: mean duration of each pipeline task in the logs
+    have = jobs[jobs["task"].isin(PIPELINE)]
+    g = have.groupby("task")["duration_s"]
+    tasks = pd.DataFrame({"task": [t for t in PIPELINE if t in g.groups]})
+    tasks["count"] = [int(g.size()[t]) for t in tasks["task"]]
+    tasks["mean_s"] = [float(g.mean()[t]) for t in tasks["task"]]
+    missing = [t for t in PIPELINE if t not in g.groups]
+    if missing:
+        notes.append(f"not in the logs: {', '.join(missing)} (counted as 0 s)")
+    tasks_s = float(tasks["mean_s"].sum())
+
+    # throughput: mean per (hand-off, transport) over repetitions
+    thr = tr.groupby(["handoff", "transport"])["throughput_MiBps"].agg(["mean", "size"])
+    moved = handoff_bytes(sector)
+    today = {}
+    for h in HANDOFFS:
+        today[h] = next((t for t in TODAY[h] if (h, t) in thr.index), None)
+        if today[h] is None:
+            notes.append(f"{h}: Lotus's own transport ({' or '.join(TODAY[h])}) was not measured: "
+                         "no baseline for this hand-off")
+    fetch_rows = []
+    for h in HANDOFFS:
+        if h not in thr.index.get_level_values(0):
+            notes.append(f"{h}: no transfer measured at this hand-off: left out of the fetch times")
+            continue
+        base = today[h]
+        base_s = moved[h] / (thr.loc[(h, base), "mean"] * MiB) if base else None
+        for t in thr.loc[h].index:
+            mibps = float(thr.loc[(h, t), "mean"])
+            secs = moved[h] / (mibps * MiB)
+            fetch_rows.append({"handoff": h, "transport": t, "today": t == base, "bytes": moved[h],
+                               "throughput_MiBps": mibps, "repetitions": int(thr.loc[(h, t), "size"]),
+                               "seconds": secs, "vs_today": (base_s / secs) if base_s else float("nan")})
+    fetches = pd.DataFrame(fetch_rows, columns=["handoff", "transport", "today", "bytes", "throughput_MiBps",
+                                                "repetitions", "seconds", "vs_today"])
+    fetches["_h"] = fetches["handoff"].map(HANDOFFS.index)
+    fetches = fetches.sort_values(["_h", "today", "seconds"], ascending=[True, False, False]).drop(columns="_h")
+
+    # the pipeline per scenario: today, then each other transport where it was measured (today's elsewhere)
+    secs = {(r["handoff"], r["transport"]): r["seconds"] for r in fetch_rows}
+    candidates = [t for t in dict.fromkeys(fetches["transport"]) if t not in set(today.values())]
+    scenarios = [("today", {h: today[h] for h in HANDOFFS if today[h]})]
+    for t in candidates:
+        use = {h: (t if (h, t) in secs else today[h]) for h in HANDOFFS}
+        scenarios.append((t, {h: x for h, x in use.items() if x}))
+        kept = [h for h in HANDOFFS if (h, t) not in secs and today[h]]
+        if kept:
+            notes.append(f"{t} was not measured at {', '.join(kept)}: its pipeline keeps today's transport there")
+    pipe = []
+    for name, use in scenarios:
+        fetch_s = sum(secs[(h, x)] for h, x in use.items())
+        pipe.append({"scenario": name, "transports": ", ".join(f"{h}: {x}" for h, x in use.items()),
+                     "tasks_s": tasks_s, "fetch_s": fetch_s, "total_s": tasks_s + fetch_s,
+                     "fetch_share": fetch_s / (tasks_s + fetch_s) if tasks_s + fetch_s else float("nan")})
+    pipeline = pd.DataFrame(pipe)
+    today_total = pipeline["total_s"].iloc[0]
+    pipeline["saved_s"] = today_total - pipeline["total_s"]
+    pipeline["change"] = pipeline["total_s"] / today_total - 1 if today_total else float("nan")
+
+    sizes = sorted(set(map(str, tr["sector"]))) if "sector" in tr.columns else []
+    return WhatIf(sector=sector, environment=environment, hardware=hardware, tasks=tasks, fetches=fetches,
+                  pipeline=pipeline, notes=notes, measured_with=", ".join(sizes))
+
+
+# ---- printing ----
+
+def _bytes(n: int) -> str:
+    if n >= 10 * GiB:
+        return f"{n / GiB:,.1f} GiB"
+    if n >= 10 * MiB:
+        return f"{n / MiB:,.1f} MiB"
+    return f"{n / 1e3:,.0f} kB" if n >= 1e4 else f"{n:,} B"
+
+
+def render(w: WhatIf, markdown: bool = False) -> str:
+    from ..results.compare import md_table, text_table
+
+    table = md_table if markdown else text_table
+    head = (lambda s: f"### {s}\n") if markdown else (lambda s: f"{s}:")
+    out = []
+    if w.illustrative:
+        banner = w.notes[0]
+        out += [f"> **{banner}**\n" if markdown else "!" * 78 + "\n! " + banner + "\n" + "!" * 78, ""]
+    out.append(f"What-if for one {format_size(w.sector)} sector (throughputs measured with {w.measured_with or '?'} "
+               f"sectors on: {w.environment})")
+    out.append("")
+    out.append(head("Fetch time per hand-off"))
+    body = [[r["handoff"], r["transport"] + (" (today)" if r["today"] else ""), _bytes(r["bytes"]),
+             f"{r['throughput_MiBps']:,.1f}", format_seconds(r["seconds"]),
+             "-" if r["today"] or r["vs_today"] != r["vs_today"] else f"{r['vs_today']:.2f}x faster"
+             if r["vs_today"] >= 1 else f"{1 / r['vs_today']:.2f}x slower"]
+            for r in w.fetches.to_dict("records")]
+    out.append(table(["hand-off", "transport", "bytes", "MiB/s (mean)", "fetch time", "vs today"], body))
+    out.append("")
+    out.append(head("Mean task durations from the logs"))
+    out.append(table(["task", "jobs", "mean"], [[r["task"], str(r["count"]), format_seconds(r["mean_s"])]
+                                                for r in w.tasks.to_dict("records")]))
+    out.append("")
+    out.append(head("A sector's time in the pipeline (tasks + fetches)"))
+    body = [[r["scenario"], format_seconds(r["tasks_s"]), format_seconds(r["fetch_s"]), format_seconds(r["total_s"]),
+             f"{r['fetch_share']:.1%}", "-" if r["scenario"] == "today" else
+             f"{format_seconds(r['saved_s'])} saved ({r['change']:+.1%})" if r["saved_s"] >= 0 else
+             f"{format_seconds(-r['saved_s'])} more ({r['change']:+.1%})", r["transports"]]
+            for r in w.pipeline.to_dict("records")]
+    out.append(table(["scenario", "tasks", "fetches", "total", "fetch share", "vs today", "transport per hand-off"],
+                     body))
+    rest = w.notes[1:] if w.illustrative else w.notes
+    if rest:
+        out.append("")
+        out += [f"- {n}" for n in rest] if markdown else [f"note: {n}" for n in rest]
+    return "\n".join(out) + "\n"
