@@ -309,8 +309,10 @@ def run_cmd(tests_, device, peer, size, sizes, iters, duration, warmup, depth, c
 @click.option("--repeat", type=click.IntRange(1), default=1, show_default=True, help="Alternating repetitions.")
 @click.option("--bw-iters", type=click.IntRange(5), help="Bandwidth iterations [perftest's: 5000 write, 1000 read].")
 @click.option("--lat-iters", type=click.IntRange(5), default=1000, show_default=True, help="Latency iterations.")
+@click.option("--timeout-ms", type=click.IntRange(100), default=30000, show_default=True,
+              help="Longest wait for any one completion in our runs.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Result file.")
-def crosscheck_cmd(device, peer, sizes, repeat, bw_iters, lat_iters, output):
+def crosscheck_cmd(device, peer, sizes, repeat, bw_iters, lat_iters, timeout_ms, output):
     """Run perftest and rdmabench back to back on the same device and print the ratios.
 
     ib_write_bw, ib_read_bw and ib_write_lat against rdmabench's native
@@ -328,7 +330,7 @@ def crosscheck_cmd(device, peer, sizes, repeat, bw_iters, lat_iters, output):
         raise click.BadParameter(str(err), param_hint="--sizes") from None
     dev = _pick_device(device)
     result = crosscheck.run(dev.name, _peer(peer) if peer else None, size_list, repeat=repeat, bw_iters=bw_iters,
-                            lat_iters=lat_iters, progress=lambda m: click.echo(f"running {m} ...", err=True))
+                            lat_iters=lat_iters, timeout_ms=timeout_ms, progress=lambda m: click.echo(f"running {m} ...", err=True))
     summary = crosscheck.ratios(result)
     result.options["ratios"] = summary
     path = result.save(output or result.default_path(Path("results")))

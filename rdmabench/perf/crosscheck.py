@@ -53,7 +53,7 @@ def _perftest_local(test: str, size: int, iters: int, dev: str, gid: int) -> dic
 
 
 def run(device: str, peer: tuple[str, int] | None, sizes: list[int], lat_size: int = 2, repeat: int = 1,
-        bw_iters: int | None = None, lat_iters: int = 1000,
+        bw_iters: int | None = None, lat_iters: int = 1000, timeout_ms: int = 30000,
         progress: Callable[[str], None] = lambda m: None) -> Result:
     ctx = context.collect(device)
     gid = ctx["device"]["gid_index"]
@@ -72,7 +72,8 @@ def run(device: str, peer: tuple[str, int] | None, sizes: list[int], lat_size: i
                        else _perftest_local(test, size, iters, device, gid))
                 progress(f"rdmabench {test} {size} B")
                 opts = RunOptions(tests=[test], sizes=[size], iters=iters, gid_index=gid)
-                ours = (Client(opts, device, *peer).run() if peer else run_local(opts, device)).rows[0]
+                ours = (Client(opts, device, *peer, timeout_ms=timeout_ms).run() if peer
+                        else run_local(opts, device, timeout_ms=timeout_ms)).rows[0]
                 rows.append({"test": test, "size": size, "repetition": rep, "iterations": iters,
                              "tool": "perftest", **ref})
                 rows.append({"tool": "rdmabench", **ours})
