@@ -1,0 +1,179 @@
+"""The transport interface: one table of operations every way of moving bytes fills in (as fio's engines do).
+
+    class MyTransport(Transport):
+        name = "my-transport"
+        capabilities = Capabilities(kinds={"file", "dir"}, pull=True)
+
+        def prepare(self, ctx: Context) -> None: ...     # connect, register memory, start servers
+        def move(self, item: Item) -> TransferRecord: ... # move one item, verified, timed
+        def teardown(self) -> None: ...                  # release everything prepare() took
+
+    register(MyTransport)          # or @register on the class
+
+The runner only ever calls ``prepare`` once, ``move`` once per item and repetition, and
+``teardown`` once (also after an error). A transport never generates workloads and never
+prints. ``move`` must leave either the complete, verified item at ``item.destination`` or
+nothing there (see ``integrity.atomic_destination``), and must never modify ``item.source``.
+
+Names the suite knows are in ``KNOWN``; each lives in the module given in ``_MODULES``,
+imported on first ``get()``: a transport written later only has to exist at that path and
+call ``register``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import RdmabenchError
+
+KINDS = ("file", "dir", "blob")
+LOTUS_TYPES = ("unsealed", "sealed", "cache", "update", "update-cache", "piece", "c1")
+
+# Every transport name a scenario may use, and the module that implements it.
+_MODULES = {
+    "http": "rdmabench.transports.http",
+    "shared": "rdmabench.transports.shared",
+    "rdma-write": "rdmabench.transports.rdma",
+    "rdma-read": "rdmabench.transports.rdma",
+    "nfs-rdma": "rdmabench.transports.nfs",
+    "nfs-tcp": "rdmabench.transports.nfs",
+}
+KNOWN = tuple(_MODULES)
+
+
+class TransportError(RdmabenchError):
+    """A transport could not be found, prepared, or could not move an item."""
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    kinds: frozenset[str] = frozenset({"file", "dir"})
+    push: bool = False  # the source side initiates (RDMA WRITE)
+    pull: bool = True   # the destination side initiates (Lotus's GET, RDMA READ)
+
+    def supports(self, item: "Item") -> bool:
+        return item.kind in self.kinds
+
+
+@dataclass(frozen=True)
+class Item:
+    """One thing to move: a sealed file, a cache directory, or a blob (the C1 output)."""
+
+    kind: str            # file | dir | blob
+    lotus_type: str      # sealed | cache | unsealed | ... | c1
+    sector_id: str       # s-t0<miner>-<n>
+    source: Path | None  # where it is (None for a blob held in memory)
+    destination: Path | None  # where it must end up (None for a blob: the receiver keeps it in memory)
+    size: int            # bytes of content (a directory: its top-level files summed)
+    digest: str | None = None  # integrity digest the receiver checks (integrity.digest / digest_file)
+    data: bytes | None = field(default=None, repr=False, compare=False)  # a blob's bytes
+    sector_size: int | None = None
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"item kind {self.kind!r} is not one of {', '.join(KINDS)}")
+        if self.lotus_type not in LOTUS_TYPES:
+            raise ValueError(f"lotus type {self.lotus_type!r} is not one of {', '.join(LOTUS_TYPES)}")
+
+
+@dataclass
+class TransferRecord:
+    """What one move did. ``verified`` is True only if the receiver checked the digest and it matched."""
+
+    transport: str
+    item: str            # "<lotus_type>/<sector_id>"
+    bytes: int           # payload bytes delivered
+    seconds: float       # wall time, request to the item in place (verification included)
+    verified: bool
+    digest: str | None
+    wire_bytes: int | None = None  # bytes on the wire, when the transport knows (HTTP headers, base64, tar)
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def gbps(self) -> float:
+        return self.bytes * 8 / self.seconds / 1e9 if self.seconds > 0 else 0.0
+
+    def to_row(self) -> dict:
+        row = {"transport": self.transport, "item": self.item, "bytes": self.bytes, "seconds": self.seconds,
+               "gbps": self.gbps, "verified": self.verified, "digest": self.digest, "wire_bytes": self.wire_bytes}
+        row.update(self.extra)
+        return row
+
+
+@dataclass
+class Context:
+    """What ``prepare`` gets: both ends' roots and how to reach the other end.
+
+    For a loopback run both roots are local. For two hosts, ``peer`` names the other end
+    (``http://10.77.2.1:7480`` for the http transport, an IP for RDMA) and the transport
+    does not start that end itself.
+    """
+
+    storage_root: Path   # the source side's Lotus storage path (sealed/, cache/)
+    work_root: Path      # the destination side's path; items land in <work_root>/<type>/<id>
+    token: str = "rdmabench"
+    bind: str = "127.0.0.1"
+    port: int = 0
+    peer: str | None = None
+    options: dict = field(default_factory=dict)
+
+
+class Transport(ABC):
+    name: str = ""
+    capabilities: Capabilities = Capabilities()
+
+    @abstractmethod
+    def prepare(self, ctx: Context) -> None: ...
+
+    @abstractmethod
+    def move(self, item: Item) -> TransferRecord: ...
+
+    def teardown(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.teardown()
+
+
+_REGISTRY: dict[str, type[Transport]] = {}
+
+
+def register(cls: type[Transport]) -> type[Transport]:
+    if not cls.name:
+        raise TypeError(f"{cls.__name__} has no name")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def get(name: str) -> Transport:
+    """A new instance of the transport called ``name``; TransportError if unknown or not built yet."""
+    if name not in _REGISTRY:
+        if name not in _MODULES:
+            raise TransportError(f"unknown transport {name!r}; known: {', '.join(KNOWN)}")
+        try:
+            importlib.import_module(_MODULES[name])
+        except ModuleNotFoundError as err:
+            if err.name != _MODULES[name]:
+                raise
+        if name not in _REGISTRY:
+            raise TransportError(f"transport {name!r} is not implemented in this version of rdmabench "
+                                 f"(it will live in {_MODULES[name]}); available: {', '.join(names())}")
+    return _REGISTRY[name]()
+
+
+def names() -> list[str]:
+    """Transports that can be used now (known and implemented), in KNOWN's order."""
+    out = []
+    for name in KNOWN:
+        try:
+            get(name)
+        except TransportError:
+            continue
+        out.append(name)
+    return out
