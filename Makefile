@@ -39,8 +39,13 @@ test-lab-one: install
 
 test-lab-two: install
 	$(RDMABENCH) lab --hosts 2 --timeout $(LAB_TIMEOUT) \
-	  --storage 'python -m rdmabench.verbs.peer serve --bind $$RDMABENCH_IP --port 7471 --mode both --connections 0' \
+	  --storage 'rdmabench serve --bind $$RDMABENCH_IP & python -m rdmabench.verbs.peer serve --bind $$RDMABENCH_IP --port 7471 --mode both --connections 0' \
 	  --worker 'python -m pytest tests/lab/two_hosts'
 
 clean:
 	rm -rf $(VENV) build *.egg-info rdmabench/*.so
+
+# Per-operation cost of the native and the python engine, measured in the lab (figures, not pass/fail).
+.PHONY: bench-engines
+bench-engines: install
+	$(RDMABENCH) lab --timeout 900 -- 'python -m pytest tests/bench -p no:cacheprovider --benchmark-only --benchmark-json=$$RDMABENCH_RESULTS/engine-cost.json'
