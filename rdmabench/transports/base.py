@@ -151,29 +151,28 @@ def register(cls: type[Transport]) -> type[Transport]:
     return cls
 
 
-def get(name: str) -> Transport:
-    """A new instance of the transport called ``name``; TransportError if unknown or not built yet."""
-    if name not in _REGISTRY:
-        if name not in _MODULES:
-            raise TransportError(f"unknown transport {name!r}; known: {', '.join(KNOWN)}")
+def _load(name: str) -> type[Transport] | None:
+    """The class registered as ``name``, importing its module on first use; None if not written yet."""
+    if name not in _REGISTRY and name in _MODULES:
         try:
             importlib.import_module(_MODULES[name])
         except ModuleNotFoundError as err:
             if err.name != _MODULES[name]:
                 raise
-        if name not in _REGISTRY:
-            raise TransportError(f"transport {name!r} is not implemented in this version of rdmabench "
-                                 f"(it will live in {_MODULES[name]}); available: {', '.join(names())}")
-    return _REGISTRY[name]()
+    return _REGISTRY.get(name)
+
+
+def get(name: str) -> Transport:
+    """A new instance of the transport called ``name``; TransportError if unknown or not built yet."""
+    if name not in _MODULES and name not in _REGISTRY:
+        raise TransportError(f"unknown transport {name!r}; known: {', '.join(KNOWN)}")
+    cls = _load(name)
+    if cls is None:
+        raise TransportError(f"transport {name!r} is not implemented in this version of rdmabench "
+                             f"(it will live in {_MODULES[name]}); available: {', '.join(names())}")
+    return cls()
 
 
 def names() -> list[str]:
     """Transports that can be used now (known and implemented), in KNOWN's order."""
-    out = []
-    for name in KNOWN:
-        try:
-            get(name)
-        except TransportError:
-            continue
-        out.append(name)
-    return out
+    return [name for name in KNOWN if _load(name) is not None]

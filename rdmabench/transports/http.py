@@ -1,0 +1,74 @@
+"""The ``http`` transport: Lotus's own way, the TCP baseline every other transport is compared with.
+
+Files and cache directories go by ``GET /remote/{type}/{id}`` (http_server / http_client); the C1
+output goes base64 inside a JSON-RPC POST (jsonrpc). For a loopback run ``prepare`` starts both
+servers on ``ctx.bind``; for two hosts the storage host runs ``http_server.serve`` itself and
+``ctx.peer`` is its URL (``http://10.77.2.1:7480``), and ``ctx.options["rpc_peer"]`` the C2
+side's JSON-RPC URL if it is remote.
+
+The two halves are usable on their own:
+    serve(root, bind, port, token) -> handle (.url, .stop())
+    fetch(url_base, token, type, id, dest_root, expected=None) -> TransferRecord
+    serve_rpc(bind, port, token) -> handle (.url, .stop());  send_c1(url, token, payload) -> TransferRecord
+"""
+
+from __future__ import annotations
+
+from .base import Capabilities, Context, Item, TransferRecord, Transport, TransportError, register
+from .http_client import FetchError, IncompleteTransfer, fetch
+from .http_server import ServerHandle, serve
+from .jsonrpc import send_c1, serve_rpc
+
+__all__ = ["HttpTransport", "serve", "fetch", "serve_rpc", "send_c1", "ServerHandle", "FetchError",
+           "IncompleteTransfer"]
+
+
+@register
+class HttpTransport(Transport):
+    name = "http"
+    capabilities = Capabilities(kinds=frozenset({"file", "dir", "blob"}), push=False, pull=True)
+
+    def __init__(self):
+        self._server = None
+        self._rpc = None
+        self.url = None
+        self.rpc_url = None
+
+    def prepare(self, ctx: Context) -> None:
+        self.ctx = ctx
+        if ctx.peer:
+            self.url = ctx.peer
+        else:
+            self._server = serve(ctx.storage_root, ctx.bind, ctx.port, ctx.token)
+            self.url = self._server.url
+        self.rpc_url = ctx.options.get("rpc_peer")
+
+    def move(self, item: Item) -> TransferRecord:
+        if item.kind == "blob":
+            if item.data is None:
+                raise TransportError(f"http: blob {item.lotus_type}/{item.sector_id} has no data")
+            if self.rpc_url is None:
+                self._rpc = serve_rpc(self.ctx.bind, 0, self.ctx.token)
+                self.rpc_url = self._rpc.url
+            miner, number = _split_id(item.sector_id)
+            rec = send_c1(self.rpc_url, self.ctx.token, item.data, miner=miner, number=number,
+                          item=f"{item.lotus_type}/{item.sector_id}")
+            if item.digest is not None and rec.digest != item.digest:
+                rec.verified = False
+            return rec
+        if item.destination is None:
+            raise TransportError(f"http: {item.lotus_type}/{item.sector_id} has no destination")
+        dest_root = item.destination.parent.parent  # <root>/<type>/<id>
+        return fetch(self.url, self.ctx.token, item.lotus_type, item.sector_id, dest_root, expected=item.digest,
+                     transport=self.name)
+
+    def teardown(self) -> None:
+        for h in (self._server, self._rpc):
+            if h is not None:
+                h.stop()
+        self._server = self._rpc = None
+
+
+def _split_id(sector_id: str) -> tuple[int, int]:
+    miner, number = sector_id[len("s-t0"):].split("-")
+    return int(miner), int(number)
