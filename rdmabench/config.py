@@ -1,0 +1,200 @@
+"""Scenario files (TOML) -> a validated Scenario, or one error naming the file, the key and the problem.
+
+    name = "default"                      # optional; the file's stem otherwise
+    handoffs = ["pc1-pc2", "finalize", "c1-c2"]
+    transports = ["http", "shared", "rdma-write", "rdma-read"]
+    repetitions = 3                       # optional, default 3
+    miner = 1000                          # optional: sectors are s-t0<miner>-<n>
+    token = "..."                         # optional: the bearer token of the http transport
+    storage_dir = "/tmp/rdmabench/storage"  # optional: the source side's Lotus storage path
+    work_dir = "/tmp/rdmabench/work"        # optional: the destination side's
+
+    [http]                                # optional
+    bind = "127.0.0.1"
+    port = 0
+
+    [[shapes]]                            # one or more
+    sector_size = "32GiB"                 # 2KiB 8MiB 512MiB 32GiB 64GiB
+    scale = "1/16384"                     # optional, default 1: a number or "a/b" in (0, 1]
+
+Everything is checked before anything runs. Relative paths are taken from the current directory.
+Hand-off -> what moves: pc1-pc2: the sector at stage pc1 (sealed + layers + tree-d);
+finalize: stage finalized (sealed + tree-r-last, p_aux, t_aux); c1-c2: the C1 output (unscaled).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+from .errors import RdmabenchError
+from .transports.base import KNOWN as TRANSPORTS
+from .workloads import sector
+
+HANDOFFS = ("pc1-pc2", "finalize", "c1-c2")
+HANDOFF_STAGE = {"pc1-pc2": "pc1", "finalize": "finalized", "c1-c2": None}
+
+
+class ConfigError(RdmabenchError):
+    pass
+
+
+@dataclass(frozen=True)
+class Shape:
+    sector_size: int
+    scale: Fraction = Fraction(1)
+
+    def sector(self, stage: str, miner: int, number: int) -> sector.SectorShape:
+        return sector.shape(self.sector_size, stage, miner=miner, number=number, scale=self.scale)
+
+    @property
+    def label(self) -> str:
+        return sector.shape(self.sector_size, "pc1", scale=self.scale).label()
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    path: Path
+    handoffs: tuple[str, ...]
+    transports: tuple[str, ...]
+    shapes: tuple[Shape, ...]
+    repetitions: int = 3
+    miner: int = 1000
+    token: str = "rdmabench"
+    storage_dir: Path = Path("/tmp/rdmabench/storage")
+    work_dir: Path = Path("/tmp/rdmabench/work")
+    http_bind: str = "127.0.0.1"
+    http_port: int = 0
+    raw: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def plan(self) -> list[tuple[str, Shape, str, int]]:
+        """Every (hand-off, shape, transport, repetition) in run order: repetitions innermost alternate
+        transports, so a slow drift of the host spreads over all of them alike."""
+        return [(h, s, t, r) for h in self.handoffs for s in self.shapes for r in range(self.repetitions)
+                for t in self.transports]
+
+    def bytes_per_transfer(self, handoff: str, shape: Shape) -> int:
+        from .workloads import c1
+        stage = HANDOFF_STAGE[handoff]
+        if stage is None:
+            return c1.c1_size(shape.sector_size)
+        return shape.sector(stage, self.miner, 1).total_bytes
+
+
+_TOP = {"name": str, "handoffs": list, "transports": list, "repetitions": int, "miner": int, "token": str,
+        "storage_dir": str, "work_dir": str, "shapes": list, "http": dict}
+_REQUIRED = ("handoffs", "transports", "shapes")
+_SHAPE = {"sector_size": (str, int), "scale": (str, int, float)}
+_HTTP = {"bind": str, "port": int}
+_TYPE_NAMES = {str: "a string", int: "an integer", list: "an array", dict: "a table", float: "a number"}
+
+
+def _kind(value) -> str:
+    return {bool: "a boolean", str: "a string", int: "an integer", float: "a number", list: "an array",
+            dict: "a table"}.get(type(value), type(value).__name__)
+
+
+def _check_type(where: str, key: str, value, expected) -> None:
+    types = expected if isinstance(expected, tuple) else (expected,)
+    ok = any(isinstance(value, t) and not (isinstance(value, bool) and t is not bool) for t in types)
+    if not ok:
+        want = " or ".join(_TYPE_NAMES[t] for t in types)
+        raise ConfigError(f"{where}: {key}: expected {want}, got {_kind(value)} ({value!r})")
+
+
+def _unknown(where: str, prefix: str, table: dict, known) -> None:
+    for key in table:
+        if key not in known:
+            raise ConfigError(f"{where}: {prefix}{key}: unknown key; known: {', '.join(known)}")
+
+
+def loads(text: str, path: Path | str = "<string>") -> Scenario:
+    where = str(path)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{where}: not valid TOML: {err}") from None
+    _unknown(where, "", data, _TOP)
+    for key in _REQUIRED:
+        if key not in data:
+            raise ConfigError(f"{where}: {key}: missing (required)")
+    for key, value in data.items():
+        _check_type(where, key, value, _TOP[key])
+
+    def names(key: str, known: tuple[str, ...], what: str) -> tuple[str, ...]:
+        values = data[key]
+        if not values:
+            raise ConfigError(f"{where}: {key}: empty; name at least one {what}")
+        seen = []
+        for i, v in enumerate(values):
+            _check_type(where, f"{key}[{i}]", v, str)
+            if v not in known:
+                raise ConfigError(f"{where}: {key}[{i}]: unknown {what} {v!r}; known: {', '.join(known)}")
+            if v in seen:
+                raise ConfigError(f"{where}: {key}[{i}]: {what} {v!r} is listed twice")
+            seen.append(v)
+        return tuple(seen)
+
+    handoffs = names("handoffs", HANDOFFS, "hand-off")
+    transports = names("transports", TRANSPORTS, "transport")
+
+    shapes = []
+    if not data["shapes"]:
+        raise ConfigError(f"{where}: shapes: empty; give at least one [[shapes]] table")
+    for i, s in enumerate(data["shapes"]):
+        key = f"shapes[{i}]"
+        _check_type(where, key, s, dict)
+        _unknown(where, f"{key}.", s, _SHAPE)
+        if "sector_size" not in s:
+            raise ConfigError(f"{where}: {key}.sector_size: missing (required)")
+        for k, v in s.items():
+            _check_type(where, f"{key}.{k}", v, _SHAPE[k])
+        try:
+            size = sector.parse_sector_size(s["sector_size"])
+        except sector.WorkloadError as err:
+            raise ConfigError(f"{where}: {key}.sector_size: {err}") from None
+        try:
+            scale = sector.parse_scale(s.get("scale", 1))
+        except sector.WorkloadError as err:
+            raise ConfigError(f"{where}: {key}.scale: {err}") from None
+        shapes.append(Shape(size, scale))
+
+    reps = data.get("repetitions", 3)
+    if reps < 1:
+        raise ConfigError(f"{where}: repetitions: must be at least 1, got {reps}")
+    miner = data.get("miner", 1000)
+    if miner < 0:
+        raise ConfigError(f"{where}: miner: must be a non-negative actor id, got {miner}")
+    token = data.get("token", "rdmabench")
+    if not token:
+        raise ConfigError(f"{where}: token: empty (the http fetch is always authenticated)")
+    http = data.get("http", {})
+    _unknown(where, "http.", http, _HTTP)
+    for k, v in http.items():
+        _check_type(where, f"http.{k}", v, _HTTP[k])
+    bind, port = http.get("bind", "127.0.0.1"), http.get("port", 0)
+    if not bind:
+        raise ConfigError(f"{where}: http.bind: empty; name the address to listen on (0.0.0.0 only if you mean it)")
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"{where}: http.port: {port} is not a TCP port (0..65535; 0 picks a free one)")
+    for key in ("storage_dir", "work_dir"):
+        if key in data and not data[key]:
+            raise ConfigError(f"{where}: {key}: empty")
+    return Scenario(
+        name=data.get("name") or Path(where).stem, path=Path(where), handoffs=handoffs, transports=transports,
+        shapes=tuple(shapes), repetitions=reps, miner=miner, token=token,
+        storage_dir=Path(data.get("storage_dir", "/tmp/rdmabench/storage")),
+        work_dir=Path(data.get("work_dir", "/tmp/rdmabench/work")), http_bind=bind, http_port=port, raw=data)
+
+
+def load(path: Path | str) -> Scenario:
+    """Read and validate a scenario file; ConfigError("<file>: <key>: <problem>") on anything wrong."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read: {err.strerror}") from None
+    return loads(text, path)

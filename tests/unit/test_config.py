@@ -1,0 +1,99 @@
+"""Scenario files: the shipped ones load; every mistake names the file, the dotted key and the problem."""
+
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+
+from rdmabench import config
+from rdmabench.errors import RdmabenchError
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+GOOD = """
+handoffs = ["pc1-pc2", "c1-c2"]
+transports = ["http", "shared"]
+[[shapes]]
+sector_size = "8MiB"
+"""
+
+
+@pytest.mark.parametrize("name", ["default.toml", "sealing-32g.toml", "c1-handoff.toml"])
+def test_shipped_configs_load(name):
+    s = config.load(CONFIGS / name)
+    assert s.handoffs and s.transports and s.shapes and s.repetitions >= 1
+
+
+def test_default_is_small_enough_for_the_lab():
+    s = config.load(CONFIGS / "default.toml")
+    assert s.transports == ("http", "shared", "rdma-write", "rdma-read")
+    assert s.handoffs == ("pc1-pc2", "finalize", "c1-c2") and s.repetitions == 3
+    assert {sh.sector_size for sh in s.shapes} == {8 << 20, 32 << 30}
+    for h in s.handoffs:
+        for sh in s.shapes:
+            assert s.bytes_per_transfer(h, sh) <= 64 << 20
+
+
+def test_sealing_32g_is_real_size():
+    s = config.load(CONFIGS / "sealing-32g.toml")
+    assert s.shapes == (config.Shape(32 << 30, Fraction(1)),)
+    assert s.bytes_per_transfer("pc1-pc2", s.shapes[0]) == 481_036_337_120
+
+
+def test_defaults_and_plan(tmp_path):
+    s = config.loads(GOOD, "x.toml")
+    assert s.name == "x" and s.repetitions == 3 and s.miner == 1000 and s.http_bind == "127.0.0.1"
+    plan = s.plan()
+    assert len(plan) == 2 * 1 * 3 * 2
+    assert [p[2] for p in plan[:4]] == ["http", "shared", "http", "shared"]  # alternating
+
+
+def _err(text, path="configs/x.toml"):
+    with pytest.raises(RdmabenchError) as info:
+        config.loads(text, path)
+    return str(info.value)
+
+
+@pytest.mark.parametrize("text,expected", [
+    (GOOD.replace('"shared"]', '"shared", "htp"]'),
+     "configs/x.toml: transports[2]: unknown transport 'htp'; known: http, shared, rdma-write, rdma-read, nfs-rdma, nfs-tcp"),
+    (GOOD.replace('"c1-c2"]', '"c2-c3"]'),
+     "configs/x.toml: handoffs[1]: unknown hand-off 'c2-c3'; known: pc1-pc2, finalize, c1-c2"),
+    ("colour = 1\n" + GOOD, "configs/x.toml: colour: unknown key; known: name, handoffs"),
+    (GOOD.replace('sector_size = "8MiB"', 'sector_size = "3GiB"'),
+     "configs/x.toml: shapes[0].sector_size: sector size '3GiB' is not one Lotus seals"),
+    (GOOD.replace('sector_size = "8MiB"', 'sector_size = "big"'), "configs/x.toml: shapes[0].sector_size: 'big' is not a size"),
+    (GOOD + 'scale = 2\n', "configs/x.toml: shapes[0].scale: scale 2 must be in (0, 1]"),
+    (GOOD + 'scale = "1/0"\n', "configs/x.toml: shapes[0].scale: scale '1/0' is not a number"),
+    (GOOD + 'sizes = 1\n', "configs/x.toml: shapes[0].sizes: unknown key; known: sector_size, scale"),
+    ('repetitions = "3"\n' + GOOD, "configs/x.toml: repetitions: expected an integer, got a string ('3')"),
+    ('repetitions = true\n' + GOOD, "configs/x.toml: repetitions: expected an integer, got a boolean"),
+    ('repetitions = 0\n' + GOOD, "configs/x.toml: repetitions: must be at least 1"),
+    ('transports = "http"\n' + GOOD.replace('transports = ["http", "shared"]', ''),
+     "configs/x.toml: transports: expected an array, got a string"),
+    (GOOD.replace('transports = ["http", "shared"]', 'transports = ["http", 7]'),
+     "configs/x.toml: transports[1]: expected a string, got an integer"),
+    (GOOD.replace('transports = ["http", "shared"]', 'transports = ["http", "http"]'),
+     "configs/x.toml: transports[1]: transport 'http' is listed twice"),
+    (GOOD.replace('transports = ["http", "shared"]', 'transports = []'), "configs/x.toml: transports: empty"),
+    (GOOD.replace('transports = ["http", "shared"]', ''), "configs/x.toml: transports: missing (required)"),
+    ('[http]\nbind = ""\n' , "configs/x.toml: handoffs: missing (required)"),
+    (GOOD + '[http]\nport = 70000\n', "configs/x.toml: http.port: 70000 is not a TCP port"),
+    (GOOD + '[http]\nbind = ""\n', "configs/x.toml: http.bind: empty"),
+    (GOOD + '[http]\naddr = "x"\n', "configs/x.toml: http.addr: unknown key; known: bind, port"),
+    (GOOD + 'token = ""\n', "configs/x.toml: shapes[0].token: unknown key"),
+    ('token = ""\n' + GOOD, "configs/x.toml: token: empty"),
+    (GOOD + '[[shapes]]\nscale = 0.5\n', "configs/x.toml: shapes[1].sector_size: missing (required)"),
+    ("handoffs = [", "configs/x.toml: not valid TOML"),
+])
+def test_errors_name_file_key_problem(text, expected):
+    assert expected in _err(text)
+
+
+def test_error_is_an_rdmabench_error_and_unreadable_file(tmp_path):
+    with pytest.raises(config.ConfigError, match="nope.toml: cannot read"):
+        config.load(tmp_path / "nope.toml")
+    p = tmp_path / "s.toml"
+    p.write_text(GOOD.replace("8MiB", "9MiB"))
+    with pytest.raises(RdmabenchError, match=str(p) + ": shapes"):
+        config.load(p)
