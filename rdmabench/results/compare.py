@@ -174,15 +174,15 @@ def compare(t: Tables, latency_metric: str = "lat_p50_us") -> Comparison:
             out.notes.append(f"only in {base} (no pair in {other}): " + ", ".join(only_a))
         if only_b:
             out.notes.append(f"only in {other} (no pair in {base}): " + ", ".join(only_b))
+        option_diffs: dict[tuple[str, str, str], list[str]] = {}
         for key in sorted((k for k in a_groups if k in b_groups), key=lambda k: a_groups[k]["order"].iloc[0]):
             ga, gb = a_groups[key], b_groups[key]
             item, metric = ga["item"].iloc[0], ga["metric"].iloc[0]
             if kind_of[base] == "verbs":
                 for opt in VERBS_OPTIONS:
-                    va, vb = sorted(set(map(str, ga[opt]))), sorted(set(map(str, gb[opt])))
+                    va, vb = "/".join(sorted(set(map(str, ga[opt])))), "/".join(sorted(set(map(str, gb[opt]))))
                     if va != vb:
-                        out.warnings.append(f"{item}: {opt} differs ({'/'.join(va)} in {base}, "
-                                            f"{'/'.join(vb)} in {other}): not quite like with like")
+                        option_diffs.setdefault((opt, va, vb), []).append(item)
             a, b = list(ga["value"]), list(gb["value"])
             test = welch(a, b)
             ma, mb = sum(a) / len(a), sum(b) / len(b)
@@ -195,6 +195,9 @@ def compare(t: Tables, latency_metric: str = "lat_p50_us") -> Comparison:
                 "ratio": mb / ma if ma else float("nan"), "p_value": test.p if test else float("nan"),
                 "significance": significance(test),
             })
+        for (opt, va, vb), items in option_diffs.items():
+            out.warnings.append(f"{opt} differs between {base} ({va}) and {other} ({vb}) for "
+                                f"{', '.join(items)}: not quite like with like")
     if rows:
         out.table = pd.DataFrame(rows, columns=COLUMNS)
     return out

@@ -17,6 +17,7 @@ import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import FixedLocator, FuncFormatter  # noqa: E402
 
+from ..units import format_size  # noqa: E402
 from .frames import BANDWIDTH_TESTS, LATENCY_TESTS, Tables  # noqa: E402
 
 HANDOFFS = ("pc1-pc2", "finalize", "c1-c2")
@@ -41,6 +42,10 @@ def _png(fig: Figure) -> bytes:
     return buf.getvalue()
 
 
+def _us(x: float) -> str:
+    return f"{x:,.0f}" if x >= 100 else f"{x:.3g}"
+
+
 def _short_size(n: float) -> str:
     n = int(n)
     for unit, mult in (("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
@@ -50,10 +55,10 @@ def _short_size(n: float) -> str:
 
 
 def _size_ticks(sizes) -> list[int]:
-    """Powers of two spanning the sizes, at most a dozen, evenly spaced on the log2 axis."""
+    """Powers of two spanning the sizes, at most a dozen, evenly spaced on the log2 axis, the largest labelled."""
     lo, hi = int(np.floor(np.log2(min(sizes)))), int(np.ceil(np.log2(max(sizes))))
     step = max(1, -(-(hi - lo) // 11))
-    return [1 << e for e in range(lo, hi + 1, step)]
+    return [1 << e for e in range(hi, lo - 1, -step)][::-1]
 
 
 def _ordered(values, order) -> list:
@@ -120,7 +125,7 @@ def latency_cdf(t: Tables) -> list[Plot]:
                 continue
             lo, hi = min(lo, v[0]), max(hi, v[-1])
             ax.step(v, np.arange(1, len(v) + 1) / len(v), where="post",
-                    label=f"{run}, {_short_size(size)} B (p50 {np.median(v):.2f} µs)")
+                    label=f"{run}, {format_size(int(size))} (p50 {_us(float(np.median(v)))} µs)")
         if lo > 0 and hi / lo > 20:
             ax.set_xscale("log")
         ax.set_xlabel("latency (µs)")

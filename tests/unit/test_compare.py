@@ -136,3 +136,14 @@ def test_compare_command(ab):
     assert md.exit_code == 0 and "| write_lat 2 B | lat_p99_us (µs, lower is better) |" in md.stdout
     one = CliRunner().invoke(cli, ["compare", str(ab[0])])
     assert one.exit_code == 2 and "at least two result files" in one.output
+
+
+def test_options_that_differ_are_named_once_per_option(tmp_path):
+    a = crafted.verbs_a().save(tmp_path / "a.json")
+    b = crafted.verbs_b()
+    for row in b.rows:
+        if row["test"] == "write_bw":
+            row["qps"] = 4
+    c = compare.compare(frames.load([a, b.save(tmp_path / "b.json")]))
+    qps = [w for w in c.warnings if w.startswith("qps differs")]
+    assert qps == ["qps differs between a (1) and b (4) for write_bw 64 KiB, write_bw 1 MiB: not quite like with like"]
