@@ -12,6 +12,8 @@ PACKAGES=(
   nfs-kernel-server nfs-common rpcbind
   # building the native extension and the venv with Debian's python (the one pyverbs is built for)
   gcc make python3-dev python3-venv
+  # the strong baseline (rdmabench/baseline.py): nginx serving a sector file to curl, which our Lotus-style HTTP fetch must match
+  nginx curl
 )
 
 missing=()

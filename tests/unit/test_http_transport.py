@@ -306,3 +306,13 @@ def test_registry_names():
         transports.get("htp")
     with pytest.raises(transports.TransportError, match="not implemented"):
         transports.get("nfs-tcp")
+
+
+@pytest.mark.skipif(not (os.path.exists("/usr/sbin/nginx") and os.path.exists("/usr/bin/curl")),
+                    reason="nginx and curl come from scripts/install-debian-packages.sh")
+def test_baseline_runs_small(tmp_path):
+    from rdmabench import baseline
+    out = baseline.run_baseline(4 << 20, 1, tmp_path)
+    assert out["size"] == 4 << 20 and len(out["nginx_curl"]["seconds"]) == 1 == len(out["rdmabench_http"]["seconds"])
+    assert out["ratio"] > 0 and out["target"] == 0.9
+    assert os.listdir(tmp_path) == []  # temp config, files and destination removed
