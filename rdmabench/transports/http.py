@@ -60,7 +60,7 @@ class HttpTransport(Transport):
             raise TransportError(f"http: {item.lotus_type}/{item.sector_id} has no destination")
         dest_root = item.destination.parent.parent  # <root>/<type>/<id>
         return fetch(self.url, self.ctx.token, item.lotus_type, item.sector_id, dest_root, expected=item.digest,
-                     transport=self.name)
+                     transport=self.name, need=item.size)
 
     def teardown(self) -> None:
         for h in (self._server, self._rpc):

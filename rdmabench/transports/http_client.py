@@ -200,17 +200,20 @@ def _response_head(s: _Stream) -> tuple[int, dict[str, str]]:
 def fetch(url_base: str, token: str, type: str, id: str, dest_root: Path | str, *,
           expected: str | None = None, bufsize: int = BUFFER, timeout: float | None = 60.0,
           progress: Callable[[int], None] | None = None, lotus_names: bool = True,
-          transport: str = "http") -> TransferRecord:
+          transport: str = "http", need: int | None = None) -> TransferRecord:
     """GET ``{url_base}/remote/{type}/{id}`` into ``<dest_root>/<type>/<id>``, as Lotus's fetch does.
 
     ``expected``: the digest to check before the rename (integrity.digest of the source). ``timeout``:
     seconds without data before giving up (Lotus has none; we do not hang forever). ``progress(bytes)``
-    is called after every buffer. ``lotus_names``: accept only the cache names Lotus accepts.
+    is called after every buffer. ``lotus_names``: accept only the cache names Lotus accepts. ``need``:
+    bytes the destination must have free (a file's Content-Length is checked anyway) before anything is written.
     Returns a TransferRecord; raises FetchError (IncompleteTransfer, integrity.IntegrityError) with
     nothing left at the destination.
     """
     dest_root = Path(dest_root)
     typedir = dest_root / type
+    if need:
+        integrity.check_free_space(dest_root, need)
     final = typedir / id
     temp = typedir / "fetching" / id
     t0 = time.perf_counter()
@@ -237,6 +240,7 @@ def fetch(url_base: str, token: str, type: str, id: str, dest_root: Path | str, 
             else:
                 if "content-length" not in headers:
                     raise FetchError("a file response without Content-Length")
+                integrity.check_free_space(typedir, int(headers["content-length"]))
                 got, dest.digest = _receive_file(s, int(headers["content-length"]), temp, progress)
                 kind = "file"
         seconds = time.perf_counter() - t0

@@ -316,3 +316,22 @@ def test_baseline_runs_small(tmp_path):
     assert out["size"] == 4 << 20 and len(out["nginx_curl"]["seconds"]) == 1 == len(out["rdmabench_http"]["seconds"])
     assert out["ratio"] > 0 and out["target"] == 0.9
     assert os.listdir(tmp_path) == []  # temp config, files and destination removed
+
+
+def test_free_space_checked_before_writing(server, sealed_sector, tmp_path):
+    free, _ = integrity.free_bytes(tmp_path)
+    with pytest.raises(integrity.InsufficientSpace, match="need .* free on"):
+        http_client.fetch(server.url, TOKEN, "cache", sealed_sector.shape.sector_id, tmp_path / "w",
+                          need=free + (1 << 40))
+    assert not (tmp_path / "w" / "cache").exists()
+
+
+def test_big_member_header_is_pax_and_parsed():
+    """A 32 GiB layer needs more than ustar's 8 GiB: PAX, as Go's archive/tar writes it; our client reads it."""
+    hdr = http_server.tar_header("sc-02-data-layer-1.dat", 32 << 30, 0)
+    first = tarfile.TarInfo.frombuf(hdr[:512], "utf-8", "surrogateescape")
+    assert first.type == tarfile.XHDTYPE
+    records = http_client._pax_records(hdr[512:512 + first.size])
+    assert int(records["size"]) == 32 << 30
+    assert http_client.cache_name_allowed("sc-02-data-layer-1.dat", 32 << 30) is None
+    assert "cap" in http_client.cache_name_allowed("p_aux", 65)
