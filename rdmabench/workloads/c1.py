@@ -54,3 +54,15 @@ def check(blob: bytes, sector_size: int | str) -> None:
     if len(blob) != c1_size(sector_size):
         raise ValueError(f"C1 output is {len(blob)} bytes, expected {c1_size(sector_size)}")
     json.loads(blob)
+
+
+def item(sector_size: int | str, miner: int = 1000, number: int = 1):
+    """The C1 -> C2 hand-off as a transport Item (a blob carried in memory, with its digest)."""
+    from .. import integrity
+    from ..transports.base import Item
+
+    blob = c1_output(sector_size, miner, number)
+    h = integrity.new_hasher()
+    h.update(blob)
+    return Item(kind="blob", lotus_type="c1", sector_id=f"s-t0{miner}-{number}", source=None, destination=None,
+                size=len(blob), digest=h.hexdigest(), data=blob, sector_size=parse_sector_size(sector_size))

@@ -140,3 +140,9 @@ def test_c1_blob(size):
 def test_c1_sizes_are_lotus_figures():
     assert c1.c1_size("32GiB") == 38_700_000
     assert round(c1.c1_size("32GiB") * 4 / 3 / 1e6, 1) == 51.6
+
+
+def test_c1_item():
+    it = c1.item("2KiB", 1000, 2)
+    assert it.kind == "blob" and it.size == 100_000 and it.data == c1.c1_output("2KiB", 1000, 2)
+    assert it.sector_id == "s-t01000-2" and len(it.digest) == 32
