@@ -258,10 +258,12 @@ def serve_cmd(bind, port, device, gid_index, clients):
 @click.option("--repeat", type=click.IntRange(1), default=1, show_default=True, help="Repetitions of each test and size.")
 @click.option("--timeout-ms", type=click.IntRange(100), default=10000, show_default=True,
               help="Longest wait for any one completion or answer before the run fails.")
+@click.option("--wait", type=click.FloatRange(0), default=5.0, show_default=True,
+              help="Seconds to keep trying while the server is not listening yet.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
               help="Result file [results/verbs-HOST-TIME.json].")
 def run_cmd(tests_, device, peer, size, sizes, iters, duration, warmup, depth, cq_mod, qps, bidir, gid_index,
-            mtu, connect, validate, engine, repeat, timeout_ms, output):
+            mtu, connect, validate, engine, repeat, timeout_ms, wait, output):
     """Measure RDMA write/read/send bandwidth and latency against `rdmabench serve`.
 
     What perftest measures, with both ends' CPU (system-wide as qperf counts it,
@@ -293,7 +295,7 @@ def run_cmd(tests_, device, peer, size, sizes, iters, duration, warmup, depth, c
     progress = lambda msg: click.echo(f"running {msg} ...", err=True)  # noqa: E731
     if peer:
         host, port = _peer(peer)
-        result = Client(options, dev.name, host, port, timeout_ms=timeout_ms, progress=progress).run()
+        result = Client(options, dev.name, host, port, timeout_ms=timeout_ms, wait=wait, progress=progress).run()
     else:
         result = run_local(options, dev.name, timeout_ms=timeout_ms, progress=progress)
     path = result.save(output or result.default_path(Path("results")))

@@ -1,0 +1,127 @@
+"""`rdmabench run` and `serve` for real, on the guest's rxe device: every test type,
+validated, through the CLI as a user runs it; and the errors a user can hit."""
+
+import json
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+ALL = ["write_bw", "read_bw", "send_bw", "write_lat", "read_lat", "send_lat"]
+
+
+def rdmabench(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "rdmabench.cli", *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.mark.parametrize("connect", ["oob", "cm"])
+def test_every_test_type_validated_with_both_ends_in_the_result(lab_env, tmp_path, connect):
+    out = tmp_path / "r.json"
+    done = rdmabench("run", "-t", "all", "--iters", "40", "--validate", "--connect", connect, "-o", str(out))
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads(out.read_text())
+    assert result["schema"] == "rdmabench-result" and result["kind"] == "verbs"
+    assert result["context"]["device"]["name"] == lab_env["device"]
+    assert result["context"]["device"]["gid_type"] == "RoCE v2"
+    assert "soft-RoCE" in result["context"]["environment"] and result["context"]["hardware"] is False
+    assert [r["test"] for r in result["rows"]] == ALL
+    for row in result["rows"]:
+        assert row["corrupt"] == 0 and row["validated"] > 0, row["test"]
+        assert row["cpu"]["client"]["elapsed_s"] > 0 and row["cpu"]["server"]["elapsed_s"] > 0
+        if row["test"].endswith("_bw"):
+            assert row["ops"] == 40 and row["bytes"] == 40 * 65536 and row["bw_avg_MiBps"] > 0
+            assert row["bw_best_window_MiBps"] >= row["bw_avg_MiBps"] * 0.999
+        else:
+            assert row["samples"] == 40 and len(row["samples_us"]) == 40
+            assert 0 < row["lat_min_us"] <= row["lat_p50_us"] <= row["lat_p99_us"] <= row["lat_max_us"]
+    assert "#bytes" in done.stdout and "t_typical[usec]" in done.stdout and "BW average[MiB/sec]" in done.stdout
+
+
+def test_sweep_several_qps_and_duration(tmp_path):
+    out = tmp_path / "r.json"
+    done = rdmabench("run", "-t", "write_bw", "--sizes", "1K:4K", "--iters", "30", "--qps", "2", "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["size"] for r in rows] == [1024, 2048, 4096]
+    assert all(r["ops"] == 60 for r in rows)  # iterations are per QP, as perftest's -n
+    start = time.monotonic()
+    done = rdmabench("run", "-t", "read_bw", "--duration", "2", "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    assert time.monotonic() - start < 60
+    row = json.loads(out.read_text())["rows"][0]
+    assert 1.5 < row["seconds"] < 4 and row["ops"] > 0
+
+
+def test_bad_input_gets_clear_errors(lab_env):
+    done = rdmabench("run", "--size", "0")
+    assert done.returncode == 2 and "at least 1 byte" in done.stderr
+    done = rdmabench("run", "--size", "9M")  # rxe's maximum message is 8 MiB
+    assert done.returncode == 1 and "maximum message size 8388608" in done.stderr
+    done = rdmabench("run", "--device", "mlx5_9")
+    assert done.returncode == 1 and f"devices on this host: {lab_env['device']}" in done.stderr
+    start = time.monotonic()
+    done = rdmabench("run", "--peer", lab_env["ip"] + ":18999", timeout=60)  # nobody listens there
+    assert done.returncode == 1 and "cannot reach rdmabench serve" in done.stderr
+    assert time.monotonic() - start < 30
+
+
+class Server:
+    """`rdmabench serve` in a subprocess, its log lines collected as they come."""
+
+    def __init__(self, ip, port):
+        self.proc = subprocess.Popen([sys.executable, "-m", "rdmabench.cli", "serve", "--bind", ip, "--port", str(port)],
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.lines = []
+        threading.Thread(target=lambda: self.lines.extend(iter(self.proc.stdout.readline, "")), daemon=True).start()
+        self.wait_for("listening on")
+
+    def wait_for(self, text, timeout=90):
+        deadline = time.monotonic() + timeout
+        while not any(text in line for line in self.lines):
+            assert time.monotonic() < deadline, f"serve never said {text!r}: {self.lines}"
+            assert self.proc.poll() is None or any(text in line for line in self.lines), self.lines
+            time.sleep(0.2)
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
+
+
+def client(ip, port, *args):
+    return subprocess.Popen([sys.executable, "-m", "rdmabench.cli", "run", "--peer", f"{ip}:{port}", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_a_server_killed_mid_run_gives_the_client_a_clear_error_soon(lab_env):
+    server = Server(lab_env["ip"], 18600)
+    try:
+        run = client(lab_env["ip"], 18600, "-t", "write_bw", "--duration", "60", "--timeout-ms", "3000")
+        server.wait_for("connected")
+        time.sleep(5)  # well into the measured loop
+        server.stop()
+        killed_at = time.monotonic()
+        out, err = run.communicate(timeout=90)
+        assert run.returncode == 1, out + err
+        assert time.monotonic() - killed_at < 45  # the 60 s run ended on the error, not on its own
+        assert "Error:" in err and "Traceback" not in err
+    finally:
+        server.stop()
+
+
+def test_serve_survives_a_client_that_dies(lab_env):
+    server = Server(lab_env["ip"], 18601)
+    try:
+        doomed = client(lab_env["ip"], 18601, "-t", "send_bw", "--duration", "60")
+        server.wait_for("connected")
+        time.sleep(5)
+        doomed.kill()
+        doomed.communicate()
+        server.wait_for("dropped")
+        done = rdmabench("run", "--peer", f"{lab_env['ip']}:18601", "-t", "write_lat", "--iters", "20", timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr
+        server.wait_for("done")
+    finally:
+        server.stop()

@@ -1,0 +1,55 @@
+"""`rdmabench run` on the worker guest against `rdmabench serve` on the storage guest,
+across the emulated link: every test type, both ends' figures in one result file,
+and the perftest cross-check driven through the same server.
+
+The storage guest runs `rdmabench serve --bind $RDMABENCH_IP` (see the Makefile's test-lab-two)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+ALL = ["write_bw", "read_bw", "send_bw", "write_lat", "read_lat", "send_lat"]
+
+
+def rdmabench(*args, timeout=600):
+    return subprocess.run([sys.executable, "-m", "rdmabench.cli", *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def peer(lab_env):
+    if lab_env["role"] != "worker" or not lab_env["peer"]:
+        pytest.fail("run on the worker guest of `rdmabench lab --hosts 2` (the storage guest runs rdmabench serve)")
+    return lab_env["peer"]
+
+
+@pytest.mark.parametrize("connect", ["oob", "cm"])
+def test_every_test_type_across_the_link(peer, lab_env, tmp_path, connect):
+    out = tmp_path / "r.json"
+    done = rdmabench("run", "--peer", peer, "--wait", "90", "-t", "all", "--iters", "30", "--validate",
+                     "--connect", connect, "-o", str(out))
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads(out.read_text())
+    assert result["context"]["host"]["hostname"] == "worker"
+    assert result["peer_context"]["host"]["hostname"] == "storage"
+    assert result["peer_context"]["device"]["gid"] == f"::ffff:{peer}"
+    assert [r["test"] for r in result["rows"]] == ALL
+    for row in result["rows"]:
+        assert row["corrupt"] == 0 and row["validated"] > 0
+        assert row["cpu"]["server"]["system"]["busy_s"] >= 0 and "cpu_s_per_gb" in row
+        assert (row["bw_avg_MiBps"] if row["test"].endswith("_bw") else row["lat_p50_us"]) > 0
+
+
+def test_crosscheck_through_the_remote_server(peer, tmp_path):
+    out = tmp_path / "c.json"
+    done = rdmabench("crosscheck", "--peer", peer, "--sizes", "64K", "--bw-iters", "50", "--lat-iters", "50",
+                     "-o", str(out))
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads(out.read_text())
+    assert {r["tool"] for r in result["rows"]} == {"perftest", "rdmabench"}
+    ratios = result["options"]["ratios"]
+    assert [(r["test"], r["size"]) for r in ratios] == [("write_bw", 65536), ("read_bw", 65536), ("write_lat", 2)]
+    assert all(r["ratio"] > 0 for r in ratios)
+    assert "ratio" in done.stdout and "write_lat" in done.stdout
