@@ -26,6 +26,7 @@ import importlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from ..errors import RdmabenchError
 
@@ -119,11 +120,40 @@ class Context:
     port: int = 0
     peer: str | None = None
     options: dict = field(default_factory=dict)
+    peer_info: dict | None = None  # two hosts: the PassiveEnd.info of the other end
+
+
+@dataclass
+class PassiveEnd:
+    """The end of a transfer that waits (an HTTP server, an RDMA receiver), on its own host.
+
+    ``info`` is JSON-able and is all the active end needs to reach it: the runner hands it
+    over the control channel and the active end gets it as ``Context.peer_info``.
+    ``stop()`` releases everything and returns what this end observed (JSON-able), e.g.
+    ``{"received": [{"item": "sealed/s-t01000-1", "bytes": N, "verified": True, "digest": ...}]}``
+    for a receiver that verifies what was pushed to it.
+    """
+
+    info: dict
+    stop: "Callable[[], dict]"
 
 
 class Transport(ABC):
+    """See the module docstring. Two hosts: the runner calls ``start_passive`` on one host and
+    ``prepare``/``move``/``teardown`` on the other; which end is active is ``active_side(kind)``."""
+
     name: str = ""
     capabilities: Capabilities = Capabilities()
+
+    @classmethod
+    def active_side(cls, kind: str) -> str:
+        """'dest' when the receiver drives (a pull: GET, RDMA READ), 'source' when the sender does (a push)."""
+        return "source" if cls.capabilities.push and not cls.capabilities.pull else "dest"
+
+    @classmethod
+    def start_passive(cls, ctx: "Context", kind: str) -> PassiveEnd | None:
+        """Start the waiting end on this host; None when the transport needs none (shared, NFS)."""
+        return None
 
     @abstractmethod
     def prepare(self, ctx: Context) -> None: ...

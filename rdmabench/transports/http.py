@@ -14,7 +14,7 @@ The two halves are usable on their own:
 
 from __future__ import annotations
 
-from .base import Capabilities, Context, Item, TransferRecord, Transport, TransportError, register
+from .base import Capabilities, Context, Item, PassiveEnd, TransferRecord, Transport, TransportError, register
 from .http_client import FetchError, IncompleteTransfer, fetch
 from .http_server import ServerHandle, serve
 from .jsonrpc import send_c1, serve_rpc
@@ -34,14 +34,28 @@ class HttpTransport(Transport):
         self.url = None
         self.rpc_url = None
 
+    @classmethod
+    def active_side(cls, kind: str) -> str:
+        return "source" if kind == "blob" else "dest"  # a C1 output is POSTed; files are fetched with GET
+
+    @classmethod
+    def start_passive(cls, ctx: Context, kind: str) -> PassiveEnd:
+        if kind == "blob":
+            rpc = serve_rpc(ctx.bind, ctx.port, ctx.token)
+            return PassiveEnd(info={"rpc_url": rpc.url}, stop=lambda: (rpc.stop(), {})[1])
+        server = serve(ctx.storage_root, ctx.bind, ctx.port, ctx.token)
+        return PassiveEnd(info={"url": server.url}, stop=lambda: (server.stop(), {})[1])
+
     def prepare(self, ctx: Context) -> None:
         self.ctx = ctx
-        if ctx.peer:
+        if ctx.peer_info and ctx.peer_info.get("url"):
+            self.url = ctx.peer_info["url"]
+        elif ctx.peer:
             self.url = ctx.peer
         else:
             self._server = serve(ctx.storage_root, ctx.bind, ctx.port, ctx.token)
             self.url = self._server.url
-        self.rpc_url = ctx.options.get("rpc_peer")
+        self.rpc_url = (ctx.peer_info or {}).get("rpc_url") or ctx.options.get("rpc_peer")
 
     def move(self, item: Item) -> TransferRecord:
         if item.kind == "blob":
