@@ -207,7 +207,9 @@ def _peer(text: str) -> tuple[str, int]:
 @click.option("--device", "-d", envvar="RDMABENCH_DEVICE", metavar="NAME", help="RDMA device [the only one].")
 @click.option("--gid-index", type=click.IntRange(0), help="GID index [the recommended one].")
 @click.option("--clients", type=click.IntRange(1), help="Exit after this many clients [serve forever].")
-def serve_cmd(bind, port, device, gid_index, clients):
+@click.option("--root", type=click.Path(file_okay=False), default="/tmp/rdmabench/serve", show_default=True,
+              help="Where sector transfers (run --config) keep this host's files: ROOT/storage, ROOT/work.")
+def serve_cmd(bind, port, device, gid_index, clients, root):
     """The far end of `rdmabench run`: wait for clients and run each test with them.
 
     Takes clients one after another. The server opens its endpoints on its own
@@ -221,9 +223,9 @@ def serve_cmd(bind, port, device, gid_index, clients):
     """
     from .perf.server import Server
 
-    server = Server(bind, port, device, gid_index)
-    click.echo(f"rdmabench serve: listening on {bind}:{server.port}, device {server.dev.name} "
-               f"GID index {server.gid_index}", err=True)
+    server = Server(bind, port, device, gid_index, root=root)
+    where = f"device {server.dev.name} GID index {server.gid_index}" if server.dev else "no RDMA device (transfers only)"
+    click.echo(f"rdmabench serve: listening on {bind}:{server.port}, {where}", err=True)
     try:
         server.serve(clients)
     except KeyboardInterrupt:
@@ -258,12 +260,14 @@ def serve_cmd(bind, port, device, gid_index, clients):
 @click.option("--repeat", type=click.IntRange(1), default=1, show_default=True, help="Repetitions of each test and size.")
 @click.option("--timeout-ms", type=click.IntRange(100), default=10000, show_default=True,
               help="Longest wait for any one completion or answer before the run fails.")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A sector-transfer scenario (configs/*.toml): hand-offs x transports x repetitions.")
 @click.option("--wait", type=click.FloatRange(0), default=5.0, show_default=True,
               help="Seconds to keep trying while the server is not listening yet.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
               help="Result file [results/verbs-HOST-TIME.json].")
 def run_cmd(tests_, device, peer, size, sizes, iters, duration, warmup, depth, cq_mod, qps, bidir, gid_index,
-            mtu, connect, validate, engine, repeat, timeout_ms, wait, output):
+            mtu, connect, validate, engine, repeat, timeout_ms, config_path, wait, output):
     """Measure RDMA write/read/send bandwidth and latency against `rdmabench serve`.
 
     What perftest measures, with both ends' CPU (system-wide as qperf counts it,
@@ -271,16 +275,26 @@ def run_cmd(tests_, device, peer, size, sizes, iters, duration, warmup, depth, c
     JSON result file under results/ with the run's full context. Ends with a
     table in perftest's column order.
 
+    With --config, runs a sector-transfer scenario instead (see configs/): Lotus's
+    hand-offs over each transport, against `rdmabench serve` on --peer (which
+    plays the storage side) or with both sides on this host.
+
     \b
     Examples:
       rdmabench run --peer 10.0.0.2 -d mlx5_0 --test write_bw --sizes 2:8M
       rdmabench run --peer 10.0.0.2 -d mlx5_0 -t write_lat -t read_lat -n 10000
       rdmabench run -d rxe0 -t all --validate          (both ends on this host)
+      rdmabench run --config configs/default.toml --peer 10.77.2.1
     """
     from .perf import table
     from .perf.client import Client, run_local
     from .perf.options import RunOptions, parse_sweep
 
+    if config_path:
+        from .transfer.cli import run_scenario
+
+        run_scenario(config_path, device, gid_index, peer and _peer(peer), wait, output)
+        return
     if size and sizes:
         raise click.UsageError("give --size or --sizes, not both")
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import socket
 import sys
+from pathlib import Path
 from array import array
 
 from .. import devices
@@ -16,6 +17,7 @@ from ..cpu import CpuMeter
 from ..errors import RdmabenchError
 from ..results import context
 from . import engine, perftest, tests
+from ..transfer.agent import Agent
 from .control import Channel
 
 SETUP_WAIT_S = 120.0  # between tests a client may be computing and printing
@@ -42,17 +44,21 @@ def run_kwargs(setup: dict, role: str) -> dict:
 
 
 class Server:
-    def __init__(self, bind: str, port: int, device: str | None, gid_index: int | None, log=None):
+    def __init__(self, bind: str, port: int, device: str | None, gid_index: int | None, log=None,
+                 root: str = "/tmp/rdmabench/serve"):
         self.bind, self.port = bind, port
         self.dev = devices.require(device) if device else _only_device()
-        self.gid_index = gid_index if gid_index is not None else self.dev.ports[0].recommended_gid_index
-        self.context = context.collect(self.dev.name, self.gid_index)
+        self.gid_index = None
+        if self.dev:
+            self.gid_index = gid_index if gid_index is not None else self.dev.ports[0].recommended_gid_index
+        self.context = context.collect(self.dev.name if self.dev else None, self.gid_index)
         self.log = log or (lambda msg: print(f"rdmabench serve: {msg}", file=sys.stderr, flush=True))
         try:
             self.listener = socket.create_server((bind, port), reuse_port=False)
         except OSError as err:
             raise RdmabenchError(f"cannot listen on {bind}:{port}: {err.strerror or err}") from None
         self.port = self.listener.getsockname()[1]
+        self.agent = Agent(Path(root), bind, self.dev.name if self.dev else None, self.gid_index)  # sector transfers (run --config)
 
     def serve(self, max_clients: int | None = None) -> None:
         served = 0
@@ -67,6 +73,7 @@ class Server:
             except (RdmabenchError, OSError, ValueError) as err:
                 self.log(f"client {chan.peer} dropped: {err}")
             finally:
+                self.agent.close()  # a passive end a vanished client left running
                 chan.close()
 
     def close(self) -> None:
@@ -76,9 +83,12 @@ class Server:
         chan.recv(30, "hello")
         chan.send("hello", context=self.context)
         while True:
-            msg = chan.recv(SETUP_WAIT_S, ("setup", "perftest", "bye"))
+            msg = chan.recv(SETUP_WAIT_S, ("setup", "perftest", "xfer", "bye"))
             if msg["type"] == "bye":
                 return
+            if msg["type"] == "xfer":
+                self.agent.handle(chan, msg)
+                continue
             if msg["type"] == "perftest":
                 self._perftest(chan, msg)
                 continue
@@ -95,6 +105,7 @@ class Server:
     def _perftest(self, chan: Channel, msg: dict) -> None:
         """Start perftest's server side for a cross-check; its arguments are built here, from numbers."""
         try:
+            self._need_device()
             args = perftest.argv(msg["test"], self.dev.name, self.gid_index, int(msg["size"]), int(msg["iters"]))
             proc = perftest.start_server(args)
         except (RdmabenchError, ValueError, KeyError) as err:
@@ -110,7 +121,12 @@ class Server:
                 proc.kill()
                 proc.wait()
 
+    def _need_device(self) -> None:
+        if self.dev is None:
+            raise RdmabenchError(f"the server at {self.bind} has no RDMA device: it serves sector transfers only")
+
     def _open(self, chan: Channel, setup: dict):
+        self._need_device()
         tests.get(setup["test"])
         max_msg = self.dev.ports[0].max_msg_sz
         if max_msg and setup["size"] > max_msg:
@@ -152,7 +168,10 @@ class Server:
         chan.send("closed")
 
 
-def _only_device() -> devices.Device:
+def _only_device() -> devices.Device | None:
+    """The one device; None on a host with none (it can still serve http/shared/NFS transfers)."""
+    if not devices.device_names():
+        return None
     found = devices.discover()
     if len(found) > 1:
         raise RdmabenchError("several RDMA devices here (" + ", ".join(d.name for d in found) + "): choose one with --device")

@@ -40,6 +40,10 @@ class SharedTransport(Transport):
     name = "shared"
     capabilities = Capabilities(kinds=frozenset({"file", "dir"}), push=False, pull=True)
 
+    @classmethod
+    def active_side(cls, kind: str) -> str:
+        return "source"  # nothing moves: the next task reads the files where they already are
+
     def prepare(self, ctx: Context) -> None:
         self.cold = bool(ctx.options.get("cold", False))
         self.buf = bytearray(int(ctx.options.get("bufsize", BUFFER)))

@@ -1,0 +1,70 @@
+"""The body of `rdmabench run --config`: load, connect, run with progress, save, print."""
+
+from __future__ import annotations
+
+import socket
+import sys
+from pathlib import Path
+
+import click
+
+from .. import config, devices
+from ..errors import RdmabenchError
+from ..perf.control import Channel
+from . import runner
+from .hosts import LocalHost, RemoteHost
+
+
+def _device(name: str | None, gid_index: int | None) -> dict:
+    """The RDMA device for the rdma-* transports; none is needed for http, shared or NFS."""
+    try:
+        dev = devices.require(name) if name else (devices.discover()[0] if devices.device_names() else None)
+    except RdmabenchError:
+        raise
+    if dev is None:
+        return {}
+    return {"device": dev.name, "gid_index": gid_index if gid_index is not None else dev.ports[0].recommended_gid_index}
+
+
+def run_scenario(path: Path, device: str | None, gid_index: int | None, peer: tuple[str, int] | None,
+                 wait: float, output: Path | None) -> None:
+    scenario = config.load(path)  # rejects a bad file before anything runs
+    rdma = {"rdma-write", "rdma-read"} & set(scenario.transports)
+    opts = _device(device, gid_index) if (rdma or device) else {}
+    if rdma and not opts:
+        raise RdmabenchError(f"{path}: transports {', '.join(sorted(rdma))} need an RDMA device and this host has none")
+    chan = None
+    try:
+        if peer:
+            chan = Channel.connect(*peer, timeout=10, wait=wait)
+            chan.send("hello", tool="rdmabench")
+            peer_ctx = chan.recv(30, "hello")["context"]
+            bind = chan.sock.getsockname()[0]  # this host's address on the path to the storage host
+            storage = RemoteHost(chan, scenario.token)
+            if any(t.startswith("nfs-") for t in scenario.transports):
+                opts["server"] = peer[0]
+        else:
+            peer_ctx = None
+            bind = scenario.http_bind
+            storage = LocalHost("storage", scenario.storage_dir / "storage", scenario.storage_dir / "work", bind,
+                                scenario.token, opts)
+        worker = LocalHost("worker", scenario.work_dir / "storage", scenario.work_dir / "work", bind, scenario.token,
+                           opts)
+        with click.progressbar(length=len(scenario.plan()), label="transfers", file=sys.stderr,
+                               show_pos=True, item_show_func=lambda x: x) as bar:
+            def progress(msg, i, n):
+                bar.update(1 if i else 0, msg)
+
+            result = runner.run(scenario, worker, storage, device=opts.get("device"), peer_context=peer_ctx,
+                                options={**opts, "peer": f"{peer[0]}:{peer[1]}" if peer else "local",
+                                         "host": socket.gethostname()},
+                                progress=progress)
+        if chan:
+            chan.send("bye")
+    finally:
+        if chan:
+            chan.close()
+    out = result.save(output or result.default_path(Path("results")))
+    click.echo(runner.render(result.rows))
+    click.echo(f"\nenvironment: {result.context['environment']}")
+    click.echo(f"result file: {out}")

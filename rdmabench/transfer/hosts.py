@@ -1,0 +1,141 @@
+"""A host's part in a transfer, the same whether it is this one or the far one.
+
+Items travel between hosts as descriptions ({kind, lotus_type, sector_id, size, digest,
+sector_size}): each host resolves them against its own roots (files come from
+<storage_root>/<type>/<id>, land in <work_root>/<type>/<id>), and a blob (the C1 output)
+is regenerated deterministically by whichever host sends it.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+
+from .. import transports
+from ..cpu import CpuMeter
+from ..transports.base import Context, Item
+from ..workloads import c1, sector
+
+
+def describe(item: Item) -> dict:
+    files = sum(1 for p in item.source.iterdir() if p.is_file()) if item.kind == "dir" else 1
+    return {"kind": item.kind, "lotus_type": item.lotus_type, "sector_id": item.sector_id, "size": item.size,
+            "digest": item.digest, "sector_size": item.sector_size, "files": files}
+
+
+class LocalHost:
+    def __init__(self, name: str, storage_root: Path, work_root: Path, bind: str, token: str,
+                 options: dict | None = None):
+        self.name = name
+        self.storage_root, self.work_root = Path(storage_root), Path(work_root)
+        self.bind, self.token = bind, token
+        self.options = dict(options or {})
+        self._passive = None
+        self._meter = None
+
+    # -- the workload
+    def generate(self, sector_size: int, stage: str | None, scale: str, miner: int, number: int) -> list[dict]:
+        if stage is None:
+            return [describe(c1.item(sector_size, miner, number))]
+        shape = sector.shape(sector_size, stage, miner=miner, number=number, scale=sector.parse_scale(scale))
+        gen = sector.generate(shape, self.storage_root)
+        return [describe(i) for i in sector.items(gen, self.work_root)]
+
+    def item(self, d: dict) -> Item:
+        if d["kind"] == "blob":
+            miner, number = d["sector_id"][len("s-t0"):].split("-")
+            return c1.item(d["sector_size"], int(miner), int(number))
+        rel = Path(d["lotus_type"]) / d["sector_id"]
+        return Item(kind=d["kind"], lotus_type=d["lotus_type"], sector_id=d["sector_id"],
+                    source=self.storage_root / rel, destination=self.work_root / rel, size=d["size"],
+                    digest=d["digest"], sector_size=d.get("sector_size"))
+
+    def context(self, peer_info: dict | None = None, options: dict | None = None) -> Context:
+        return Context(storage_root=self.storage_root, work_root=self.work_root, token=self.token, bind=self.bind,
+                       port=0, peer=None, options={**self.options, **(options or {})}, peer_info=peer_info)
+
+    # -- the two ends
+    def start_passive(self, transport: str, kind: str, options: dict | None = None) -> dict | None:
+        end = transports.get(transport).start_passive(self.context(options=options), kind)
+        self._passive = end
+        return end.info if end else None
+
+    def stop_passive(self) -> dict:
+        end, self._passive = self._passive, None
+        return (end.stop() or {}) if end else {}
+
+    def move(self, transport: str, descs: list[dict], peer_info: dict | None, options: dict | None = None) -> list[dict]:
+        t = transports.get(transport)
+        t.prepare(self.context(peer_info, options))
+        try:
+            return [record_dict(t.move(self.item(d))) for d in descs]
+        finally:
+            t.teardown()
+
+    # -- CPU over the measured move, at this end
+    def meter_start(self) -> None:
+        self._meter = CpuMeter()
+
+    def meter_stop(self, nbytes: int) -> dict:
+        meter, self._meter = self._meter, None
+        return meter.stop(nbytes or None)
+
+    def cleanup(self, descs: list[dict]) -> None:
+        """Remove what a transfer delivered here, so the next repetition moves it again."""
+        for d in descs:
+            if d["kind"] == "blob":
+                continue
+            path = self.work_root / d["lotus_type"] / d["sector_id"]
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+
+    def close(self) -> None:
+        if self._passive:
+            self.stop_passive()
+
+
+def record_dict(rec) -> dict:
+    d = asdict(rec)
+    d.pop("item_obj", None)
+    return d
+
+
+class RemoteHost:
+    """The same operations, carried out by `rdmabench serve` on the other host."""
+
+    def __init__(self, chan, token: str, name: str = "storage"):
+        self.chan = chan
+        self.token = token
+        self.name = name
+
+    def _call(self, op: str, timeout: float = 600, **args):
+        self.chan.send("xfer", op=op, args=args, token=self.token)
+        return self.chan.recv(timeout, "xfer_result")["value"]
+
+    def generate(self, sector_size, stage, scale, miner, number):
+        return self._call("generate", 1800, sector_size=sector_size, stage=stage, scale=scale, miner=miner,
+                          number=number)
+
+    def start_passive(self, transport, kind, options=None):
+        return self._call("start_passive", transport=transport, kind=kind, options=options)
+
+    def stop_passive(self):
+        return self._call("stop_passive")
+
+    def move(self, transport, descs, peer_info, options=None):
+        return self._call("move", 3600, transport=transport, descs=descs, peer_info=peer_info, options=options)
+
+    def meter_start(self):
+        return self._call("meter_start")
+
+    def meter_stop(self, nbytes):
+        return self._call("meter_stop", nbytes=nbytes)
+
+    def cleanup(self, descs):
+        return self._call("cleanup", descs=descs)
+
+    def close(self):
+        pass

@@ -1,0 +1,128 @@
+"""`rdmabench run --config`: the scenario matrix, one row per transfer, one result file.
+
+Who holds the data at each hand-off (two hosts; on one host both are local folders):
+    pc1-pc2   storage (playing the PC1 worker) -> worker (PC2)
+    finalize  worker (after PC2)               -> storage (long-term storage)
+    c1-c2     worker (C1)                      -> storage (the C2 worker)
+For each transfer the transport's passive end starts on one host, its active end moves
+the items from the other, and both hosts meter their CPU over the move. Every row says
+whether the receiver verified the bytes; a transfer that fails verification fails the run.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from ..config import HANDOFF_STAGE, Scenario
+from ..errors import RdmabenchError
+from ..results import context
+from ..results.model import Result
+from .hosts import LocalHost, RemoteHost
+
+MIB = 1 << 20
+SOURCE_IS_STORAGE = {"pc1-pc2": True, "finalize": False, "c1-c2": False}
+WORKER_ONLY = ("nfs-rdma", "nfs-tcp")  # the NFS client runs on the worker; the kernel server is the other end
+
+
+class TransferFailed(RdmabenchError):
+    pass
+
+
+def run(scenario: Scenario, worker: LocalHost, storage: LocalHost | RemoteHost, *, device: str | None = None,
+        peer_context: dict | None = None, options: dict | None = None,
+        progress: Callable[[str, int, int], None] = lambda msg, i, n: None) -> Result:
+    """Run the whole plan; `storage` is a LocalHost (one host) or a RemoteHost (`rdmabench serve`)."""
+    from .. import transports
+
+    workloads: dict = {}
+    rows, not_applicable = [], set()
+    plan = scenario.plan()
+    for i, (handoff, shape, transport, rep) in enumerate(plan):
+        progress(f"{handoff} {shape.label} {transport} #{rep + 1}", i, len(plan))
+        kind = "blob" if HANDOFF_STAGE[handoff] is None else "file"
+        if kind not in transports.get(transport).capabilities.kinds:
+            not_applicable.add((handoff, transport))  # e.g. the C1 output is never on shared storage
+            continue
+        source, dest = (storage, worker) if SOURCE_IS_STORAGE[handoff] else (worker, storage)
+        key = (handoff, shape)
+        if key not in workloads:
+            number = 1 + len(workloads)  # each hand-off's sector its own number: stages never share a folder
+            workloads[key] = source.generate(shape.sector_size, HANDOFF_STAGE[handoff], str(shape.scale),
+                                             scenario.miner, number)
+        descs = workloads[key]
+        rows.append(_transfer(handoff, shape, transport, rep, descs, source, dest, worker, storage, options or {}))
+    ctx = context.collect(device) if device else context.collect()
+    return Result(kind="transfer", context=ctx, peer_context=peer_context,
+                  options={"config": str(scenario.path), "scenario": scenario.raw, **(options or {}),
+                           "not_applicable": sorted(f"{h} over {t}" for h, t in not_applicable)}, rows=rows)
+
+
+def _transfer(handoff, shape, transport, rep, descs, source, dest, worker, storage, options) -> dict:
+    from .. import transports
+
+    cls = transports.get(transport)
+    kind = descs[0]["kind"]
+    if transport in WORKER_ONLY:
+        active, passive = worker, None
+        options = {**options, "direction": "pull" if source is storage else "push"}
+    else:
+        side = cls.active_side(kind)
+        active = dest if side == "dest" else source
+        passive = source if active is dest else dest
+    info = passive.start_passive(transport, kind, options) if passive else None
+    try:
+        for host in (worker, storage):
+            host.meter_start()
+        records = active.move(transport, descs, info, options)
+        moved = sum(r["bytes"] for r in records)
+        cpu = {"client": worker.meter_stop(moved), "server": storage.meter_stop(moved)}
+    finally:
+        observed = passive.stop_passive() if passive else {}
+    received = {o["item"]: o for o in observed.get("received", [])}
+    verified = all(r["verified"] and received.get(r["item"], {}).get("verified", True) for r in records)
+    if transport != "shared":
+        dest.cleanup(descs)
+    row = {
+        "handoff": handoff, "transport": transport, "sector": shape.label, "sector_size": shape.sector_size,
+        "scale": str(shape.scale), "repetition": rep, "files": sum(d.get("files", 1) for d in descs), "bytes": moved,
+        "seconds": sum(r["seconds"] for r in records), "verified": verified,
+        "source": getattr(source, "name", "?"), "destination": getattr(dest, "name", "?"),
+        "active_end": getattr(active, "name", "?"), "items": records, "cpu": cpu,
+        "cpu_roles": {"client": "worker", "server": "storage"},
+    }
+    row["throughput_MiBps"] = moved / row["seconds"] / MIB if row["seconds"] > 0 else 0.0
+    gb = moved / 1e9
+    if gb:
+        row["cpu_s_per_gb"] = {
+            "client_system": cpu["client"]["system"]["busy_s"] / gb,
+            "client_process": (cpu["client"]["process"]["user_s"] + cpu["client"]["process"]["system_s"]) / gb,
+            "server_system": cpu["server"]["system"]["busy_s"] / gb,
+            "server_process": (cpu["server"]["process"]["user_s"] + cpu["server"]["process"]["system_s"]) / gb,
+        }
+    if not verified:
+        raise TransferFailed(f"{handoff} {shape.label} over {transport}: the receiver could not verify the bytes "
+                             f"({[r['item'] for r in records if not r['verified']]})")
+    return row
+
+
+def render(rows: list[dict]) -> str:
+    """Per hand-off and transport: mean time, throughput, CPU at both ends, verification."""
+    import statistics
+
+    groups: dict = {}
+    for r in rows:
+        groups.setdefault((r["handoff"], r["sector"], r["transport"]), []).append(r)
+    head = (f"{'hand-off':<9} {'sector':<18} {'transport':<11} {'reps':>4} {'MiB':>9} {'time s':>8} {'MiB/s':>9} "
+            f"{'CPU s/GB worker':>16} {'CPU s/GB storage':>17}  verified")
+    lines = [head]
+    for (handoff, sector_label, transport), rs in groups.items():
+        secs = [r["seconds"] for r in rs]
+        tput = [r["throughput_MiBps"] for r in rs]
+        spread = f"±{statistics.stdev(tput):.1f}" if len(tput) > 1 else ""
+        cw = statistics.fmean(r.get("cpu_s_per_gb", {}).get("client_process", 0) for r in rs)
+        cs = statistics.fmean(r.get("cpu_s_per_gb", {}).get("server_process", 0) for r in rs)
+        lines.append(f"{handoff:<9} {sector_label:<18} {transport:<11} {len(rs):>4} {rs[0]['bytes'] / MIB:>9.1f} "
+                     f"{statistics.fmean(secs):>8.3f} {statistics.fmean(tput):>9.1f}{spread:<7} {cw:>9.2f} "
+                     f"{cs:>17.2f}  {'yes' if all(r['verified'] for r in rs) else 'NO'}")
+    lines.append("CPU s/GB: process CPU-seconds per GB moved at each end (system-wide figures are in the result file)")
+    return "\n".join(lines)
