@@ -6,7 +6,8 @@ setup(
     ext_modules=[
         Extension(
             "rdmabench._native",
-            sources=["native/rdmabench_native.c", "native/common.c", "native/endpoint.c"],
+            sources=["native/rdmabench_native.c", "native/common.c", "native/endpoint.c",
+                     "native/filexfer.c"],
             depends=["native/common.h"],
             libraries=["ibverbs", "rdmacm"],
             extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-std=gnu11"],

@@ -80,55 +80,6 @@ enum test_kind { T_WRITE_BW, T_READ_BW, T_SEND_BW, T_WRITE_LAT, T_READ_LAT, T_SE
 static const char *const test_names[] = { "write_bw", "read_bw", "send_bw",
 					  "write_lat", "read_lat", "send_lat" };
 
-struct ep_qp {
-	struct ibv_qp *qp;
-	struct rdma_cm_id *cm_id;
-	uint32_t psn;
-	/* the peer's memory for this QP */
-	uint64_t raddr;
-	uint32_t rkey;
-	uint32_t rslots;
-	uint64_t rsize;
-	enum ibv_mtu path_mtu;
-	/* persistent across runs */
-	uint64_t sq_posted, sq_done; /* send queue: WRs posted / known complete */
-	uint64_t rq_posted, rq_done; /* receive WQEs posted / completed */
-	uint64_t *sq_data;           /* ring[depth]: data messages posted up to WR i (incl.) */
-	uint64_t data_done;          /* data messages completed (this run) */
-	int last_signaled;
-};
-
-typedef struct {
-	PyObject_HEAD
-	struct ibv_context *ctx;
-	int own_ctx;
-	struct ibv_pd *pd;
-	struct ibv_cq *scq, *rcq;
-	uint8_t *buf;
-	size_t buf_len;
-	struct ibv_mr *mr;
-	struct ep_qp *q;
-	int nqps, nqps_created;
-	int port, gid_index;
-	union ibv_gid gid;
-	uint16_t lid;
-	enum ibv_mtu active_mtu;
-	int req_mtu;
-	uint32_t size, depth, slots, cq_mod, inline_size, recv_target;
-	uint32_t max_rd_atomic, max_dest_rd_atomic;
-	struct rdma_event_channel *cm_ch;
-	char devname[64];
-	int connected, closed, busy;
-	int64_t corrupt_seq; /* test hook: the sender corrupts this sequence's payload; -1 none */
-} Endpoint;
-
-static PyTypeObject EndpointType;
-
-static inline uint8_t *slot_addr(const Endpoint *ep, uint32_t q, uint64_t slot)
-{
-	return ep->buf + ((size_t)q * ep->slots + (size_t)(slot % ep->slots)) * ep->size;
-}
-
 /* ------------------------------------------------------------------ resources */
 
 static void ep_release(Endpoint *ep, struct rt_err *e)
@@ -349,7 +300,7 @@ static void ep_qp_init_attr(Endpoint *ep, struct ibv_qp_init_attr *qia)
 }
 
 /* Keep recv_target receives posted on QP q; receive i lands in slot i % slots. */
-static int post_recvs(Endpoint *ep, uint32_t q, struct rt_err *e)
+int post_recvs(Endpoint *ep, uint32_t q, struct rt_err *e)
 {
 	struct ep_qp *p = &ep->q[q];
 	struct ibv_recv_wr wrs[16], *bad = NULL;
@@ -504,7 +455,7 @@ static void ep_dealloc(Endpoint *ep)
 	Py_TYPE(ep)->tp_free((PyObject *)ep);
 }
 
-static int ep_usable(Endpoint *ep, int need_connected)
+int ep_usable(Endpoint *ep, int need_connected)
 {
 	if (ep->closed) {
 		PyErr_SetString(PyExc_RuntimeError, "the endpoint is closed");
@@ -1303,7 +1254,7 @@ static void record_sample(struct run *r, double ns)
 }
 
 /* Post one WR on QP q. len 0 -> no SGE (control messages). */
-static int post_one(Endpoint *ep, uint32_t q, enum ibv_wr_opcode op, uint8_t *laddr, uint32_t len,
+int post_one(Endpoint *ep, uint32_t q, enum ibv_wr_opcode op, uint8_t *laddr, uint32_t len,
 		    uint64_t raddr, int has_imm, uint32_t imm, int signaled, uint64_t data_after,
 		    struct rt_err *e)
 {
@@ -1341,7 +1292,7 @@ static int post_one(Endpoint *ep, uint32_t q, enum ibv_wr_opcode op, uint8_t *la
 	return 0;
 }
 
-static int wc_failed(const struct ibv_wc *wc, const char *side, struct rt_err *e)
+int wc_failed(const struct ibv_wc *wc, const char *side, struct rt_err *e)
 {
 	/* wc->opcode is undefined on an error completion: name the queue and the WR instead */
 	rt_set(e, RT_OS, EIO,
@@ -2242,7 +2193,7 @@ static PyMethodDef ep_methods[] = {
 	{ NULL, NULL, 0, NULL },
 };
 
-static PyTypeObject EndpointType = {
+PyTypeObject EndpointType = {
 	PyVarObject_HEAD_INIT(NULL, 0)
 	.tp_name = "rdmabench._native.Endpoint",
 	.tp_basicsize = sizeof(Endpoint),

@@ -505,7 +505,7 @@ PyMODINIT_FUNC PyInit__native(void)
 	m = PyModule_Create(&native_module);
 	if (!m)
 		return NULL;
-	if (endpoint_register(m) < 0) {
+	if (endpoint_register(m) < 0 || filexfer_register(m) < 0) {
 		Py_DECREF(m);
 		return NULL;
 	}
