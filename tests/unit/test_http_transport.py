@@ -304,8 +304,6 @@ def test_registry_names():
     assert transports.names()[:2] == ["http", "shared"]
     with pytest.raises(transports.TransportError, match="known: http, shared, rdma-write"):
         transports.get("htp")
-    with pytest.raises(transports.TransportError, match="not implemented"):
-        transports.get("nfs-tcp")
 
 
 def test_baseline_runs_small(tmp_path):  # nginx and curl come from scripts/install-debian-packages.sh
