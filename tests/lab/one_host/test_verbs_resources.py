@@ -5,7 +5,6 @@ Run through the lab (it sets the environment):
     rdmabench lab -- 'python -m pytest tests/lab/one_host'
 """
 
-import os
 import threading
 import time
 
@@ -14,18 +13,9 @@ import pytest
 from rdmabench.errors import RdmabenchError, VerbsError
 
 
-def _env(name: str) -> str:
-    value = os.environ.get(name)
-    if not value:
-        pytest.fail(f"${name} is not set: these tests run inside the soft-RoCE guest; "
-                    "run them through `rdmabench lab -- 'python -m pytest tests/lab/one_host'`")
-    return value
-
-
 @pytest.fixture(scope="module")
-def lab():
-    return {"device": _env("RDMABENCH_DEVICE"), "gid_index": int(_env("RDMABENCH_GID_INDEX")),
-            "ip": _env("RDMABENCH_IP")}
+def lab(lab_env):  # tests/lab/conftest.py: fails (never skips) outside the lab
+    return lab_env
 
 
 @pytest.fixture
