@@ -39,7 +39,7 @@ test-lab-one: install
 
 test-lab-two: install
 	$(RDMABENCH) lab --hosts 2 --timeout $(LAB_TIMEOUT) \
-	  --storage 'rdmabench serve --bind $$RDMABENCH_IP & python -m rdmabench.verbs.peer serve --bind $$RDMABENCH_IP --port 7471 --mode both --connections 0' \
+	  --storage 'rdmabench serve --bind $$RDMABENCH_IP & python -m rdmabench.transports.rdma serve --bind $$RDMABENCH_IP --port 7600 --root /tmp/rdma-store --mode write & python -m rdmabench.transports.rdma serve --bind $$RDMABENCH_IP --port 7601 --root /tmp/rdma-store --mode read & python -m rdmabench.verbs.peer serve --bind $$RDMABENCH_IP --port 7471 --mode both --connections 0' \
 	  --worker 'python -m pytest tests/lab/two_hosts'
 
 clean:
