@@ -39,7 +39,7 @@ test-lab-one: install
 
 test-lab-two: install
 	$(RDMABENCH) lab --hosts 2 --timeout $(LAB_TIMEOUT) \
-	  --storage 'rdmabench serve --bind $$RDMABENCH_IP & python -m rdmabench.transports.rdma serve --bind $$RDMABENCH_IP --port 7600 --root /tmp/rdma-store --mode write & python -m rdmabench.transports.rdma serve --bind $$RDMABENCH_IP --port 7601 --root /tmp/rdma-store --mode read & python -m rdmabench.verbs.peer serve --bind $$RDMABENCH_IP --port 7471 --mode both --connections 0' \
+	  --storage 'python -m rdmabench.nfs.server start --export /srv/nfsexp --size 256m --generate 32GiB:pc1:0.00005 --generate 32GiB:finalized:0.002 && rdmabench serve --bind $$RDMABENCH_IP & python -m rdmabench.transports.rdma serve --bind $$RDMABENCH_IP --port 7600 --root /tmp/rdma-store --mode write & python -m rdmabench.transports.rdma serve --bind $$RDMABENCH_IP --port 7601 --root /tmp/rdma-store --mode read & python -m rdmabench.verbs.peer serve --bind $$RDMABENCH_IP --port 7471 --mode both --connections 0' \
 	  --worker 'python -m pytest tests/lab/two_hosts'
 
 clean:

@@ -237,14 +237,13 @@ def mount(server: str, export: str, mountpoint: str | Path, proto: str = "rdma",
     if proto == "rdma":
         _load_rpcrdma()
     t0 = time.monotonic()
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
+    code, out = _run_bounded(argv, timeout)
+    if code is None:
         _cleanup_after_failure(mountpoint)
         raise NfsMountError(f"mounting {argv[-2]} on {mountpoint} did not finish in {timeout:g} s "
-                            f"(is the server up and exporting it?): {' '.join(argv)}") from None
-    if done.returncode != 0:
-        msg = (done.stderr or done.stdout).strip() or f"exit status {done.returncode}"
+                            f"(is the server up and exporting it?): {' '.join(argv)}")
+    if code != 0:
+        msg = out.strip() or f"exit status {code}"
         raise NfsMountError(f"mounting {argv[-2]} on {mountpoint} ({argv[4]}) failed after "
                             f"{time.monotonic() - t0:.1f} s: {msg}")
     entry = _entry_at(mountpoint)
@@ -256,6 +255,22 @@ def mount(server: str, export: str, mountpoint: str | Path, proto: str = "rdma",
         umount(mountpoint)
         raise
     return entry
+
+
+def _run_bounded(argv: list[str], timeout: float) -> tuple[int | None, str]:
+    """(exit status, stderr+stdout), or (None, ...) after ``timeout``: the process is killed and not
+    waited for beyond 5 s (a mount stuck in the kernel cannot be reaped; subprocess.run would block)."""
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+        return proc.returncode, out or ""
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        try:
+            proc.communicate(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        return None, ""
 
 
 def _cleanup_after_failure(mountpoint: Path) -> None:
@@ -270,13 +285,10 @@ def umount(mountpoint: str | Path, timeout: float = UMOUNT_TIMEOUT) -> None:
     mountpoint = str(mountpoint)
     errors = []
     for argv in (["umount", mountpoint], ["umount", "-f", mountpoint], ["umount", "-l", mountpoint]):
-        try:
-            done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
-            if done.returncode == 0 or _entry_at(mountpoint) is None:
-                return
-            errors.append(f"{' '.join(argv)}: {done.stderr.strip()}")
-        except subprocess.TimeoutExpired:
-            errors.append(f"{' '.join(argv)}: no answer in {timeout:g} s")
+        code, out = _run_bounded(argv, timeout)
+        if code == 0 or _entry_at(mountpoint) is None:
+            return
+        errors.append(f"{' '.join(argv)}: " + (out.strip() if code is not None else f"no answer in {timeout:g} s"))
     if _entry_at(mountpoint) is not None:
         raise NfsMountError(f"could not unmount {mountpoint}: " + "; ".join(errors))
 

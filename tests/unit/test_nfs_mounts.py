@@ -113,3 +113,76 @@ def test_mount_needs_root(monkeypatch, tmp_path):
     monkeypatch.setattr(mounts.os, "geteuid", lambda: 1000)
     with pytest.raises(NfsMountError, match="needs root.*mount -t nfs"):
         mounts.mount("10.77.2.1", "/srv/nfsexp", tmp_path / "m", "rdma")
+
+
+# ---- the nfs transports' copy logic on the host: a plain directory stands in for the mount ----------
+
+from pathlib import Path  # noqa: E402
+
+from rdmabench import integrity  # noqa: E402
+from rdmabench.transports import Context, Item, TransportError, get  # noqa: E402
+from rdmabench.workloads import sector  # noqa: E402
+
+
+@pytest.fixture
+def fake_mount(tmp_path, monkeypatch):
+    """``tmp_path/mnt`` passes check_proto as an rdma mount; not root, so cold=none."""
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    fake = {"proto": "rdma", "vers": "3", "port": 20049, "soft": True, "source": "10.77.2.1:/srv/nfsexp"}
+
+    def check(mp, expected, mounts_=None):
+        if expected != "rdma":
+            raise NfsMountError(f"{mp} is mounted with proto=rdma, not proto={expected}")
+        return dict(fake)
+
+    monkeypatch.setattr(mounts, "check_proto", check)
+    monkeypatch.setattr("rdmabench.transports.nfs.os.geteuid", lambda: 1000)
+    return mnt
+
+
+def _prepared(name, mnt, **opts):
+    t = get(name)
+    t.prepare(Context(Path("/unused"), Path("/unused"), options={"mount": str(mnt), **opts}))
+    return t
+
+
+def test_transport_pull_and_push_through_a_mount(fake_mount, tmp_path):
+    gen = sector.generate(sector.shape("2KiB", "pc2"), fake_mount)  # the export holds a sector
+    t = _prepared("nfs-rdma", fake_mount)
+    assert t.cold == "none"
+    for item in sector.items(gen, tmp_path / "local"):
+        rec = t.move(item)  # source under the mount: a pull
+        assert rec.verified and rec.extra["direction"] == "pull" and rec.extra["mount"]["proto"] == "rdma"
+        assert integrity.digest(item.destination) == item.digest
+    local = sector.generate(sector.shape("2KiB", "finalized", number=7), tmp_path / "src")
+    for item in sector.items(local, fake_mount):
+        rec = t.move(item)  # destination under the mount: a push
+        assert rec.verified and rec.extra["direction"] == "push" and rec.extra["verify"] == "read back, warm cache"
+        assert integrity.digest(fake_mount / item.lotus_type / item.sector_id) == item.digest
+    assert not list(fake_mount.rglob(".*part-*")) and not list((tmp_path / "local").rglob(".*part-*"))
+
+
+def test_transport_bad_digest_leaves_nothing(fake_mount, tmp_path):
+    sector.generate(sector.shape("2KiB", "pc1"), fake_mount)
+    t = _prepared("nfs-rdma", fake_mount, direction="pull")
+    dest = tmp_path / "local" / "sealed" / "s-t01000-1"
+    with pytest.raises(integrity.IntegrityError):
+        t.move(Item("file", "sealed", "s-t01000-1", None, dest, 2048, "0" * 32))
+    assert not dest.exists() and not list(dest.parent.iterdir())
+
+
+def test_transport_options_checked(fake_mount):
+    with pytest.raises(TransportError, match=r"nfs-tcp: .*proto=rdma, not proto=tcp"):
+        _prepared("nfs-tcp", fake_mount)
+    with pytest.raises(TransportError, match="cold=remount needs rdmabench to own the mount"):
+        _prepared("nfs-rdma", fake_mount, cold="remount")
+    with pytest.raises(TransportError, match="cold=drop_caches needs root"):
+        _prepared("nfs-rdma", fake_mount, cold="drop_caches")
+    with pytest.raises(TransportError, match="direction 'sideways'"):
+        _prepared("nfs-rdma", fake_mount, direction="sideways")
+    with pytest.raises(TransportError, match="name a mounted NFS directory"):
+        get("nfs-rdma").prepare(Context(Path("/x"), Path("/y")))
+    t = _prepared("nfs-rdma", fake_mount)
+    with pytest.raises(TransportError, match="does not exist on the export"):
+        t.move(Item("file", "sealed", "s-t01000-5", None, fake_mount.parent / "d", 1, None))
