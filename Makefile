@@ -8,6 +8,10 @@ RDMABENCH := $(VENV)/bin/rdmabench
 # Debian's interpreter: python3-pyverbs is built for it, and --system-site-packages lets the venv see it.
 SYSTEM_PYTHON := /usr/bin/python3
 LAB_TIMEOUT ?= 900
+DEMO_TIMEOUT ?= 2400
+# The storage guest of the demo: the NFS server (exports over RDMA and TCP), then rdmabench serve.
+DEMO_STORAGE ?= python -m rdmabench.nfs.server start --export /srv/nfsexp --size 768m && \
+  rdmabench serve --bind $$RDMABENCH_IP --root /srv/nfsexp
 
 .PHONY: install deb demo test test-unit test-lab-one test-lab-two clean
 
@@ -24,9 +28,16 @@ $(VENV)/.installed: $(PY) pyproject.toml setup.py $(wildcard native/*.c native/*
 	$(PY) -c "import rdmabench._native, pyverbs.device"
 	@touch $@
 
+# The main job: two guests, "storage" (serves, plays PC1 and long-term storage) and "worker" (PC2, C1).
+# The worker lists its device, proves a verified RDMA round trip, runs configs/default.toml (Lotus's
+# hand-offs over every transport, one result file) and writes the report, whose path it prints last.
 demo: install
-	$(RDMABENCH) lab --timeout $(LAB_TIMEOUT) -- \
-	  'rdmabench devices && echo && rdmabench roundtrip --engine both --size 1M'
+	$(RDMABENCH) lab --hosts 2 --timeout $(DEMO_TIMEOUT) --memory 3G \
+	  --storage '$(DEMO_STORAGE)' \
+	  --worker 'rdmabench devices && rdmabench roundtrip --engine both --size 1M && \
+	    rdmabench run --config configs/default.toml --peer $$RDMABENCH_PEER_IP --wait 300 \
+	      -o $$RDMABENCH_RESULTS/demo-transfers.json && \
+	    rdmabench report $$RDMABENCH_RESULTS/demo-transfers.json -o $$RDMABENCH_RESULTS/demo-report'
 
 test: install test-unit test-lab-one test-lab-two
 

@@ -81,7 +81,7 @@ class Server:
 
     def handle(self, chan: Channel) -> None:
         chan.recv(30, "hello")
-        chan.send("hello", context=self.context)
+        chan.send("hello", context=self.context, root=str(self.agent.root))
         while True:
             msg = chan.recv(SETUP_WAIT_S, ("setup", "perftest", "xfer", "bye"))
             if msg["type"] == "bye":

@@ -38,11 +38,13 @@ def run_scenario(path: Path, device: str | None, gid_index: int | None, peer: tu
         if peer:
             chan = Channel.connect(*peer, timeout=10, wait=wait)
             chan.send("hello", tool="rdmabench")
-            peer_ctx = chan.recv(30, "hello")["context"]
+            hello = chan.recv(30, "hello")
+            peer_ctx = hello["context"]
             bind = chan.sock.getsockname()[0]  # this host's address on the path to the storage host
             storage = RemoteHost(chan, scenario.token)
             if any(t.startswith("nfs-") for t in scenario.transports):
-                opts["server"] = peer[0]
+                # the storage host exports its serve root (`rdmabench.nfs.server start --export ROOT`)
+                opts.update(server=peer[0], nfs_export=hello.get("root"))
         else:
             peer_ctx = None
             bind = scenario.http_bind

@@ -29,6 +29,8 @@ class LocalHost:
                  options: dict | None = None):
         self.name = name
         self.storage_root, self.work_root = Path(storage_root), Path(work_root)
+        for root in (self.storage_root, self.work_root):
+            root.mkdir(parents=True, exist_ok=True)
         self.bind, self.token = bind, token
         self.options = dict(options or {})
         self._passive = None

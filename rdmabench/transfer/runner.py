@@ -64,7 +64,10 @@ def _transfer(handoff, shape, transport, rep, descs, source, dest, worker, stora
     kind = descs[0]["kind"]
     if transport in WORKER_ONLY:
         active, passive = worker, None
-        options = {**options, "direction": "pull" if source is storage else "push"}
+        pull = source is storage
+        options = {**options, "direction": "pull" if pull else "push"}
+        if options.get("nfs_export"):  # pulls read the storage root, pushes land in the work root
+            options["export"] = f"{options['nfs_export']}/{'storage' if pull else 'work'}"
     else:
         side = cls.active_side(kind)
         active = dest if side == "dest" else source

@@ -26,7 +26,7 @@ def test_shipped_configs_load(name):
 
 def test_default_is_small_enough_for_the_lab():
     s = config.load(CONFIGS / "default.toml")
-    assert s.transports == ("http", "shared", "rdma-write", "rdma-read")
+    assert s.transports == ("http", "shared", "rdma-write", "rdma-read", "nfs-rdma", "nfs-tcp")
     assert s.handoffs == ("pc1-pc2", "finalize", "c1-c2") and s.repetitions == 3
     assert {sh.sector_size for sh in s.shapes} == {8 << 20, 32 << 30}
     for h in s.handoffs:
