@@ -16,9 +16,10 @@
  * through slot k % W on both ends, W = min(ep.slots, the peer's slots): the registered memory is
  * the Endpoint's slots * size bytes, whatever the file size.
  *
- * Push: the source preads chunk k into its slot and RDMA WRITE_WITH_IMMs it (imm = k) into the
- * receiver's slot; the receiver pwrites it at k*size and returns a credit (SEND, imm = k); the
- * source keeps at most W chunks beyond the credits it got. It returns when every chunk is credited.
+ * Push: the source preads chunk k into its slot, RDMA WRITEs it into the receiver's slot and
+ * SENDs a zero-byte notice with imm = k; the receiver pwrites it at k*size and returns a credit
+ * (SEND, imm = k); the source keeps at most W chunks beyond the credits it got and returns when
+ * every chunk is credited.
  * Pull: the destination SENDs a request (imm = k) for at most W chunks beyond those it has
  * stored; the source preads chunk k into slot k % W and answers "ready" (SEND, imm = k); the
  * destination RDMA READs the slot into its own, pwrites it, and requests the next. A request for k
@@ -256,10 +257,14 @@ static int fx_push(struct fx *x, struct rt_err *e)
 		int progress = 0, r;
 		uint32_t imm;
 
+		/* RDMA WRITE, then a zero-byte SEND with imm = k: RC delivers the SEND after the write
+		 * has landed. (WRITE_WITH_IMM failed across the two-guest link with "remote invalid
+		 * request" on rxe, while it worked on one guest.) */
 		while (posted < x->n && posted < credits + x->window && posted < wdone + x->window &&
-		       x->p->sq_posted - x->p->sq_done < x->ep->depth) {
+		       x->p->sq_posted - x->p->sq_done + 2 <= x->ep->depth) {
 			if (fx_check_abort(x, posted, e) || fx_load(x, posted, e) ||
-			    fx_post(x, IBV_WR_RDMA_WRITE_WITH_IMM, posted, (uint32_t)posted, 1, FX_T_WRITE, e))
+			    fx_post(x, IBV_WR_RDMA_WRITE, posted, 0, 0, FX_T_WRITE, e) ||
+			    fx_post(x, IBV_WR_SEND, posted, (uint32_t)posted, 1, FX_T_SEND, e))
 				return -1;
 			posted++;
 			progress = 1;
