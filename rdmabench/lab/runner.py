@@ -168,7 +168,7 @@ class Lab:
                 vm.link_opts(sock, server=True, mac=vm.STORAGE_MAC), "[storage] ",
             )
             boot_deadline = start + self.boot_timeout
-            while not os.path.exists(sock):  # QEMU 7.2 does not reconnect: the server end must exist first
+            while not unix_listening(sock):  # QEMU 7.2 does not reconnect: the server end must listen first
                 if storage.poll() is not None or time.monotonic() > boot_deadline:
                     storage.wait_ready(time.monotonic())  # raises with the reason
                 time.sleep(0.1)
@@ -190,6 +190,23 @@ class Lab:
     def close(self) -> None:
         for guest in reversed(self.guests):
             guest.stop()
+
+
+def unix_listening(path: str) -> bool:
+    """Is a unix socket at `path` accepting connections? (/proc/net/unix: flag __SO_ACCEPTCON.)
+
+    The file appears at bind(), before listen(): a client that connects in between is refused,
+    and QEMU 7.2's stream client never retries, leaving the guests with a dead link. Probing
+    with a connection is no answer either: the server would take the probe for its peer."""
+    try:
+        lines = open("/proc/net/unix").read().splitlines()[1:]
+    except OSError:
+        return os.path.exists(path)
+    for line in lines:
+        fields = line.split()
+        if len(fields) >= 8 and fields[7] == path and int(fields[3], 16) & 0x10000:
+            return True
+    return False
 
 
 IDLE = "exec sleep 1000000"  # a guest with nothing to do keeps its end of the link up

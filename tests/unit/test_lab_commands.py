@@ -70,3 +70,19 @@ def test_missing_tools_name_the_package_and_the_make_target(monkeypatch):
     assert "vng" in msg and "qemu-system-x86_64" in msg and "make install" in msg
     out = CliRunner().invoke(cli, ["lab", "--", "true"])
     assert out.exit_code == 1 and "missing: vng" in out.output
+
+
+def test_unix_listening_waits_for_listen_not_for_the_file(tmp_path):
+    import socket
+
+    from rdmabench.lab.runner import unix_listening
+
+    path = str(tmp_path / "link.sock")
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.bind(path)  # the file exists now, but a connect would be refused
+        assert not unix_listening(path)
+        s.listen(1)
+        assert unix_listening(path)
+    finally:
+        s.close()
