@@ -26,6 +26,10 @@ def _device(name: str | None, gid_index: int | None) -> dict:
     return {"device": dev.name, "gid_index": gid_index if gid_index is not None else dev.ports[0].recommended_gid_index}
 
 
+def run_opts(opts: dict, peer) -> dict:
+    return {**opts, "peer": f"{peer[0]}:{peer[1]}" if peer else "local", "host": socket.gethostname()}
+
+
 def run_scenario(path: Path, device: str | None, gid_index: int | None, peer: tuple[str, int] | None,
                  wait: float, output: Path | None) -> None:
     scenario = config.load(path)  # rejects a bad file before anything runs
@@ -52,15 +56,16 @@ def run_scenario(path: Path, device: str | None, gid_index: int | None, peer: tu
                                 scenario.token, opts)
         worker = LocalHost("worker", scenario.work_dir / "storage", scenario.work_dir / "work", bind, scenario.token,
                            opts)
-        with click.progressbar(length=len(scenario.plan()), label="transfers", file=sys.stderr,
-                               show_pos=True, item_show_func=lambda x: x) as bar:
-            def progress(msg, i, n):
-                bar.update(1 if i else 0, msg)
-
+        total = len(scenario.plan())
+        if sys.stderr.isatty():
+            with click.progressbar(length=total, label="transfers", file=sys.stderr, show_pos=True,
+                                   item_show_func=lambda x: x) as bar:
+                result = runner.run(scenario, worker, storage, device=opts.get("device"), peer_context=peer_ctx,
+                                    options=run_opts(opts, peer), progress=lambda msg, i, n: bar.update(1 if i else 0, msg))
+        else:  # a log, CI, the lab's console: one line per transfer
             result = runner.run(scenario, worker, storage, device=opts.get("device"), peer_context=peer_ctx,
-                                options={**opts, "peer": f"{peer[0]}:{peer[1]}" if peer else "local",
-                                         "host": socket.gethostname()},
-                                progress=progress)
+                                options=run_opts(opts, peer),
+                                progress=lambda msg, i, n: click.echo(f"[{i + 1}/{n}] {msg}", err=True))
         if chan:
             chan.send("bye")
     finally:
