@@ -84,6 +84,7 @@ def main(argv: list[str]) -> int:
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
     env["PYTHONDONTWRITEBYTECODE"] = "1"  # the host's tree is read-only in here
     env.setdefault("HOME", "/tmp")
+    env["MPLCONFIGDIR"] = "/tmp/matplotlib"  # the host's ~/.config is read-only in here
     return subprocess.run(["/bin/sh", "-c", spec.command], cwd=spec.cwd, env=env).returncode
 
 
