@@ -37,7 +37,10 @@ demo: install
 	  --worker 'rdmabench devices && rdmabench roundtrip --engine both --size 1M && \
 	    rdmabench run --config configs/default.toml --peer $$RDMABENCH_PEER_IP --wait 300 \
 	      -o $$RDMABENCH_RESULTS/demo-transfers.json && \
-	    rdmabench report $$RDMABENCH_RESULTS/demo-transfers.json -o $$RDMABENCH_RESULTS/demo-report'
+	    rdmabench run --peer $$RDMABENCH_PEER_IP -t all --sizes 2,4K,64K,1M --iters 100 --repeat 2 \
+	      -o $$RDMABENCH_RESULTS/demo-verbs.json && \
+	    rdmabench report $$RDMABENCH_RESULTS/demo-transfers.json $$RDMABENCH_RESULTS/demo-verbs.json \
+	      -o $$RDMABENCH_RESULTS/demo-report'
 
 test: install test-unit test-lab-one test-lab-two
 

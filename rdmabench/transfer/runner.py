@@ -51,7 +51,7 @@ def run(scenario: Scenario, worker: LocalHost, storage: LocalHost | RemoteHost, 
                                              scenario.miner, number)
         descs = workloads[key]
         rows.append(_transfer(handoff, shape, transport, rep, descs, source, dest, worker, storage, options or {}))
-    ctx = context.collect(device) if device else context.collect()
+    ctx = context.collect(device, (options or {}).get("gid_index")) if device else context.collect()
     return Result(kind="transfer", context=ctx, peer_context=peer_context,
                   options={"config": str(scenario.path), "scenario": scenario.raw, **(options or {}),
                            "not_applicable": sorted(f"{h} over {t}" for h, t in not_applicable)}, rows=rows)
