@@ -62,7 +62,7 @@ class Client:
         return {
             "test": test, "size": size, "qps": o.qps, "depth": o.depth, "cq_mod": o.cq_mod, "mtu": o.mtu,
             "iters": o.iterations(test), "duration": o.duration, "warmup": o.warmup, "bidir": o.bidir,
-            "validate": o.validate, "engine": o.engine, "connect": o.connect, "inline_size": o.inline_size,
+            "validate": o.validate, "engine": o.engine, "connect": o.connect, "inline_size": o.inline_for(test, size),
             "max_samples": o.max_samples, "timeout_ms": self.timeout_ms,
             "cm_port": CM_PORT, "cm_bind": self.cm_addr,
         }

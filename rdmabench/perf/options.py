@@ -9,6 +9,7 @@ from . import tests
 
 ENGINES = ("native", "python")
 CONNECT_MODES = ("oob", "cm")
+PERFTEST_LAT_INLINE = 220  # perftest's default inline size for write/send latency tests
 
 
 def parse_sweep(text: str) -> list[int]:
@@ -47,7 +48,7 @@ class RunOptions:
     validate: bool = False
     engine: str = "native"
     repeat: int = 1
-    inline_size: int = 0
+    inline_size: int | None = None  # None: perftest's default, 220 B for latency tests, 0 for bandwidth
     max_samples: int = 1_000_000
     extra: dict = field(default_factory=dict)
 
@@ -75,6 +76,11 @@ class RunOptions:
         if self.duration is not None:
             return 0
         return self.iters or tests.get(test).default_iters
+
+    def inline_for(self, test: str, size: int) -> int:
+        """Bytes sent inline: what was asked, else perftest's default (ib_*_lat inline up to 220 B)."""
+        limit = self.inline_size if self.inline_size is not None else (PERFTEST_LAT_INLINE if tests.get(test).latency else 0)
+        return limit if size <= limit else 0
 
     def to_dict(self) -> dict:
         return asdict(self)

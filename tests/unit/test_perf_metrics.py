@@ -80,3 +80,10 @@ def test_table_uses_perftest_column_order():
     order = ["t_min", "t_max", "t_typical", "t_avg", "t_stdev", "99% percentile", "99.9% percentile"]
     assert [head_lat.index(k) for k in order] == sorted(head_lat.index(k) for k in order)
     assert "65536" in text and "100.00" in text and "2.00" in text
+
+
+def test_inline_defaults_follow_perftest():
+    o = RunOptions(tests=["write_lat", "write_bw"])
+    assert o.inline_for("write_lat", 2) == 220 and o.inline_for("write_lat", 4096) == 0
+    assert o.inline_for("write_bw", 2) == 0
+    assert RunOptions(tests=["send_lat"], inline_size=0).inline_for("send_lat", 2) == 0
