@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 RDMABENCH := $(VENV)/bin/rdmabench
 # Debian's interpreter: python3-pyverbs is built for it, and --system-site-packages lets the venv see it.
 SYSTEM_PYTHON := /usr/bin/python3
-LAB_TIMEOUT ?= 900
+LAB_TIMEOUT ?= 1500
 DEMO_TIMEOUT ?= 2400
 # The storage guest of the demo: the NFS server (exports over RDMA and TCP), then rdmabench serve.
 DEMO_STORAGE ?= python -m rdmabench.nfs.server start --export /srv/nfsexp --size 768m && \
