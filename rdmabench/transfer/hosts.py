@@ -68,10 +68,11 @@ class LocalHost:
         return (end.stop() or {}) if end else {}
 
     def move(self, transport: str, descs: list[dict], peer_info: dict | None, options: dict | None = None) -> list[dict]:
+        items = [self.item(d) for d in descs]  # a C1 output is built first: slow, and not part of the transfer
         t = transports.get(transport)
         t.prepare(self.context(peer_info, options))
         try:
-            return [record_dict(t.move(self.item(d))) for d in descs]
+            return [record_dict(t.move(item)) for item in items]
         finally:
             t.teardown()
 
