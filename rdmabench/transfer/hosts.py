@@ -101,9 +101,7 @@ class LocalHost:
 
 
 def record_dict(rec) -> dict:
-    d = asdict(rec)
-    d.pop("item_obj", None)
-    return d
+    return asdict(rec)
 
 
 class RemoteHost:

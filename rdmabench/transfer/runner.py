@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+from .. import transports
 from ..config import HANDOFF_STAGE, Scenario
 from ..errors import RdmabenchError
 from ..results import context
@@ -32,8 +33,6 @@ def run(scenario: Scenario, worker: LocalHost, storage: LocalHost | RemoteHost, 
         peer_context: dict | None = None, options: dict | None = None,
         progress: Callable[[str, int, int], None] = lambda msg, i, n: None) -> Result:
     """Run the whole plan; `storage` is a LocalHost (one host) or a RemoteHost (`rdmabench serve`)."""
-    from .. import transports
-
     workloads: dict = {}
     rows, not_applicable = [], set()
     plan = scenario.plan()
@@ -58,8 +57,6 @@ def run(scenario: Scenario, worker: LocalHost, storage: LocalHost | RemoteHost, 
 
 
 def _transfer(handoff, shape, transport, rep, descs, source, dest, worker, storage, options) -> dict:
-    from .. import transports
-
     cls = transports.get(transport)
     kind = descs[0]["kind"]
     if transport in WORKER_ONLY:

@@ -242,6 +242,22 @@ class _Server(ThreadingHTTPServer):
                 pass
 
 
+def http_url(bind: str, port: int, path: str = "") -> str:
+    """The URL of a server listening on bind:port (an IPv6 address in brackets)."""
+    host = f"[{bind}]" if ":" in bind else bind
+    return f"http://{host}:{port}{path}"
+
+
+def stop_server(server, thread: threading.Thread, close_connections=None) -> None:
+    """Stop a socketserver running in `thread`: idempotent, open connections closed too if asked."""
+    if thread.is_alive():
+        server.shutdown()
+        thread.join()
+    if close_connections:
+        close_connections()
+    server.server_close()
+
+
 @dataclass
 class ServerHandle:
     """A running server: ``url`` to give clients, ``stop()`` to end it (idempotent)."""
@@ -254,15 +270,10 @@ class ServerHandle:
 
     @property
     def url(self) -> str:
-        host = f"[{self.bind}]" if ":" in self.bind else self.bind
-        return f"http://{host}:{self.port}"
+        return http_url(self.bind, self.port)
 
     def stop(self) -> None:
-        if self._thread.is_alive():
-            self._server.shutdown()
-            self._thread.join()
-        self._server.close_all()
-        self._server.server_close()
+        stop_server(self._server, self._thread, self._server.close_all)
 
     def __enter__(self):
         return self

@@ -30,6 +30,7 @@ from .. import integrity
 from ..errors import RdmabenchError
 from ..workloads import pattern
 from .base import TransferRecord
+from .http_server import http_url, stop_server
 
 METHOD = "Filecoin.SealCommit2"
 MAX_REQUEST = 100 << 20  # go-jsonrpc's default request size cap
@@ -114,18 +115,14 @@ class RpcHandle:
 
     @property
     def url(self) -> str:
-        host = f"[{self.bind}]" if ":" in self.bind else self.bind
-        return f"http://{host}:{self.port}/rpc/v0"
+        return http_url(self.bind, self.port, "/rpc/v0")
 
     @property
     def received(self) -> list[dict]:
         return list(self._server.received)
 
     def stop(self) -> None:
-        if self._thread.is_alive():
-            self._server.shutdown()
-            self._thread.join()
-        self._server.server_close()
+        stop_server(self._server, self._thread)
 
     def __enter__(self):
         return self
