@@ -38,10 +38,14 @@ PyObject *rt_raise(const struct rt_err *e);
 
 uint64_t now_ns(void); /* CLOCK_MONOTONIC_RAW in ns */
 
-/* Calibrate the TSC once (module init). tsc_hz() is 1e9 where no usable TSC exists:
- * then ticks() is now_ns() itself. */
+/* Choose and calibrate the hot loops' clock once (module init). tsc_hz() is 1e9 where no
+ * usable TSC exists: then ticks() is now_ns() itself. */
 void clock_calibrate(void);
 double tsc_hz(void);
+/* Which clock ticks() reads ("tsc (invariant)", "tsc (rate checked; ...)", "clock_gettime") and
+ * what one clock_gettime costs here in ns: both go into every result's context. */
+const char *timer_name(void);
+double clock_read_ns(void);
 /* Re-measure the TSC rate over the whole window since clock_calibrate(): a longer window, a
  * better figure (called after every run, with the GIL held). */
 void clock_refine(void);

@@ -1505,7 +1505,7 @@ static int bw_phase(struct run *r, uint64_t target, uint64_t dur_ticks, int reco
 	const int marker = r->test == T_SEND_BW || (r->test == T_WRITE_BW && r->validate);
 	const int fill = r->validate && (r->test == T_SEND_BW || r->test == T_WRITE_BW);
 	uint64_t phase_base[MAX_QPS];
-	uint64_t t0 = ticks(), deadline = now_ns() + (uint64_t)(r->duration_s * 1e9);
+	uint64_t t0 = ticks(), deadline = t0 + dur_ticks; /* ticks: rdtsc is cheap, an HPET read is not */
 	uint32_t q, nq = (uint32_t)ep->nqps;
 	int all_done, time_up = 0;
 
@@ -1522,7 +1522,7 @@ static int bw_phase(struct run *r, uint64_t target, uint64_t dur_ticks, int reco
 	r->last_progress = t0;
 	for (;;) {
 		if (dur_ticks && !time_up)
-			time_up = now_ns() >= deadline;
+			time_up = ticks() >= deadline;
 		for (q = 0; q < nq; q++) {
 			struct bwq *s = &r->s[q];
 			struct ep_qp *p = &ep->q[q];
@@ -1737,10 +1737,10 @@ static int lat_run(struct run *r, uint64_t dur_ticks, struct rt_err *e)
 		if (!dur_ticks && i >= total)
 			break;
 		if (i == r->warmup && dur_ticks)
-			deadline = now_ns() + (uint64_t)(r->duration_s * 1e9);
+			deadline = ticks() + dur_ticks;
 		sig = (dur_ticks == 0 && i + 1 == total) || ((i + 1) % ep->cq_mod) == 0;
 		if (r->client) {
-			if (dur_ticks && measured && now_ns() >= deadline) {
+			if (dur_ticks && measured && ticks() >= deadline) {
 				if (r->test != T_READ_LAT) {
 					if (sq_room(r, e) || post_one(ep, 0, IBV_WR_SEND, NULL, 0, 0, 1,
 								       IMM_END, 1, p->data_done, e))

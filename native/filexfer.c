@@ -54,7 +54,7 @@ struct fx {
 	uint8_t *mem;   /* a blob */
 	uint64_t size, chunk, n;
 	uint32_t window;
-	uint64_t timeout_ns, last_progress, io_ns;
+	uint64_t timeout_ns, timeout_ticks, last_progress, io_ns; /* last_progress in ticks() */
 	int64_t abort_after;
 	uint64_t sends_posted, sends_done; /* every WR this loop posted is signaled */
 };
@@ -148,7 +148,7 @@ static int fx_check_abort(struct fx *x, uint64_t k, struct rt_err *e)
 
 static int fx_stalled(struct fx *x, const char *what, struct rt_err *e)
 {
-	if (now_ns() - x->last_progress > x->timeout_ns) {
+	if (ticks() - x->last_progress > x->timeout_ticks) {
 		rt_set(e, RT_TIMEOUT, ETIMEDOUT, "no progress for %llu ms while %s",
 		       (unsigned long long)(x->timeout_ns / 1000000), what);
 		return -1;
@@ -176,7 +176,7 @@ static int fx_poll_send(struct fx *x, int (*on_read)(struct fx *, uint64_t, stru
 		tag = x->p->sq_data[(wc[i].wr_id & FX_IDX_MASK) % x->ep->depth];
 		x->p->sq_done++;
 		x->sends_done++;
-		x->last_progress = now_ns();
+		x->last_progress = ticks();
 		if ((tag >> 56) == FX_T_WRITE && writes_done)
 			(*writes_done)++;
 		if ((tag >> 56) == FX_T_READ && on_read && on_read(x, tag & FX_IDX_MASK, e))
@@ -202,7 +202,7 @@ static int fx_poll_recv(struct fx *x, uint32_t *imm, struct rt_err *e)
 	x->p->rq_done++;
 	if (post_recvs(x->ep, 0, e))
 		return -1;
-	x->last_progress = now_ns();
+	x->last_progress = ticks();
 	if (!(wc.wc_flags & IBV_WC_WITH_IMM)) {
 		rt_set(e, RT_VALUE, EPROTO, "protocol error: a message without immediate data");
 		return -1;
@@ -464,6 +464,7 @@ static PyObject *fx_call(PyObject *args, PyObject *kwargs, enum fx_kind kind, co
 	x->n = (x->size + x->chunk - 1) / x->chunk;
 	x->window = ep->slots < x->p->rslots ? ep->slots : x->p->rslots;
 	x->timeout_ns = (uint64_t)timeout_ms * 1000000ull;
+	x->timeout_ticks = ns_to_ticks(x->timeout_ns);
 	x->abort_after = abort_after;
 	if (x->n > FX_MAX_CHUNKS || x->window == 0 || x->p->rsize < x->chunk) {
 		if (have_view)
@@ -474,7 +475,7 @@ static PyObject *fx_call(PyObject *args, PyObject *kwargs, enum fx_kind kind, co
 	ep->busy = 1;
 	Py_BEGIN_ALLOW_THREADS
 	t0 = now_ns();
-	x->last_progress = t0;
+	x->last_progress = ticks();
 	rc = loops[kind](x, &err);
 	if (rc)
 		fx_tell_abort(x, &err);

@@ -509,7 +509,9 @@ PyMODINIT_FUNC PyInit__native(void)
 		Py_DECREF(m);
 		return NULL;
 	}
-	if (PyModule_AddObject(m, "TSC_HZ", PyFloat_FromDouble(tsc_hz())) < 0) {
+	if (PyModule_AddObject(m, "TSC_HZ", PyFloat_FromDouble(tsc_hz())) < 0 ||
+	    PyModule_AddStringConstant(m, "TIMER", timer_name()) < 0 ||
+	    PyModule_AddObject(m, "CLOCK_READ_NS", PyFloat_FromDouble(clock_read_ns())) < 0) {
 		Py_DECREF(m);
 		return NULL;
 	}

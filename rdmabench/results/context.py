@@ -70,6 +70,23 @@ def environment(driver: str | None, virt: str) -> str:
     return "hardware" if virt == "none" else f"hardware NIC in a virtual machine ({virt})"
 
 
+def timer() -> dict:
+    """The clock the native hot loops read, and what the kernel's own clock costs here."""
+    out = {"clocksource": None, "native": None, "tsc_hz": None, "clock_gettime_ns": None}
+    try:
+        out["clocksource"] = Path("/sys/devices/system/clocksource/clocksource0/current_clocksource").read_text().strip()
+    except OSError:
+        pass
+    try:
+        from ..engines.native import _load
+
+        mod = _load()
+    except Exception:  # the extension not built: the python engine still runs
+        return out
+    out.update(native=mod.TIMER, tsc_hz=mod.TSC_HZ, clock_gettime_ns=round(mod.CLOCK_READ_NS, 1))
+    return out
+
+
 def host() -> dict:
     uname = platform.uname()
     return {
@@ -86,6 +103,7 @@ def host() -> dict:
         "libibverbs": _package_version("libibverbs1"),
         "perftest": _package_version("perftest"),
         "virtualization": virtualization(),
+        "timer": timer(),
     }
 
 
