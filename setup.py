@@ -7,8 +7,9 @@ setup(
         Extension(
             "rdmabench._native",
             sources=["native/rdmabench_native.c", "native/common.c", "native/endpoint.c",
-                     "native/filexfer.c"],
-            depends=["native/common.h"],
+                     "native/ep_connect.c", "native/ep_cm.c", "native/ep_poll.c", "native/ep_bw.c",
+                     "native/ep_lat.c", "native/ep_run.c", "native/filexfer.c"],
+            depends=["native/common.h", "native/endpoint.h"],
             libraries=["ibverbs", "rdmacm"],
             extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-std=gnu11"],
         )

@@ -299,6 +299,17 @@ enum ibv_mtu mtu_enum(int bytes)
 	}
 }
 
+void roce_ah(struct ibv_ah_attr *ah, const union ibv_gid *dgid, int sgid_index, uint16_t dlid, int port)
+{
+	memset(ah, 0, sizeof(*ah));
+	ah->is_global = 1;
+	ah->grh.dgid = *dgid;
+	ah->grh.sgid_index = (uint8_t)sgid_index;
+	ah->grh.hop_limit = 64;
+	ah->dlid = dlid;
+	ah->port_num = (uint8_t)port;
+}
+
 int gid_is_zero(const union ibv_gid *gid)
 {
 	static const union ibv_gid zero;

@@ -87,6 +87,8 @@ static inline int mtu_bytes(enum ibv_mtu mtu)
 }
 enum ibv_mtu mtu_enum(int bytes); /* 0 when not one of 256..4096 */
 int gid_is_zero(const union ibv_gid *gid);
+/* The address vector to a RoCE peer: global (every packet carries a GRH), hop limit 64, SL 0. */
+void roce_ah(struct ibv_ah_attr *ah, const union ibv_gid *dgid, int sgid_index, uint16_t dlid, int port);
 /* Find the device by name; on a miss, say which devices exist (RT_LOOKUP). */
 struct ibv_device *find_device(struct ibv_device **devs, int ndev, const char *name,
 			       struct rt_err *e);

@@ -71,17 +71,7 @@ static int qp_to_rtr(struct ibv_qp *qp, const struct qp_end *peer, const struct 
 	attr.rq_psn = peer->psn;
 	attr.max_dest_rd_atomic = 1; /* one RDMA READ in flight is all we post */
 	attr.min_rnr_timer = 12;     /* 0.64 ms */
-	attr.ah_attr.is_global = 1;  /* RoCE: every packet carries a GRH */
-	attr.ah_attr.grh.dgid = p->gid;
-	attr.ah_attr.grh.sgid_index = (uint8_t)p->gid_index;
-	attr.ah_attr.grh.flow_label = 0;
-	attr.ah_attr.grh.hop_limit = 64;
-	attr.ah_attr.grh.traffic_class = 0;
-	attr.ah_attr.dlid = p->lid;
-	attr.ah_attr.sl = 0;
-	attr.ah_attr.src_path_bits = 0;
-	attr.ah_attr.static_rate = 0;
-	attr.ah_attr.port_num = p->port;
+	roce_ah(&attr.ah_attr, &p->gid, p->gid_index, p->lid, p->port);
 	rc = ibv_modify_qp(qp, &attr,
 			   IBV_QP_STATE | IBV_QP_AV | IBV_QP_PATH_MTU | IBV_QP_DEST_QPN |
 				   IBV_QP_RQ_PSN | IBV_QP_MAX_DEST_RD_ATOMIC | IBV_QP_MIN_RNR_TIMER);

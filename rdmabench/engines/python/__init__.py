@@ -12,7 +12,7 @@ or ``cm_listen(bind_ip, port, ...)`` / ``cm_connect(peer_ip, port, ...)`` (same 
 engine's: qps, size, depth, slots, cq_mod, inline_size, timeout_ms; no mtu, rdma_cm's route decides).
 
 Interoperable with the native engine (one end may be native, the other python), because it copies
-its protocol exactly (native/endpoint.c, native/common.c):
+its protocol exactly (native/endpoint.h and the ep_*.c loops, native/common.c):
 
 - Memory: one MR of qps * slots * size bytes (slots 0 -> depth); QP q's slot k starts at
   base + (q * slots + k) * size. Every QP keeps min(depth, slots) receives posted, receive i in slot

@@ -13,7 +13,7 @@ from .protocol import (
 
 
 class _BwLoops:
-    """_Run's bandwidth half (endpoint.c's bw_phase and what only it uses)."""
+    """_Run's bandwidth half (ep_bw.c's bw_phase and what only it uses)."""
 
     # ----- bandwidth
 

@@ -19,7 +19,7 @@ from pyverbs.pyverbs_error import PyverbsError  # noqa: E402
 
 from .endpoint import Endpoint
 
-# rdma_cm private data, byte for byte the native engine's (endpoint.c cm_pack)
+# rdma_cm private data, byte for byte the native engine's (ep_cm.c cm_pack)
 PD_MAGIC = 0x5244424E  # "RDBN"
 PD_VERSION = 1
 PD_FMT = "!IB3xIIQQII"  # magic, version, QP index, slots, size, addr, rkey, qps = 40 bytes

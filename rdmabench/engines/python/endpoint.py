@@ -38,7 +38,7 @@ class _QueuePair(res.RCQueuePair):
 
 
 class _Q:
-    """Per-QP bookkeeping, the fields of endpoint.c's struct ep_qp."""
+    """Per-QP bookkeeping, the fields of common.h's struct ep_qp."""
 
     __slots__ = ("qp", "psn", "raddr", "rkey", "rslots", "rsize", "path_mtu", "sq_posted", "sq_done",
                  "rq_posted", "rq_done", "sq_data", "data_done", "last_signaled", "swr", "ctrl", "rwr",

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 
 class _Run(_BwLoops, _LatLoops):
-    """One run(): endpoint.c's struct run and its loops (bw_phase, lat_run), line for line where it
+    """One run(): endpoint.h's struct run and its loops (ep_bw.c's bw_phase, ep_lat.c's lat_run), line for line where it
     matters for the protocol."""
 
     def __init__(self, ep: Endpoint, test, client, bidir, validate, iters, warmup, duration_s, max_samples,

@@ -1,0 +1,159 @@
+/*
+ * endpoint.h: what the Endpoint sources share (endpoint.c: the object and its resources;
+ * ep_connect.c: out-of-band connect; ep_cm.c: rdma_cm; ep_poll.c: posting and polling;
+ * ep_bw.c and ep_lat.c: the bandwidth and latency loops; ep_run.c: run() and its result).
+ *
+ * rdmabench._native.Endpoint: verbs resources held open across runs, connected to a peer
+ * (QP info exchanged by the caller, or through rdma_cm), and the benchmark loops in C.
+ *
+ *   Endpoint(device, gid_index, port=1, qps=1, size=65536, depth=128, slots=0, mtu=0,
+ *            cq_mod=100, inline_size=0)
+ *   Endpoint.cm_listen(bind_ip, port, qps=1, size=65536, depth=128, slots=0, cq_mod=100,
+ *                      inline_size=0, timeout_ms=10000)         -> connected Endpoint
+ *   Endpoint.cm_connect(peer_ip, port, <same>)                   -> connected Endpoint
+ *     (one rdma_cm connection per QP, the peer's addr/rkey/slots/size in the private data; the
+ *     device is the one rdma_cm resolves the address to: ep.device; the path MTU is rdma_cm's;
+ *     every wait is bounded by timeout_ms, address/route resolution by librdmacm's 2 s)
+ *   ep.local_info() -> [ {qpn, psn, gid (32 hex), lid, addr, rkey, size, slots, mtu} ] one per QP
+ *   ep.connect(remote_infos)   INIT -> RTR -> RTS for every QP
+ *   ep.run(test, role, iters=0, duration_s=0.0, warmup=0, bidir=False, validate=False,
+ *          max_samples=1000000, timeout_ms=10000) -> dict
+ *   ep.close(); with Endpoint(...) as ep: ...
+ *   attributes: device, port, qps, size, depth, slots, cq_mod, inline_size, mtu (path MTU in bytes
+ *   once connected, else the port's active MTU), registered_bytes (== qps * slots * size), connected
+ *
+ * Memory: ONE registered buffer of qps * slots * size bytes (slots 0 -> depth), split per QP into
+ * `slots` slots of `size` bytes. Control messages (credits, end markers, the write_lat handshake)
+ * are zero-byte SENDs with immediate data, so they need no memory of their own. Every QP keeps
+ * min(depth, slots) receives posted at all times (slot of receive i = i % slots).
+ *
+ * run() tests: write_bw read_bw send_bw write_lat read_lat send_lat; role client | server.
+ * iters is PER QP (perftest's -n): a BW client with qps=Q moves Q * iters messages.
+ * Latency tests use QP 0 only.
+ *
+ * Keys of the dict run() returns:
+ *   test, role, iters, warmup, duration_s, bidir, qps, size
+ *   passive            True: this side did nothing (write_bw/read_bw server without validate,
+ *                      read_lat server); only test/role/passive and the zeros are meaningful.
+ *                      A read_bw/read_lat server told validate=True fills every slot with its
+ *                      pattern (qp, slot) before returning: run it before the client.
+ *   ops, bytes         messages (bytes) this side moved in the measured phase: sent and completed
+ *                      for a sender, received for a receiver (send_bw server); recv_ops counts what a
+ *                      bidirectional send_bw received
+ *   t_start_ns         first post of the measured phase (receiver only: first receive completion)
+ *   t_end_ns           last completion; both on the CLOCK_MONOTONIC_RAW scale, int ns
+ *   tsc_hz             ticks per second of the clock used (1e9 when no TSC: clock_gettime)
+ *   completions_ns     array('q'): time (int ns, same scale) of each signaled completion (BW)
+ *   completions_ops    array('Q'): messages completed in the measured phase at that time (BW)
+ *   samples_ns         array('d'): latency samples in ns, at most min(iters, max_samples) (lat);
+ *                      empty for BW
+ *   sample             "half round trip" (write_lat, send_lat), "post to completion" (read_lat),
+ *                      None for BW
+ *   samples_truncated  True when completions/samples stopped being recorded: the array was full
+ *   validated          payloads checked (validate=True), warm-up included
+ *   corrupt            payloads that did not match their pattern
+ *   first_corrupt_seq  sequence number (per QP, counted from 0 at the run's first message,
+ *                      warm-up included) of the first corrupt payload, -1 if none
+ *
+ * Errors: ValueError (bad argument), LookupError (no such device), TimeoutError (no progress for
+ * timeout_ms), OSError (a verbs/rdma_cm call or a completion failed: the message names the QP
+ * index and ibv_wc_status_str), RuntimeError (endpoint closed, not connected or busy).
+ */
+#ifndef RDMABENCH_ENDPOINT_H
+#define RDMABENCH_ENDPOINT_H
+
+#include "common.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <rdma/rdma_cma.h>
+#include <rdma/rdma_verbs.h>
+
+#define MAX_QPS 256
+#define POLL_BATCH 32
+#define IMM_END 0xFFFFFFFFu   /* last message of a duration run */
+#define IMM_READY 0xFFFFFFFEu /* write_lat: the server is ready to be written to */
+#define IDX_MASK 0xFFFFFFFFFFFFull
+#define MAX_BUFFER (64ull << 30)
+
+enum test_kind { T_WRITE_BW, T_READ_BW, T_SEND_BW, T_WRITE_LAT, T_READ_LAT, T_SEND_LAT };
+extern const char *const test_names[];
+
+/* ------------------------------------------------------------------ the state of one run */
+
+struct bwq {
+	uint64_t sent;      /* data messages posted (run-wide sequence of the next one) */
+	uint64_t checked;   /* read_bw validate: completed messages checked */
+	uint64_t granted;   /* write_bw validate: messages the peer has checked (credits) */
+	uint64_t recvd;     /* data messages received */
+	uint64_t credited;  /* credits returned (cumulative count sent in the last credit) */
+	int send_finished;  /* nothing more to post in this phase */
+	int recv_finished;  /* got everything (iters) or the end marker */
+};
+
+struct run {
+	Endpoint *ep;
+	int test, client, bidir, validate;
+	uint64_t iters, warmup;
+	double duration_s;
+	uint64_t timeout_ticks;
+	int timeout_ms;
+	struct bwq *s;
+	/* recording */
+	int recording;
+	uint64_t tot_done, tot_recvd, done0, recvd0;
+	uint64_t t_start, t_end;
+	int have_start;
+	uint64_t *c_t, *c_ops;
+	size_t nc, ccap;
+	double *samp;
+	size_t ns, scap;
+	int truncated;
+	uint64_t validated, corrupt;
+	int64_t first_corrupt;
+	uint64_t last_progress;
+	uint64_t lat_ops; /* latency tests: measured iterations */
+};
+
+/* endpoint.c: resources and construction */
+void ep_release(Endpoint *ep, struct rt_err *e);
+int ep_check_args(Endpoint *ep, int qps, Py_ssize_t size, int depth, int slots, int mtu,
+			 int cq_mod, int inline_size, struct rt_err *e);
+int ep_setup_verbs(Endpoint *ep, struct rt_err *e);
+void ep_qp_init_attr(Endpoint *ep, struct ibv_qp_init_attr *qia);
+Endpoint *ep_alloc(PyTypeObject *type);
+int ep_mtu_bytes(Endpoint *ep);
+
+/* ep_connect.c and ep_cm.c: the Python methods that connect */
+PyObject *ep_local_info(Endpoint *ep, PyObject *unused);
+PyObject *ep_connect(Endpoint *ep, PyObject *args, PyObject *kwargs);
+PyObject *ep_cm_listen(PyObject *cls, PyObject *args, PyObject *kwargs);
+PyObject *ep_cm_connect(PyObject *cls, PyObject *args, PyObject *kwargs);
+
+/* ep_poll.c: records, posting and polling */
+void note_corrupt(struct run *r, uint64_t seq);
+void record_completion(struct run *r, uint64_t t, uint64_t ops);
+void record_sample(struct run *r, double ns);
+int poll_send(struct run *r, struct rt_err *e);
+int drain_sq(struct run *r, uint32_t q, struct rt_err *e);
+int maybe_credit(struct run *r, uint32_t q, int force, struct rt_err *e);
+int poll_recv(struct run *r, struct rt_err *e);
+
+/* ep_bw.c, ep_lat.c: the loops (0, or -1 with e set) */
+int bw_phase(struct run *r, uint64_t target, uint64_t dur_ticks, int record, struct rt_err *e);
+void fill_read_slots(Endpoint *ep);
+int lat_run(struct run *r, uint64_t dur_ticks, struct rt_err *e);
+
+/* ep_run.c: the Python methods that run */
+PyObject *ep_run(Endpoint *ep, PyObject *args, PyObject *kwargs);
+PyObject *ep_inject(Endpoint *ep, PyObject *arg);
+PyObject *ep_flip(Endpoint *ep, PyObject *args);
+
+#endif
