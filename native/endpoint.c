@@ -168,10 +168,12 @@ int ep_setup_verbs(Endpoint *ep, struct rt_err *e)
 	ep->active_mtu = pattr.active_mtu;
 	ep->max_rd_atomic = dattr.max_qp_init_rd_atom > 0 ? (uint32_t)dattr.max_qp_init_rd_atom : 1;
 	ep->max_dest_rd_atomic = dattr.max_qp_rd_atom > 0 ? (uint32_t)dattr.max_qp_rd_atom : 1;
-	if (ep->max_rd_atomic > 16)
-		ep->max_rd_atomic = 16;
-	if (ep->max_dest_rd_atomic > 16)
-		ep->max_dest_rd_atomic = 16;
+	/* outstanding RDMA READs: as many as the device allows, perftest's default (-o); the QP
+	 * attribute is one byte */
+	if (ep->max_rd_atomic > MAX_RD_ATOMIC)
+		ep->max_rd_atomic = MAX_RD_ATOMIC;
+	if (ep->max_dest_rd_atomic > MAX_RD_ATOMIC)
+		ep->max_dest_rd_atomic = MAX_RD_ATOMIC;
 
 	ep->pd = ibv_alloc_pd(ep->ctx);
 	if (!ep->pd) {

@@ -82,6 +82,7 @@
 #define IMM_READY 0xFFFFFFFEu /* write_lat: the server is ready to be written to */
 #define IDX_MASK 0xFFFFFFFFFFFFull
 #define MAX_BUFFER (64ull << 30)
+#define MAX_RD_ATOMIC 255 /* keep in step with rdmabench/verbs/resources.py */
 
 enum test_kind { T_WRITE_BW, T_READ_BW, T_SEND_BW, T_WRITE_LAT, T_READ_LAT, T_SEND_LAT };
 extern const char *const test_names[];

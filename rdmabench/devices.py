@@ -63,6 +63,7 @@ class Device:
     board_id: str | None
     driver: str | None
     ports: list[Port] = field(default_factory=list)
+    max_qp_rd_atom: int | None = None  # RDMA READs one QP may have outstanding (perftest's -o default)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -143,7 +144,8 @@ def verbs_facts(device: str) -> dict:
     try:
         with Context(name=device) as ctx:
             attr = ctx.query_device()
-            facts = {"fw_ver": getattr(attr, "fw_version", None) or None, "ports": {}}
+            facts = {"fw_ver": getattr(attr, "fw_version", None) or None, "ports": {},
+                     "max_qp_rd_atom": int(attr.max_qp_rd_atom)}
             for port in range(1, attr.phys_port_cnt + 1):
                 pattr = ctx.query_port(port)
                 facts["ports"][port] = {
@@ -211,6 +213,7 @@ def describe(name: str, root: Path = SYSFS_ROOT) -> Device:
         board_id=_read(dev_dir / "board_id"),
         driver=driver,
         ports=ports,
+        max_qp_rd_atom=facts.get("max_qp_rd_atom"),
     )
 
 

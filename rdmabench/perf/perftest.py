@@ -30,9 +30,28 @@ def argv(test: str, device: str, gid_index: int, size: int, iters: int, port: in
             "-p", str(int(port)), "-F"]
     if test.endswith("_bw"):
         args += ["-t", str(int(depth)), "-Q", str(int(cq_mod))]
+    if test == "read_bw":
+        reads = outstanding_reads(device)
+        if reads:
+            args += ["-o", str(reads)]
     if server:
         args.append(server)
     return args
+
+
+def shown(args: list[str]) -> str:
+    """The command line as a person would type it (the tool's name, not its path)."""
+    return " ".join([Path(args[0]).name, *args[1:]])
+
+
+def outstanding_reads(device: str) -> int | None:
+    """RDMA READs in flight per QP as rdmabench's engines post them: the device's maximum, at most 255.
+
+    Passed to ib_read_bw as -o so both tools read with the same depth whatever perftest's own default."""
+    from .. import devices
+
+    most = devices.describe(device).max_qp_rd_atom
+    return min(most, 255) if most else None
 
 
 def listening(port: int) -> bool:

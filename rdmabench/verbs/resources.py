@@ -43,7 +43,7 @@ TIMEOUT = 14  # local ACK timeout: 4.096 us * 2^14 = 67 ms (two emulated guests 
 RETRY_CNT = 7  # transport retries before IBV_WC_RETRY_EXC_ERR
 RNR_RETRY = 7  # 7 = retry forever on receiver-not-ready
 MIN_RNR_TIMER = 12  # 0.64 ms between RNR retries
-MAX_RD_ATOMIC = 16  # outstanding RDMA READs we initiate (capped by the device)
+MAX_RD_ATOMIC = 255  # outstanding RDMA READs: the device's maximum, as perftest (-o); the attribute is one byte
 HOP_LIMIT = 64  # IP TTL of RoCEv2 packets
 
 DEFAULT_ACCESS = c.ACCESS_LOCAL_WRITE | c.ACCESS_REMOTE_WRITE | c.ACCESS_REMOTE_READ

@@ -38,3 +38,14 @@ def test_argv_is_built_from_numbers_only(monkeypatch):
         perftest.argv("send_bw", "mlx5_0", 3, 1, 5)
     with pytest.raises(ValueError):
         perftest.argv("write_bw", "mlx5_0", 3, "64K; rm -rf /", 5)
+
+
+def test_read_bw_reads_as_deep_as_our_engines(monkeypatch):
+    monkeypatch.setattr(perftest.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(perftest, "outstanding_reads", lambda device: 128)
+    args = perftest.argv("read_bw", "rxe0", 1, 65536, 1000)
+    assert args[args.index("-o") + 1] == "128"
+    assert "-o" not in perftest.argv("write_bw", "rxe0", 1, 65536, 1000)
+    monkeypatch.setattr(perftest, "outstanding_reads", lambda device: None)  # the device could not be asked
+    assert "-o" not in perftest.argv("read_bw", "rxe0", 1, 65536, 1000)
+    assert perftest.shown(args).startswith("ib_read_bw -d rxe0 -x 1 ")

@@ -45,6 +45,16 @@ def close_log(monkeypatch, r):
 # --------------------------------------------------------------------------- lifetimes
 
 
+def test_outstanding_reads_are_the_devices_and_perftest_is_given_them(lab):
+    from rdmabench import devices
+    from rdmabench.perf import perftest
+
+    most = devices.describe(lab["device"]).max_qp_rd_atom
+    assert most and most >= 1
+    args = perftest.argv("read_bw", lab["device"], lab["gid_index"], 65536, 100)
+    assert args[args.index("-o") + 1] == str(min(most, 255))
+
+
 def test_device_opens_and_closes(r, lab):
     with r.Device(lab["device"], gid_index=lab["gid_index"]) as dev:
         assert dev.pd is not None
