@@ -323,7 +323,8 @@ def run_cmd(tests_, device, peer, size, sizes, iters, duration, warmup, depth, c
 @click.option("--device", "-d", envvar="RDMABENCH_DEVICE", metavar="NAME", help="RDMA device [the only one].")
 @click.option("--peer", metavar="HOST[:PORT]", help="Where `rdmabench serve` runs [both ends on this host].")
 @click.option("--sizes", default="64K,1M", show_default=True, help="Bandwidth message sizes.")
-@click.option("--repeat", type=click.IntRange(1), default=1, show_default=True, help="Alternating repetitions.")
+@click.option("--repeat", type=click.IntRange(1), default=3, show_default=True,
+              help="Pairs per test and size, run back to back in alternating order; the verdict is their median ratio.")
 @click.option("--bw-iters", type=click.IntRange(5), help="Bandwidth iterations [perftest's: 5000 write, 1000 read].")
 @click.option("--lat-iters", type=click.IntRange(5), default=1000, show_default=True, help="Latency iterations.")
 @click.option("--timeout-ms", type=click.IntRange(100), default=30000, show_default=True,

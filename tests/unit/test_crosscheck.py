@@ -1,0 +1,50 @@
+"""The cross-check's verdict: median of paired ratios, zero figures retried, then refused."""
+
+import pytest
+
+from rdmabench.errors import RdmabenchError
+from rdmabench.perf import crosscheck
+from rdmabench.results.model import Result
+
+
+def _pair(test, size, rep, ref, ours):
+    if test.endswith("_bw"):
+        return [{"tool": "perftest", "test": test, "size": size, "repetition": rep, "bw_avg_MiBps": ref},
+                {"tool": "rdmabench", "test": test, "size": size, "repetition": rep, "bw_avg_MiBps": ours}]
+    return [{"tool": "perftest", "test": test, "size": size, "repetition": rep, "t_typical_us": ref},
+            {"tool": "rdmabench", "test": test, "size": size, "repetition": rep, "lat_p50_us": ours}]
+
+
+def test_verdict_is_the_median_of_paired_ratios():
+    rows = (_pair("write_bw", 65536, 0, 40.0, 39.0) + _pair("write_bw", 65536, 1, 30.0, 29.0)
+            + _pair("write_bw", 65536, 2, 45.0, 20.0)  # one disturbed pair
+            + _pair("write_lat", 2, 0, 25.0, 26.0) + _pair("write_lat", 2, 1, 20.0, 30.0) + _pair("write_lat", 2, 2, 24.0, 25.0))
+    out = {(r["test"], r["size"]): r for r in crosscheck.ratios(Result(kind="crosscheck", context={}, options={}, rows=rows))}
+    bw = out[("write_bw", 65536)]
+    assert bw["repetitions"] == 3
+    assert bw["ratio"] == pytest.approx(29 / 30)  # the median of 0.975, 0.967 and 0.444
+    assert bw["meets_target"] is True
+    assert bw["ratio_of_means"] == pytest.approx((39 + 29 + 20) / (40 + 30 + 45))
+    lat = out[("write_lat", 2)]
+    assert lat["ratio"] == pytest.approx(25 / 24)
+    assert lat["meets_target"] is True
+    assert [t for t, _ in out] == ["write_bw", "write_lat"]  # perftest's order
+
+
+def test_a_miss_is_reported_as_a_miss():
+    rows = _pair("read_bw", 1 << 20, 0, 40.0, 36.0) + _pair("write_lat", 2, 0, 20.0, 23.0)
+    out = crosscheck.ratios(Result(kind="crosscheck", context={}, options={}, rows=rows))
+    assert [r["meets_target"] for r in out] == [False, False]
+    assert "MISSES" in crosscheck.render(out)
+
+
+def test_a_zero_figure_is_retried_once_then_refused():
+    figures = iter([{"bw_avg_MiBps": 0.0}, {"bw_avg_MiBps": 31.5}])
+    assert crosscheck._measure("perftest ib_read_bw", lambda: next(figures), "bw_avg_MiBps") == {"bw_avg_MiBps": 31.5}
+    with pytest.raises(RdmabenchError, match="twice in a row"):
+        crosscheck._measure("perftest ib_read_bw", lambda: {"bw_avg_MiBps": 0.0}, "bw_avg_MiBps")
+
+
+def test_no_pairs_is_an_error():
+    with pytest.raises(RdmabenchError, match="no pairs"):
+        crosscheck.ratios(Result(kind="crosscheck", context={}, options={}, rows=[]))
