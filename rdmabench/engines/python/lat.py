@@ -11,23 +11,28 @@ from .protocol import _idle, _now, IDX_MASK, IMM_END, IMM_READY, WC_WITH_IMM, pa
 
 
 class _LatLoops:
-    """_Run's latency half (endpoint.c's lat_run and its waits)."""
+    """_Run's latency half (ep_lat.c's lat_run and its waits)."""
 
     # ----- latency
+
+    def spin_one(self, cq, start: int, what: str, idle: bool = True):
+        """Spin on `cq` until one completion arrives; past the timeout since `start`, fail naming `what`.
+
+        idle lets the other endpoint's thread have the GIL between polls (not while timing a READ)."""
+        poll = cq.poll
+        while True:
+            n, wcs = poll(1)
+            if n:
+                return wcs[0]
+            if _now() - start > self.timeout_ns:
+                raise self.timed_out(what)
+            if idle:
+                _idle()
 
     def wait_recv(self):
         """One receive completion on QP 0 (latency tests), spinning; receives are reposted."""
         ep = self.ep
-        start = _now()
-        poll = ep._rcq.cq.poll
-        while True:
-            n, wcs = poll(1)
-            if n:
-                break
-            if _now() - start > self.timeout_ns:
-                raise self.timed_out("QP 0: nothing received")
-            _idle()
-        wc = wcs[0]
+        wc = self.spin_one(ep._rcq.cq, _now(), "QP 0: nothing received")
         if wc.status != c.WC_SUCCESS:
             raise self.failed(wc, "receive")
         ep._q[0].rq_done = (wc.wr_id & IDX_MASK) + 1
@@ -114,16 +119,8 @@ class _LatLoops:
                 else:  # read_lat: one READ at a time, post to completion
                     t0 = _now()
                     self.post(0, c.WR_RDMA_READ, 0, p.raddr, None, True, i + 1)
-                    poll = ep._scq.cq.poll
-                    while True:
-                        n, wcs = poll(1)
-                        if n:
-                            break
-                        if _now() - t0 > self.timeout_ns:
-                            raise VerbsError(f"read_lat client: QP 0: READ {i} not complete after "
-                                             f"{self.timeout_ms} ms")
+                    wc = self.spin_one(ep._scq.cq, t0, f"QP 0: READ {i} not complete", idle=False)
                     t1 = _now()
-                    wc = wcs[0]
                     if wc.status != c.WC_SUCCESS:
                         raise self.failed(wc, "send")
                     p.sq_done = (wc.wr_id & IDX_MASK) + 1

@@ -6,7 +6,6 @@ the GIL, so both make progress: a held GIL would show up as a timeout here).
 Counts are tiny: the guest runs under emulation.
 """
 import json
-import os
 import threading
 import time
 from array import array
@@ -16,21 +15,9 @@ import pytest
 from rdmabench.engines import native
 from rdmabench.errors import DeviceNotFound, VerbsError
 
-
-def _env(name):
-    value = os.environ.get(name)
-    if not value:
-        pytest.fail(
-            f"{name} is not set: this test needs the soft-RoCE lab guest; run it through "
-            "`rdmabench lab`, which sets RDMABENCH_DEVICE, RDMABENCH_GID_INDEX and RDMABENCH_IP",
-            pytrace=False,
-        )
-    return value
+from lab_pairs import DEVICE, GID_INDEX, IP, both, gil_pauses, timed
 
 
-DEVICE = _env("RDMABENCH_DEVICE")
-GID_INDEX = int(_env("RDMABENCH_GID_INDEX"))
-IP = _env("RDMABENCH_IP")
 RXE_MAX_MSG = 8 * 1024 * 1024
 
 SMALL = dict(size=4096, depth=16, cq_mod=4)
@@ -47,30 +34,6 @@ def pair(**opts):
     a.connect(json.loads(json.dumps(info_b)))
     b.connect(json.loads(json.dumps(info_a)))
     return a, b
-
-
-def both(server_fn, client_fn, server_first=False):
-    """Run server_fn in a thread and client_fn here; return (server record, client record)."""
-    box = {}
-
-    def serve():
-        try:
-            box["server"] = server_fn()
-        except BaseException as exc:  # noqa: BLE001 - re-raised below
-            box["error"] = exc
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    if server_first:
-        thread.join(60)
-    try:
-        client = client_fn()
-    finally:
-        thread.join(120)
-    assert not thread.is_alive(), "server side did not return"
-    if "error" in box:
-        raise box["error"]
-    return box["server"], client
 
 
 def run_pair(test, opts=None, server_first=False, server_kw=None, **kw):
@@ -203,13 +166,8 @@ def test_bw_bidirectional(test):
 def test_bw_duration_stops_on_time(test):
     a, b = pair(**SMALL)
     with a, b:
-        def client():
-            start = time.monotonic()
-            rec = b.run(test, "client", duration_s=1.0)
-            rec["elapsed"] = time.monotonic() - start
-            return rec
-
-        server, rec = both(lambda: a.run(test, "server", duration_s=1.0), client)
+        server, rec = both(lambda: a.run(test, "server", duration_s=1.0),
+                           timed(lambda: b.run(test, "client", duration_s=1.0)))
     assert 1.0 <= rec["elapsed"] < 2.0, rec["elapsed"]
     assert rec["ops"] > 0 and rec["bytes"] == rec["ops"] * 4096
     assert rec["completions_ops"][-1] == rec["ops"]
@@ -292,13 +250,8 @@ def test_latency_samples_capped():
 def test_latency_duration(test):
     a, b = pair(size=64, depth=16, cq_mod=4)
     with a, b:
-        def client():
-            start = time.monotonic()
-            rec = b.run(test, "client", duration_s=1.0)
-            rec["elapsed"] = time.monotonic() - start
-            return rec
-
-        server, rec = both(lambda: a.run(test, "server", duration_s=1.0), client)
+        server, rec = both(lambda: a.run(test, "server", duration_s=1.0),
+                           timed(lambda: b.run(test, "client", duration_s=1.0)))
     assert 1.0 <= rec["elapsed"] < 2.0
     assert len(rec["samples_ns"]) == rec["ops"] > 0
     if test != "read_lat":
@@ -421,21 +374,6 @@ def test_bad_completion_names_qp_and_status():
 def test_gil_released_while_running():
     a, b = pair(**SMALL)
     with a, b:
-        done = threading.Event()
-        box = {}
-
-        def work():
-            try:
-                box["rec"] = b.run("write_bw", "client", duration_s=1.0)
-            finally:
-                done.set()
-
-        thread = threading.Thread(target=work)
-        last, longest = time.monotonic(), 0.0
-        thread.start()
-        while not done.is_set():
-            now = time.monotonic()
-            longest, last = max(longest, now - last), now
-        thread.join()
-    assert box["rec"]["ops"] > 0
+        rec, _, longest = gil_pauses(lambda: b.run("write_bw", "client", duration_s=1.0))
+    assert rec["ops"] > 0
     assert longest < 0.5, longest

@@ -1,6 +1,4 @@
 """The native engine's round trip on the lab's soft-RoCE device (runs inside the lab guest)."""
-import os
-import threading
 import time
 
 import pytest
@@ -8,14 +6,8 @@ import pytest
 from rdmabench import native
 from rdmabench.errors import DeviceNotFound, VerbsError
 
-DEVICE = os.environ.get("RDMABENCH_DEVICE")
-if not DEVICE:
-    pytest.fail(
-        "RDMABENCH_DEVICE is not set: this test needs the soft-RoCE lab guest; "
-        "run it through `rdmabench lab`, which sets RDMABENCH_DEVICE and RDMABENCH_GID_INDEX",
-        pytrace=False,
-    )
-GID_INDEX = int(os.environ.get("RDMABENCH_GID_INDEX", "1"))
+from lab_pairs import DEVICE, GID_INDEX, gil_pauses
+
 RXE_MAX_MSG = 8 * 1024 * 1024  # rxe's port max_msg_sz
 
 
@@ -77,23 +69,6 @@ def test_gil_released_while_moving_bytes():
     # The data phase (fill, post, poll, verify) runs without the GIL: another
     # Python thread keeps running. Held throughout, its longest stall would be
     # the whole call; released, only the setup (register 3 x 8 MiB) stalls it.
-    done = threading.Event()
-    box = {}
-
-    def work():
-        try:
-            start = time.monotonic()
-            box["result"] = native.roundtrip(DEVICE, GID_INDEX, RXE_MAX_MSG)
-            box["seconds"] = time.monotonic() - start
-        finally:
-            done.set()
-
-    thread = threading.Thread(target=work)
-    last, longest = time.monotonic(), 0.0
-    thread.start()
-    while not done.is_set():
-        now = time.monotonic()
-        longest, last = max(longest, now - last), now
-    thread.join()
-    assert box["result"]["write_verified"] and box["result"]["read_verified"]
-    assert longest < box["seconds"] / 2, (longest, box["seconds"])
+    result, seconds, longest = gil_pauses(lambda: native.roundtrip(DEVICE, GID_INDEX, RXE_MAX_MSG))
+    assert result["write_verified"] and result["read_verified"]
+    assert longest < seconds / 2, (longest, seconds)

@@ -6,7 +6,6 @@ native engine is built, mixed pairs (one end native, the other python) prove the
 protocol and the same payload pattern. Counts are tiny: the guest runs under emulation.
 """
 import json
-import os
 import threading
 
 import pytest
@@ -14,21 +13,9 @@ import pytest
 from rdmabench.engines import python as pyeng
 from rdmabench.errors import DeviceNotFound, VerbsError
 
-
-def _env(name):
-    value = os.environ.get(name)
-    if not value:
-        pytest.fail(
-            f"{name} is not set: this test needs the soft-RoCE lab guest; run it through "
-            "`rdmabench lab`, which sets RDMABENCH_DEVICE, RDMABENCH_GID_INDEX and RDMABENCH_IP",
-            pytrace=False,
-        )
-    return value
+from lab_pairs import DEVICE, GID_INDEX, IP, both
 
 
-DEVICE = _env("RDMABENCH_DEVICE")
-GID_INDEX = int(_env("RDMABENCH_GID_INDEX"))
-IP = _env("RDMABENCH_IP")
 
 try:
     from rdmabench.engines import native
@@ -65,30 +52,6 @@ def pair(server="python", client="python", **opts):
     s.connect(json.loads(json.dumps(info_c)))
     cl.connect(json.loads(json.dumps(info_s)))
     return s, cl
-
-
-def both(server_fn, client_fn, server_first=False):
-    """Run server_fn in a thread and client_fn here; return (server record, client record)."""
-    box = {}
-
-    def serve():
-        try:
-            box["server"] = server_fn()
-        except BaseException as exc:  # noqa: BLE001 - re-raised below
-            box["error"] = exc
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    if server_first:
-        thread.join(60)
-    try:
-        client = client_fn()
-    finally:
-        thread.join(120)
-    assert not thread.is_alive(), "server side did not return"
-    if "error" in box:
-        raise box["error"]
-    return box["server"], client
 
 
 def run_pair(test, server="python", client="python", opts=None, server_first=False, hook=None, **kw):
