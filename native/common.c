@@ -120,15 +120,37 @@ static uint64_t rdtsc_now(void)
 	return ((uint64_t)hi << 32) | lo;
 }
 
+/* One (tsc, ns) pair read as close together as this machine allows: of a few tries, the one
+ * whose clock_gettime sat between the two closest rdtsc reads (a preempted try is dropped). */
+static void tsc_ns_pair(uint64_t *tsc, uint64_t *ns)
+{
+	uint64_t best = UINT64_MAX;
+	int i;
+
+	for (i = 0; i < 8; i++) {
+		uint64_t t1 = rdtsc_now(), n = now_ns(), t2 = rdtsc_now();
+
+		if (t2 > t1 && t2 - t1 < best) {
+			best = t2 - t1;
+			*tsc = t1 + (t2 - t1) / 2;
+			*ns = n;
+		}
+	}
+	if (best == UINT64_MAX) {
+		*tsc = rdtsc_now();
+		*ns = now_ns();
+	}
+}
+
 /* TSC ticks per second over one window of `ms` against CLOCK_MONOTONIC_RAW; 0 if unusable. */
 static double tsc_rate(int ms, uint64_t *t_start, uint64_t *n_start)
 {
 	struct timespec pause = { 0, (long)ms * 1000 * 1000 };
-	uint64_t n0 = now_ns(), t0 = rdtsc_now(), n1, t1;
+	uint64_t n0, t0, n1, t1;
 
+	tsc_ns_pair(&t0, &n0);
 	nanosleep(&pause, NULL);
-	n1 = now_ns();
-	t1 = rdtsc_now();
+	tsc_ns_pair(&t1, &n1);
 	if (t_start) {
 		*t_start = t0;
 		*n_start = n0;

@@ -52,6 +52,14 @@ def test_context_says_where_it_ran():
     assert context.environment("mlx5_core", "none") == "hardware"
 
 
+def test_context_names_the_clock_the_loops_read():
+    timer = context.host()["timer"]
+    assert timer["native"] in ("tsc (invariant)", "tsc (rate checked; cpuinfo does not call it invariant)",
+                               "clock_gettime")
+    assert timer["tsc_hz"] > 1e7 and timer["clock_gettime_ns"] > 0
+    assert timer["clocksource"]  # the kernel's, from sysfs
+
+
 def test_cpu_meter_counts_this_process():
     meter = CpuMeter()
     x = 0
