@@ -5,6 +5,8 @@ transfers, a full destination, and the registered memory staying chunk x infligh
 
 import os
 import subprocess
+import sys
+import threading
 import time
 from pathlib import Path
 
@@ -160,4 +162,40 @@ def test_no_space_is_a_clear_error(lab_env, tmp_path, small_fs, name):
     finally:
         t.teardown()
     assert leftovers(small_fs) == []
+    assert integrity.digest_file(item.source) == item.digest
+
+
+@pytest.mark.parametrize("name", BOTH)
+def test_passive_end_killed_mid_transfer(lab_env, tmp_path, name):
+    """The passive end as its own process (`python -m rdmabench.transports.rdma serve`), SIGKILLed
+    a second into a 48 MiB transfer: the active end fails with a clear error within its timeout
+    and keeps nothing half-written."""
+    item = big_item(tmp_path, 48 << 20)  # ~5 s at the lab's rates: still moving when the kill comes
+    mode = name.split("-")[1]
+    port = 7700 + BOTH.index(name)
+    root = tmp_path / "src" if mode == "read" else tmp_path / "remote"
+    proc = subprocess.Popen([sys.executable, "-m", "rdmabench.transports.rdma", "serve", "--bind", lab_env["ip"],
+                             "--port", str(port), "--root", str(root), "--mode", mode, "--timeout-ms", "3000"],
+                            stdout=subprocess.PIPE, text=True)
+    t = transports.get(name)
+    try:
+        assert "passive end on" in proc.stdout.readline()
+        t.prepare(Context(storage_root=tmp_path / "src", work_root=tmp_path / "dst", bind=lab_env["ip"],
+                          peer=lab_env["ip"], options={"device": lab_env["device"], "gid_index": lab_env["gid_index"],
+                                                       "chunk": CHUNK, "inflight": INFLIGHT, "timeout_ms": 3000,
+                                                       "port": port}))
+        killer = threading.Timer(1.0, proc.kill)
+        killer.start()
+        t0 = time.monotonic()
+        with pytest.raises(TransportError, match=rf"{name}: unsealed/s-t01000-7 failed: .+"):
+            t.move(item)
+        elapsed = time.monotonic() - t0
+        killer.join()
+    finally:
+        proc.kill()
+        proc.wait()
+        t.teardown()
+    assert proc.returncode == -9, "the passive end ended before it was killed: the transfer was not cut"
+    assert elapsed < 1.0 + 3.0 + 3.0, f"the active end took {elapsed:.1f} s to notice (timeout 3 s)"
+    assert leftovers(tmp_path / "dst") == []
     assert integrity.digest_file(item.source) == item.digest
