@@ -323,6 +323,8 @@ def run_cmd(tests_, device, peer, size, sizes, iters, duration, warmup, depth, c
 @click.option("--device", "-d", envvar="RDMABENCH_DEVICE", metavar="NAME", help="RDMA device [the only one].")
 @click.option("--peer", metavar="HOST[:PORT]", help="Where `rdmabench serve` runs [both ends on this host].")
 @click.option("--sizes", default="64K,1M", show_default=True, help="Bandwidth message sizes.")
+@click.option("--tests", "-t", "only", default="write_bw,read_bw,write_lat", show_default=True,
+              help="Which of perftest's tools to compare, comma-separated.")
 @click.option("--repeat", type=click.IntRange(1), default=3, show_default=True,
               help="Pairs per test and size, run back to back in alternating order; the verdict is their median ratio.")
 @click.option("--bw-iters", type=click.IntRange(5), help="Bandwidth iterations [perftest's: 5000 write, 1000 read].")
@@ -330,7 +332,7 @@ def run_cmd(tests_, device, peer, size, sizes, iters, duration, warmup, depth, c
 @click.option("--timeout-ms", type=click.IntRange(100), default=30000, show_default=True,
               help="Longest wait for any one completion in our runs.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Result file.")
-def crosscheck_cmd(device, peer, sizes, repeat, bw_iters, lat_iters, timeout_ms, output):
+def crosscheck_cmd(device, peer, sizes, only, repeat, bw_iters, lat_iters, timeout_ms, output):
     """Run perftest and rdmabench back to back on the same device and print the ratios.
 
     ib_write_bw, ib_read_bw and ib_write_lat against rdmabench's native
@@ -346,9 +348,16 @@ def crosscheck_cmd(device, peer, sizes, repeat, bw_iters, lat_iters, timeout_ms,
         size_list = parse_sweep(sizes)
     except ValueError as err:
         raise click.BadParameter(str(err), param_hint="--sizes") from None
+    chosen = [t.strip() for t in only.split(",") if t.strip()]
+    known = [t for t, _ in crosscheck.PLAN]
+    unknown = [t for t in chosen if t not in known]
+    if unknown or not chosen:
+        raise click.BadParameter(f"{', '.join(unknown) or 'nothing'}: choose from {', '.join(known)}",
+                                 param_hint="--tests")
     dev = _pick_device(device)
     result = crosscheck.run(dev.name, _peer(peer) if peer else None, size_list, repeat=repeat, bw_iters=bw_iters,
-                            lat_iters=lat_iters, timeout_ms=timeout_ms, progress=lambda m: click.echo(f"running {m} ...", err=True))
+                            lat_iters=lat_iters, timeout_ms=timeout_ms, only=chosen,
+                            progress=lambda m: click.echo(f"running {m} ...", err=True))
     summary = crosscheck.ratios(result)
     result.options["ratios"] = summary
     path = result.save(output or result.default_path(Path("results")))

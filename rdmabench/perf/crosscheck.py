@@ -65,7 +65,7 @@ def _measure(what: str, fn: Callable[[], dict], key: str) -> dict:
 
 def run(device: str, peer: tuple[str, int] | None, sizes: list[int], lat_size: int = 2, repeat: int = 1,
         bw_iters: int | None = None, lat_iters: int = 1000, timeout_ms: int = 30000,
-        progress: Callable[[str], None] = lambda m: None) -> Result:
+        progress: Callable[[str], None] = lambda m: None, only: list[str] | None = None) -> Result:
     """perftest and rdmabench on the same settings, as pairs run back to back.
 
     The order inside a pair alternates (perftest first in even repetitions, ours first in odd
@@ -81,6 +81,8 @@ def run(device: str, peer: tuple[str, int] | None, sizes: list[int], lat_size: i
         ctx = context.collect(device, gid)
     rows = []
     for test, kind in PLAN:
+        if only and test not in only:
+            continue
         for size in (sizes if kind == "bw" else [lat_size]):
             iters = lat_iters if kind == "lat" else (bw_iters or (5000 if test == "write_bw" else 1000))
             opts = RunOptions(tests=[test], sizes=[size], iters=iters, gid_index=gid)
@@ -111,7 +113,7 @@ def run(device: str, peer: tuple[str, int] | None, sizes: list[int], lat_size: i
     return Result(kind="crosscheck", context=ctx,
                   options={"device": device, "peer": f"{peer[0]}:{peer[1]}" if peer else "local", "sizes": sizes,
                            "lat_size": lat_size, "repeat": repeat, "gid_index": gid, "lat_iters": lat_iters,
-                           "bw_iters": bw_iters},
+                           "bw_iters": bw_iters, "tests": [t for t, _ in PLAN if not only or t in only]},
                   rows=rows)
 
 

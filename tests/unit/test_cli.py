@@ -29,6 +29,11 @@ def test_bad_size_is_rejected_before_anything_runs():
     assert out.exit_code == 2 and "is not a size" in out.output
 
 
+def test_crosscheck_refuses_a_test_perftest_is_not_run_for():
+    out = run("crosscheck", "--tests", "write_bw,send_lat")
+    assert out.exit_code == 2 and "send_lat: choose from write_bw, read_bw, write_lat" in out.output
+
+
 def test_lab_usage_errors():
     assert "give the command" in run("lab").output
     assert run("lab", "--hosts", "3", "--", "true").exit_code == 2
