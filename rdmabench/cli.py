@@ -256,6 +256,8 @@ def serve_cmd(bind, port, device, gid_index, clients, root):
               help="oob: QP info over the control channel (perftest's default); cm: rdma_cm (perftest -R).")
 @click.option("--validate", is_flag=True, help="The receiver checks every payload; a corrupt one fails the run.")
 @click.option("--inline-size", type=click.IntRange(0), help="Send up to this many bytes inline [perftest's: 220 for latency tests, 0 for bandwidth].")
+@click.option("--slots", type=click.IntRange(1), help="Message buffers per QP for bandwidth tests [perftest's rule: one "
+              "shared buffer for write_bw/read_bw above 2 KiB unless --validate, else one per queue slot (depth)].")
 @click.option("--engine", type=click.Choice(["native", "python"]), default="native", show_default=True,
               help="native: C hot loops; python: the pyverbs reference.")
 @click.option("--repeat", type=click.IntRange(1), default=1, show_default=True, help="Repetitions of each test and size.")
@@ -268,7 +270,7 @@ def serve_cmd(bind, port, device, gid_index, clients, root):
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
               help="Result file [results/verbs-HOST-TIME.json].")
 def run_cmd(tests_, device, peer, size, sizes, iters, duration, warmup, depth, cq_mod, qps, bidir, gid_index,
-            mtu, connect, validate, inline_size, engine, repeat, timeout_ms, config_path, wait, output):
+            mtu, connect, validate, inline_size, slots, engine, repeat, timeout_ms, config_path, wait, output):
     """Measure RDMA write/read/send bandwidth and latency against `rdmabench serve`.
 
     What perftest measures, with both ends' CPU (system-wide as qperf counts it,
@@ -303,7 +305,8 @@ def run_cmd(tests_, device, peer, size, sizes, iters, duration, warmup, depth, c
         names = ["write_bw", "read_bw", "send_bw", "write_lat", "read_lat", "send_lat"] if "all" in tests_ else list(tests_)
         options = RunOptions(tests=names, sizes=size_list, iters=iters, duration=duration, warmup=warmup, depth=depth,
                              cq_mod=cq_mod, qps=qps, bidir=bidir, gid_index=gid_index, mtu=int(mtu) if mtu else None,
-                             connect=connect, validate=validate, engine=engine, repeat=repeat, inline_size=inline_size)
+                             connect=connect, validate=validate, engine=engine, repeat=repeat, inline_size=inline_size,
+                             slots=slots)
     except ValueError as err:
         raise click.UsageError(str(err)) from None
     dev = _pick_device(device)

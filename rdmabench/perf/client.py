@@ -63,6 +63,7 @@ class Client:
             "test": test, "size": size, "qps": o.qps, "depth": o.depth, "cq_mod": o.cq_mod, "mtu": o.mtu,
             "iters": o.iterations(test), "duration": o.duration, "warmup": o.warmup, "bidir": o.bidir,
             "validate": o.validate, "engine": o.engine, "connect": o.connect, "inline_size": o.inline_for(test, size),
+            "slots": o.slots_for(test, size),
             "max_samples": o.max_samples, "timeout_ms": self.timeout_ms,
             "cm_port": CM_PORT, "cm_bind": self.cm_addr,
         }
@@ -89,6 +90,7 @@ class Client:
         setup = self._setup(test, size)
         chan.send("setup", **setup)
         ep = self._connect(chan, setup)
+        setup = {**setup, "registered_bytes": ep.registered_bytes}
         try:
             chan.send("go")
             chan.recv(60, "started")
@@ -108,7 +110,7 @@ def make_row(test: str, size: int, rep: int, setup: dict, raw: dict, cpu: dict, 
     kind = tests.get(test)
     row = {"test": test, "size": size, "repetition": rep, "qps": setup["qps"], "engine": setup["engine"],
            "connect": setup["connect"], "bidir": setup["bidir"], "iterations": setup["iters"],
-           "duration_s": setup["duration"]}
+           "duration_s": setup["duration"], "registered_bytes": setup.get("registered_bytes")}
     corrupt = (raw.get("corrupt") or 0) + (sraw.get("corrupt") or 0)
     if setup["validate"]:
         row["validated"] = (raw.get("validated") or 0) + (sraw.get("validated") or 0)

@@ -10,6 +10,7 @@ from . import tests
 ENGINES = ("native", "python")
 CONNECT_MODES = ("oob", "cm")
 PERFTEST_LAT_INLINE = 220  # perftest's default inline size for write/send latency tests
+PERFTEST_CYCLE_BUFFER = 4096  # perftest steps through one page of addresses; bigger messages reuse one buffer
 
 
 def parse_sweep(text: str) -> list[int]:
@@ -49,6 +50,7 @@ class RunOptions:
     engine: str = "native"
     repeat: int = 1
     inline_size: int | None = None  # None: perftest's default, 220 B for latency tests, 0 for bandwidth
+    slots: int | None = None  # message buffers per QP; None: perftest's rule (slots_for)
     max_samples: int = 1_000_000
     extra: dict = field(default_factory=dict)
 
@@ -65,6 +67,8 @@ class RunOptions:
             raise ValueError("give --iters or --duration, not both")
         if self.mtu is not None and self.mtu not in (256, 512, 1024, 2048, 4096):
             raise ValueError(f"MTU {self.mtu}: use 256, 512, 1024, 2048 or 4096")
+        if self.slots is not None and self.slots < 1:
+            raise ValueError("slots must be at least 1")
         for name in ("depth", "cq_mod", "qps", "repeat"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
@@ -81,6 +85,20 @@ class RunOptions:
         """Bytes sent inline: what was asked, else perftest's default (ib_*_lat inline up to 220 B)."""
         limit = self.inline_size if self.inline_size is not None else (PERFTEST_LAT_INLINE if tests.get(test).latency else 0)
         return limit if size <= limit else 0
+
+    def slots_for(self, test: str, size: int) -> int:
+        """Message buffers per QP (0: one per queue slot, i.e. depth).
+
+        Latency tests: always depth. Bandwidth tests: as asked, else perftest's rule: write_bw and read_bw messages above half a page all use one
+        buffer at each end (ib_write_bw/ib_read_bw only step the address below that), unless every
+        payload is validated, which needs one buffer per message in flight. Other tests: depth."""
+        if tests.get(test).latency:
+            return 0  # the ping-pongs poll one buffer and send from another
+        if self.slots is not None:
+            return self.slots
+        if test in ("write_bw", "read_bw") and not self.validate and size > PERFTEST_CYCLE_BUFFER // 2:
+            return 1
+        return 0
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -87,3 +87,14 @@ def test_inline_defaults_follow_perftest():
     assert o.inline_for("write_lat", 2) == 220 and o.inline_for("write_lat", 4096) == 0
     assert o.inline_for("write_bw", 2) == 0
     assert RunOptions(tests=["send_lat"], inline_size=0).inline_for("send_lat", 2) == 0
+
+
+def test_buffers_follow_perftest_unless_asked_or_validating():
+    o = RunOptions(tests=["write_bw"])
+    assert o.slots_for("write_bw", 65536) == 1 and o.slots_for("read_bw", 1 << 20) == 1  # one shared buffer
+    assert o.slots_for("write_bw", 2048) == 0 and o.slots_for("send_bw", 65536) == 0  # one per queue slot
+    assert RunOptions(tests=["write_bw"], validate=True).slots_for("write_bw", 65536) == 0  # each payload checked
+    assert RunOptions(tests=["write_bw"], slots=8).slots_for("write_bw", 65536) == 8
+    assert RunOptions(tests=["write_lat"], slots=1).slots_for("write_lat", 2) == 0  # ping-pongs need two
+    with pytest.raises(ValueError, match="slots"):
+        RunOptions(tests=["write_bw"], slots=0)

@@ -26,6 +26,10 @@ class FakeEndpoint:
         self.spec, self.closed, self.remote = spec, False, None
         FakeEndpoint.opened.append(self)
 
+    @property
+    def registered_bytes(self):  # the real engines' rule: qps x slots (0 -> depth) x size
+        return self.spec["qps"] * (self.spec["slots"] or self.spec["depth"]) * self.spec["size"]
+
     def local_info(self):
         return [{"qpn": 7 + i, "psn": 0, "gid": "00" * 16, "lid": 0, "addr": 4096, "rkey": 1, "size": self.spec["size"]}
                 for i in range(self.spec["qps"])]
@@ -75,6 +79,7 @@ def test_one_result_holds_both_ends(fake_engine):
     assert bw["bw_avg_MiBps"] == pytest.approx(100 * 65536 / 2**20)
     assert set(bw["cpu"]) == {"client", "server"} and "busy_cores" in bw["cpu"]["server"]["system"]
     assert bw["validated"] == 100 and bw["corrupt"] == 0
+    assert bw["registered_bytes"] == 128 * 65536  # validating: a buffer per message in flight
     assert result.rows[2]["lat_p50_us"] == pytest.approx(1.049) and len(result.rows[2]["samples_us"]) == 100
     assert result.peer_context["device"]["name"] == "rxe0"
     assert result.options["tests"] == ["write_bw", "send_bw", "write_lat"]

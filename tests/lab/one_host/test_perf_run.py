@@ -47,6 +47,8 @@ def test_sweep_several_qps_and_duration(tmp_path):
     rows = json.loads(out.read_text())["rows"]
     assert [r["size"] for r in rows] == [1024, 2048, 4096]
     assert all(r["ops"] == 60 for r in rows)  # iterations are per QP, as perftest's -n
+    # perftest's buffers: a slot per message in flight up to half a page, one shared buffer above
+    assert [r["registered_bytes"] for r in rows] == [2 * 128 * 1024, 2 * 128 * 2048, 2 * 4096]
     start = time.monotonic()
     done = rdmabench("run", "-t", "read_bw", "--duration", "2", "-o", str(out))
     assert done.returncode == 0, done.stderr
