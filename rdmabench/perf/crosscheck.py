@@ -23,6 +23,9 @@ from .options import RunOptions
 BW_TARGET = 0.95
 LAT_TARGET = 1.10
 PLAN = (("write_bw", "bw"), ("read_bw", "bw"), ("write_lat", "lat"))
+# the figure compared, per kind of test and tool
+FIGURE = {("bw", "perftest"): "bw_avg_MiBps", ("bw", "rdmabench"): "bw_avg_MiBps",
+          ("lat", "perftest"): "t_typical_us", ("lat", "rdmabench"): "lat_p50_us"}
 
 
 def _perftest_remote(host: str, port: int, test: str, size: int, iters: int, dev: str, gid: int) -> dict:
@@ -95,17 +98,14 @@ def run(device: str, peer: tuple[str, int] | None, sizes: list[int], lat_size: i
                 return (Client(opts, device, *peer, timeout_ms=timeout_ms).run() if peer
                         else run_local(opts, device, timeout_ms=timeout_ms)).rows[0]
 
+            tools = {"perftest": (f"perftest {perftest.TOOLS[test]} {size} B", reference),
+                     "rdmabench": (f"rdmabench {test} {size} B", ours)}
             for rep in range(repeat):
                 pair = {}
                 for tool in (("perftest", "rdmabench") if rep % 2 == 0 else ("rdmabench", "perftest")):
-                    if tool == "perftest":
-                        progress(f"perftest {perftest.TOOLS[test]} {size} B")
-                        key = "bw_avg_MiBps" if kind == "bw" else "t_typical_us"
-                        pair[tool] = _measure(f"perftest {perftest.TOOLS[test]} {size} B", reference, key)
-                    else:
-                        progress(f"rdmabench {test} {size} B")
-                        key = "bw_avg_MiBps" if kind == "bw" else "lat_p50_us"
-                        pair[tool] = _measure(f"rdmabench {test} {size} B", ours, key)
+                    what, fn = tools[tool]
+                    progress(what)
+                    pair[tool] = _measure(what, fn, FIGURE[kind, tool])
                 rows.append({"test": test, "size": size, "repetition": rep, "iterations": iters,
                              "tool": "perftest", **pair["perftest"]})
                 rows.append({**pair["rdmabench"], "tool": "rdmabench", "test": test, "size": size,
@@ -132,19 +132,16 @@ def ratios(result: Result) -> list[dict]:
             if (r["test"], r["size"]) == (test, size):
                 pairs.setdefault(r["repetition"], {})[r["tool"]] = r
         pairs = [p for _, p in sorted(pairs.items()) if "perftest" in p and "rdmabench" in p]
-        if test.endswith("_bw"):
-            ref = [p["perftest"]["bw_avg_MiBps"] for p in pairs]
-            ours = [p["rdmabench"]["bw_avg_MiBps"] for p in pairs]
-            what, target = "BW average MiB/s (ours / perftest)", f">= {BW_TARGET}"
-        else:
-            ref = [p["perftest"]["t_typical_us"] for p in pairs]
-            ours = [p["rdmabench"]["lat_p50_us"] for p in pairs]
-            what, target = "latency p50 us (ours / perftest t_typical)", f"<= {LAT_TARGET}"
         if not pairs:
             continue
+        kind = "bw" if test.endswith("_bw") else "lat"
+        ref = [p["perftest"][FIGURE[kind, "perftest"]] for p in pairs]
+        ours = [p["rdmabench"][FIGURE[kind, "rdmabench"]] for p in pairs]
+        what, target = (("BW average MiB/s (ours / perftest)", f">= {BW_TARGET}") if kind == "bw" else
+                        ("latency p50 us (ours / perftest t_typical)", f"<= {LAT_TARGET}"))
         paired = [b / a for a, b in zip(ref, ours)]
         ratio = statistics.median(paired)
-        ok = ratio >= BW_TARGET if test.endswith("_bw") else ratio <= LAT_TARGET
+        ok = ratio >= BW_TARGET if kind == "bw" else ratio <= LAT_TARGET
         out.append({"test": test, "size": size, "measure": what, "perftest": statistics.median(ref),
                     "rdmabench": statistics.median(ours), "ratio": ratio, "paired_ratios": paired,
                     "ratio_of_means": statistics.fmean(ours) / statistics.fmean(ref),

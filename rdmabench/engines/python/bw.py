@@ -91,7 +91,7 @@ class _BwLoops:
         fill = validate and test in ("send_bw", "write_bw")
         giver = test == "write_bw" and validate and not client
         nq = ep.qps
-        depth, slots, size, cq_mod = ep.depth, ep.slots, ep.size, ep.cq_mod
+        depth, slots, cq_mod = ep.depth, ep.slots, ep.cq_mod
         self.recording = record
         if record:
             self.done0, self.recvd0 = self.tot_done, self.tot_recvd

@@ -104,18 +104,14 @@ class _LatLoops:
                             _idle()
                     t1 = _now()
                     if validate:
-                        self.validated += 1
-                        if not self.check(0, 0, size - 1, pattern_seed(0, i)):
-                            self.note_corrupt(i)
+                        self.check_landed(0, 0, size - 1, pattern_seed(0, i), i)
                 elif test == "send_lat":
                     t0 = _now()
                     self.post(0, c.WR_SEND, src, 0, None, sig, i + 1)
                     wc = self.wait_recv()
                     t1 = _now()
                     if validate:
-                        self.validated += 1
-                        if not self.check(0, wc.wr_id & IDX_MASK, size, pattern_seed(0, i)):
-                            self.note_corrupt(i)
+                        self.check_landed(0, wc.wr_id & IDX_MASK, size, pattern_seed(0, i), i)
                 else:  # read_lat: one READ at a time, post to completion
                     t0 = _now()
                     self.post(0, c.WR_RDMA_READ, 0, p.raddr, None, True, i + 1)
@@ -126,15 +122,9 @@ class _LatLoops:
                     p.sq_done = (wc.wr_id & IDX_MASK) + 1
                     p.data_done = i + 1
                     if validate:
-                        self.validated += 1
-                        if not self.check(0, 0, size, pattern_seed(0, 0)):
-                            self.note_corrupt(i)
+                        self.check_landed(0, 0, size, pattern_seed(0, 0), i)
                 if measured:
-                    if not self.have_start:
-                        self.t_start = t0
-                        self.have_start = True
-                    self.t_end = t1
-                    self.lat_ops += 1
+                    self._count(t0, t1)
                     self.record_sample(float(t1 - t0) if test == "read_lat" else (t1 - t0) / 2.0)
             else:  # server: wait for message i, answer it
                 if test == "write_lat":
@@ -142,9 +132,7 @@ class _LatLoops:
                         break  # the end marker of a duration run
                     t0 = _now()
                     if validate:
-                        self.validated += 1
-                        if not self.check(0, 0, size - 1, pattern_seed(0, i)):
-                            self.note_corrupt(i)
+                        self.check_landed(0, 0, size - 1, pattern_seed(0, i), i)
                         self.fill(0, src, pattern_seed(0, i), -1)
                     mem[src_last] = val
                     self.sq_room()
@@ -156,9 +144,7 @@ class _LatLoops:
                         break
                     t0 = _now()
                     if validate:
-                        self.validated += 1
-                        if not self.check(0, wc.wr_id & IDX_MASK, size, pattern_seed(0, i)):
-                            self.note_corrupt(i)
+                        self.check_landed(0, wc.wr_id & IDX_MASK, size, pattern_seed(0, i), i)
                         self.fill(0, src, pattern_seed(0, i), -2)
                     self.sq_room()
                     self.post(0, c.WR_SEND, src, 0, None, sig, i + 1)
@@ -192,10 +178,14 @@ class _LatLoops:
             _idle()
         return True
 
+    def _count(self, t_first: int, t_last: int) -> None:
+        """One measured iteration: the run starts at the first one's t_first and ends at the last's t_last."""
+        if not self.have_start:
+            self.t_start = t_first
+            self.have_start = True
+        self.t_end = t_last
+        self.lat_ops += 1
+
     def _served(self, measured: bool, t0: int) -> None:
         if measured:
-            if not self.have_start:
-                self.t_start = t0
-                self.have_start = True
-            self.t_end = t0
-            self.lat_ops += 1
+            self._count(t0, t0)

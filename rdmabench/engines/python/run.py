@@ -76,6 +76,12 @@ class _Run(_BwLoops, _LatLoops):
         o = ep._off(q, slot)
         return ep._mem[o:o + length] == pattern(ep.size, seed)[:length]
 
+    def check_landed(self, q: int, slot: int, length: int, seed: int, seq: int) -> None:
+        """--validate: count the check; message `seq` is corrupt unless the slot holds `seed`'s pattern."""
+        self.validated += 1
+        if not self.check(q, slot, length, seed):
+            self.note_corrupt(seq)
+
     def fill(self, q: int, slot: int, seed: int, seq: int) -> None:
         ep = self.ep
         o = ep._off(q, slot)
@@ -159,9 +165,7 @@ class _Run(_BwLoops, _LatLoops):
             if self.validate and self.test == "read_bw":
                 while self.checked[q] < p.data_done:
                     seq = self.checked[q]
-                    self.validated += 1
-                    if not self.check(q, seq, ep.size, pattern_seed(q, seq % p.rslots)):
-                        self.note_corrupt(seq)
+                    self.check_landed(q, seq, ep.size, pattern_seed(q, seq % p.rslots), seq)
                     self.checked[q] += 1
             if self.recording and (self.client or self.bidir):
                 self.record_completion(t, self.tot_done - self.done0)
