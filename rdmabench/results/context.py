@@ -8,6 +8,7 @@ whether under emulation (TCG) where absolute numbers mean nothing.
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import socket
@@ -39,6 +40,7 @@ def _os_release() -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=None)  # installed versions do not change under a run; crosscheck asks per pair
 def _package_version(name: str) -> str | None:
     try:
         out = subprocess.run(["dpkg-query", "-W", "-f=${Version}", name], capture_output=True, text=True, timeout=10)

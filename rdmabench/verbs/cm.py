@@ -2,9 +2,8 @@
 
 Both sides use an event channel (asynchronous rdma_cm) so every wait has a deadline:
 pyverbs keeps the GIL while it blocks in ``rdma_get_cm_event``, so a thread cannot
-rescue a hung call. We ``select()`` on the channel's file descriptor first. pyverbs 44
-does not expose that descriptor; ``EventChannel`` finds it as the one
-``/dev/infiniband/rdma_cm`` descriptor that appeared when the channel was created.
+rescue a hung call. ``cm_channel.EventChannel`` ``select()``s on the channel's
+descriptor before it lets pyverbs read an event.
 
 The RC QP is created through the CMID (``rdma_create_qp``) with our own CQs, so completions
 are polled with ``resources.poll`` and its timeout. The buffer's addr/rkey/size travel in
@@ -24,19 +23,17 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import select
 import struct
-import threading
 import time
 from collections import deque
 
 from rdmabench.errors import VerbsError
 from rdmabench.verbs import compat as c
+from rdmabench.verbs.cm_channel import EventChannel
 from rdmabench.verbs.oob import PeerUnavailable
 from rdmabench.verbs.resources import DEFAULT_ACCESS, PeerInfo, SizeError, poll
 
-from pyverbs.cmid import CMID, AddrInfo, CMEvent, CMEventChannel, ConnParam  # noqa: E402
+from pyverbs.cmid import CMID, AddrInfo, CMEvent, ConnParam  # noqa: E402
 from pyverbs.cq import CQ  # noqa: E402
 from pyverbs.device import Context  # noqa: E402
 from pyverbs.mr import MR  # noqa: E402
@@ -53,56 +50,11 @@ RD_ATOMIC = 16  # responder_resources / initiator_depth offered in ConnParam
 RETRY = 7
 RNR_RETRY = 7
 
-_RDMA_CM_DEV = "/dev/infiniband/rdma_cm"
-_fd_lock = threading.Lock()
-
-
-def _rdma_cm_fds() -> set[int]:
-    fds = set()
-    for name in os.listdir("/proc/self/fd"):
-        with contextlib.suppress(OSError):
-            if os.readlink(f"/proc/self/fd/{name}") == _RDMA_CM_DEV:
-                fds.add(int(name))
-    return fds
-
-
 def _cm(what: str, fn, *args, error=VerbsError, **kwargs):
     try:
         return fn(*args, **kwargs)
     except PyverbsError as exc:
         raise error(f"{what}: {exc}") from exc
-
-
-class EventChannel:
-    """An rdma_cm event channel whose waits time out."""
-
-    def __init__(self):
-        with _fd_lock:
-            before = _rdma_cm_fds()
-            self.channel = _cm("create an rdma_cm event channel", CMEventChannel)
-            new = _rdma_cm_fds() - before
-        # None: descriptor not identified; waits then block (only if librdmacm changes how it opens)
-        self.fd = new.pop() if len(new) == 1 else None
-
-    def fileno(self) -> int:
-        if self.fd is None:
-            raise VerbsError("the rdma_cm event channel's descriptor was not identified")
-        return self.fd
-
-    def ready(self, timeout_s: float) -> bool:
-        if self.fd is None:
-            return True
-        readable, _, _ = select.select([self.fd], [], [], max(0.0, timeout_s))
-        return bool(readable)
-
-    def get(self, timeout_s: float, waiting_for: str, error=VerbsError) -> CMEvent:
-        """The next event (caller acks it with ``.close()``), or ``error`` after ``timeout_s``."""
-        if not self.ready(timeout_s):
-            raise error(f"timed out after {timeout_s:g} s waiting for {waiting_for}")
-        return _cm(f"read an rdma_cm event while waiting for {waiting_for}", CMEvent, self.channel)
-
-    def close(self) -> None:
-        self.channel.close()
 
 
 def _expect(events: EventChannel, want: int, timeout_s: float, where: str, unrelated=None,

@@ -10,7 +10,7 @@ import time
 from rdmabench.errors import VerbsError
 from rdmabench.verbs import compat as c
 from rdmabench.verbs import resources as res
-from rdmabench.verbs.cm import EventChannel
+from rdmabench.verbs.cm_channel import EventChannel
 
 from pyverbs.cmid import CMID, AddrInfo, CMEvent, ConnParam  # noqa: E402
 from pyverbs.device import Context  # noqa: E402

@@ -261,3 +261,53 @@ def test_cm_listener_accept_times_out(r, lab):
         with pytest.raises(VerbsError, match="timed out"):
             listener.accept(timeout_s=0.5)
         assert time.monotonic() - t0 < 1.5
+
+
+def test_event_channel_finds_its_descriptor_while_another_thread_opens_rdma_cm(lab):
+    """The native engine opens and closes rdma_cm descriptors without the GIL while a python
+    endpoint in the same process creates its channel; the channel must still wait on its own
+    descriptor (a wrong or missing one left pyverbs blocked with the GIL: the whole process hung)."""
+    import os
+
+    from pyverbs.cmid import CMID, AddrInfo
+
+    from rdmabench.verbs import compat as c
+    from rdmabench.verbs import cm_channel
+    from rdmabench.verbs.cm_channel import EventChannel
+
+    assert cm_channel._LAYOUT_KNOWN, "pyverbs' CMEventChannel layout changed: check cm_channel"
+    stop, opened = threading.Event(), [0]
+
+    def churn():
+        while not stop.is_set():
+            os.close(os.open("/dev/infiniband/rdma_cm", os.O_RDWR))
+            opened[0] += 1
+
+    thread = threading.Thread(target=churn)
+    thread.start()
+    try:
+        for _ in range(100):
+            ch = EventChannel()
+            try:
+                assert os.readlink(f"/proc/self/fd/{ch.fd}") == "/dev/infiniband/rdma_cm"
+                assert ch.fd == cm_channel._fd_from_struct(ch.channel)
+            finally:
+                ch.close()
+    finally:
+        stop.set()
+        thread.join()
+    assert opened[0] > 100, "the other thread never ran: nothing was raced"
+
+    # and it is the channel's own: an event on it wakes the wait, an idle one times out
+    ch = EventChannel()
+    cmid = CMID(ch.channel)
+    try:
+        with pytest.raises(VerbsError, match="timed out"):
+            ch.get(0.2, "nothing")
+        cmid.resolve_addr(AddrInfo(dst=lab["ip"], dst_service="7490", port_space=c.PS_TCP), 2000)
+        event = ch.get(10, "ADDR_RESOLVED")
+        assert event.event_type == c.CM_EVENT_ADDR_RESOLVED
+        event.close()
+    finally:
+        cmid.close()
+        ch.close()
