@@ -140,6 +140,7 @@ PyObject *ep_cm_connect(PyObject *cls, PyObject *args, PyObject *kwargs);
 
 /* ep_poll.c: records, posting and polling */
 void note_corrupt(struct run *r, uint64_t seq);
+void check_landed(struct run *r, uint32_t q, uint64_t slot, uint32_t len, uint64_t seed, uint64_t seq);
 void record_completion(struct run *r, uint64_t t, uint64_t ops);
 void record_sample(struct run *r, double ns);
 int poll_send(struct run *r, struct rt_err *e);

@@ -1,15 +1,6 @@
 /* The latency loops: write_lat and send_lat ping-pong, read_lat post to completion. (see endpoint.h) */
 #include "endpoint.h"
 
-/* --validate: the first len bytes of QP 0's slot hold the pattern of `seed`, else message i is
- * counted corrupt. (write_lat leaves out the last byte: the sequence mark the loop spins on.) */
-static void check_landed(struct run *r, uint64_t slot, uint32_t len, uint64_t seed, uint64_t i)
-{
-	r->validated++;
-	if (!check_pattern(slot_addr(r->ep, 0, slot), len, seed))
-		note_corrupt(r, i);
-}
-
 /* Wait for one receive completion on QP 0 (latency tests); returns its wc. */
 static int wait_recv(struct run *r, struct ibv_wc *out, struct rt_err *e)
 {
@@ -129,7 +120,7 @@ int lat_run(struct run *r, uint64_t dur_ticks, struct rt_err *e)
 				}
 				t1 = ticks();
 				if (r->validate) {
-					check_landed(r, 0, size - 1, pattern_seed(0, i), i);
+					check_landed(r, 0, 0, size - 1, pattern_seed(0, i), i);
 				}
 			} else if (r->test == T_SEND_LAT) {
 				t0 = ticks();
@@ -139,7 +130,7 @@ int lat_run(struct run *r, uint64_t dur_ticks, struct rt_err *e)
 					return -1;
 				t1 = ticks();
 				if (r->validate) {
-					check_landed(r, wc.wr_id & IDX_MASK, size, pattern_seed(0, i), i);
+					check_landed(r, 0, wc.wr_id & IDX_MASK, size, pattern_seed(0, i), i);
 				}
 			} else { /* read_lat: one READ at a time, post to completion */
 				uint8_t *dst = slot_addr(ep, 0, 0);
@@ -167,7 +158,7 @@ int lat_run(struct run *r, uint64_t dur_ticks, struct rt_err *e)
 				p->sq_done = (wc.wr_id & IDX_MASK) + 1;
 				p->data_done = i + 1;
 				if (r->validate) {
-					check_landed(r, 0, size, pattern_seed(0, 0), i);
+					check_landed(r, 0, 0, size, pattern_seed(0, 0), i);
 				}
 			}
 			if (measured) {
@@ -207,7 +198,7 @@ int lat_run(struct run *r, uint64_t dur_ticks, struct rt_err *e)
 				}
 				t0 = ticks();
 				if (r->validate) {
-					check_landed(r, 0, size - 1, pattern_seed(0, i), i);
+					check_landed(r, 0, 0, size - 1, pattern_seed(0, i), i);
 					fill_pattern(src, size, pattern_seed(0, i));
 				}
 				src[size - 1] = val;
@@ -221,7 +212,7 @@ int lat_run(struct run *r, uint64_t dur_ticks, struct rt_err *e)
 					goto server_done;
 				t0 = ticks();
 				if (r->validate) {
-					check_landed(r, wc.wr_id & IDX_MASK, size, pattern_seed(0, i), i);
+					check_landed(r, 0, wc.wr_id & IDX_MASK, size, pattern_seed(0, i), i);
 					fill_pattern(src, size, pattern_seed(0, i));
 				}
 				if (sq_room(r, e) ||

@@ -8,6 +8,15 @@ void note_corrupt(struct run *r, uint64_t seq)
 	r->corrupt++;
 }
 
+/* --validate: the first len bytes of QP q's slot hold the pattern of `seed`, else message seq is
+ * counted corrupt. (write_lat leaves out the last byte: the sequence mark its loop spins on.) */
+void check_landed(struct run *r, uint32_t q, uint64_t slot, uint32_t len, uint64_t seed, uint64_t seq)
+{
+	r->validated++;
+	if (!check_pattern(slot_addr(r->ep, q, slot), len, seed))
+		note_corrupt(r, seq);
+}
+
 void record_completion(struct run *r, uint64_t t, uint64_t ops)
 {
 	if (!r->recording)
@@ -85,7 +94,10 @@ static int poll_batch(struct ibv_cq *cq, struct ibv_wc *wc, const char *side, st
 	int n = ibv_poll_cq(cq, POLL_BATCH, wc), i;
 
 	if (n < 0) {
-		rt_set_os(e, side[0] == 's' ? "ibv_poll_cq(send)" : "ibv_poll_cq(recv)", -n);
+		char call[32];
+
+		snprintf(call, sizeof(call), "ibv_poll_cq(%s)", side);
+		rt_set_os(e, call, -n);
 		return -1;
 	}
 	for (i = 0; i < n; i++)
@@ -125,14 +137,9 @@ int poll_send(struct run *r, struct rt_err *e)
 		if (r->s && r->validate && r->test == T_READ_BW) {
 			struct bwq *s = &r->s[q];
 
-			for (; s->checked < p->data_done; s->checked++) {
-				uint64_t seq = s->checked;
-
-				r->validated++;
-				if (!check_pattern(slot_addr(ep, q, seq), ep->size,
-						   pattern_seed(q, seq % p->rslots)))
-					note_corrupt(r, seq);
-			}
+			for (; s->checked < p->data_done; s->checked++)
+				check_landed(r, q, s->checked, ep->size,
+					     pattern_seed(q, s->checked % p->rslots), s->checked);
 		}
 		if (r->recording && (r->client || r->bidir)) {
 			record_completion(r, t, r->tot_done - r->done0);

@@ -7,6 +7,7 @@ reaches a command line.
 
 from __future__ import annotations
 
+import functools
 import re
 import shutil
 import subprocess
@@ -44,6 +45,7 @@ def shown(args: list[str]) -> str:
     return " ".join([Path(args[0]).name, *args[1:]])
 
 
+@functools.lru_cache(maxsize=None)  # asked once per device, not once per perftest run
 def outstanding_reads(device: str) -> int | None:
     """RDMA READs in flight per QP as rdmabench's engines post them: the device's maximum, at most 255.
 

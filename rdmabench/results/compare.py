@@ -255,32 +255,31 @@ def md_table(header: list[str], body: list[list[str]]) -> str:
     return "\n".join(out)
 
 
-def render_text(c: Comparison) -> str:
+# how each output format spells the same parts: section heading, table, empty section, the two lists
+_TEXT = dict(section="{other} against {baseline}:", table=text_table, empty="  (nothing to pair)",
+             warnings="warnings:", warning="  ! {}", notes="notes:", note="  - {}", list_gap=False)
+_MARKDOWN = dict(section="### {other} against {baseline}\n", table=md_table, empty="_nothing to pair_",
+                 warnings="**Warnings**\n", warning="- ⚠ {}", notes="**Notes**\n", note="- {}", list_gap=True)
+
+
+def _render(c: Comparison, style: dict) -> str:
     parts = []
     for other, header, body in _sections(c):
-        parts.append(f"{other} against {c.baseline}:")
-        parts.append(text_table(header, body) if body else "  (nothing to pair)")
+        parts.append(style["section"].format(other=other, baseline=c.baseline))
+        parts.append(style["table"](header, body) if body else style["empty"])
         parts.append("")
-    if c.warnings:
-        parts.append("warnings:")
-        parts += [f"  ! {w}" for w in c.warnings]
-    if c.notes:
-        parts.append("notes:")
-        parts += [f"  - {n}" for n in c.notes]
+    for items, head, item in ((c.warnings, "warnings", "warning"), (c.notes, "notes", "note")):
+        if items:
+            parts.append(style[head])
+            parts += [style[item].format(x) for x in items]
+            if style["list_gap"]:
+                parts.append("")
     return "\n".join(parts).rstrip() + "\n"
+
+
+def render_text(c: Comparison) -> str:
+    return _render(c, _TEXT)
 
 
 def render_markdown(c: Comparison) -> str:
-    parts = []
-    for other, header, body in _sections(c):
-        parts.append(f"### {other} against {c.baseline}\n")
-        parts.append(md_table(header, body) if body else "_nothing to pair_")
-        parts.append("")
-    if c.warnings:
-        parts.append("**Warnings**\n")
-        parts += [f"- ⚠ {w}" for w in c.warnings]
-        parts.append("")
-    if c.notes:
-        parts.append("**Notes**\n")
-        parts += [f"- {n}" for n in c.notes]
-    return "\n".join(parts).rstrip() + "\n"
+    return _render(c, _MARKDOWN)
