@@ -439,6 +439,18 @@ static PyObject *ep_get_reg(Endpoint *ep, void *c)
 {
 	return PyLong_FromUnsignedLongLong(ep->mr ? (unsigned long long)ep->mr->length : 0);
 }
+/* RDMA READs QP 0 keeps in flight: the QP's own setting once connected (OOB: the smaller of our
+ * device's and the peer's responder; rdma_cm: what it negotiated), before that our device's cap */
+static PyObject *ep_get_reads(Endpoint *ep, void *c)
+{
+	struct ibv_qp_attr attr;
+	struct ibv_qp_init_attr init;
+
+	if (ep->connected && !ep->closed && ep->q && ep->q[0].qp &&
+	    ibv_query_qp(ep->q[0].qp, &attr, IBV_QP_MAX_QP_RD_ATOMIC, &init) == 0)
+		return PyLong_FromUnsignedLong(attr.max_rd_atomic);
+	return PyLong_FromUnsignedLong(ep->max_rd_atomic);
+}
 static PyObject *ep_get_connected(Endpoint *ep, void *c) { return PyBool_FromLong(ep->connected); }
 static PyObject *ep_get_closed(Endpoint *ep, void *c) { return PyBool_FromLong(ep->closed); }
 
@@ -460,6 +472,8 @@ static PyGetSetDef ep_getset[] = {
 	{ "device", (getter)ep_get_device, NULL, "device name (for cm: the one rdma_cm resolved)", NULL },
 	{ "mtu", (getter)ep_get_mtu, NULL, "path MTU in bytes once connected, else the port's", NULL },
 	{ "registered_bytes", (getter)ep_get_reg, NULL, "bytes registered: qps * slots * size", NULL },
+	{ "outstanding_reads", (getter)ep_get_reads, NULL,
+	  "RDMA READs in flight per QP (once connected: what QP 0 was given)", NULL },
 	{ "connected", (getter)ep_get_connected, NULL, NULL, NULL },
 	{ "closed", (getter)ep_get_closed, NULL, NULL, NULL },
 	{ "port", (getter)ep_get_port, NULL, NULL, NULL },
@@ -475,7 +489,7 @@ static PyGetSetDef ep_getset[] = {
 
 static PyMethodDef ep_methods[] = {
 	{ "local_info", (PyCFunction)ep_local_info, METH_NOARGS,
-	  "local_info() -> list of {qpn, psn, gid, lid, addr, rkey, size, slots, mtu}, one per QP" },
+	  "local_info() -> list of {qpn, psn, gid, lid, addr, rkey, size, slots, mtu, rd_atomic}, one per QP" },
 	{ "connect", (PyCFunction)(void (*)(void))ep_connect, METH_VARARGS | METH_KEYWORDS,
 	  "connect(remote): bring every QP to RTS against the peer's local_info() list" },
 	{ "run", (PyCFunction)(void (*)(void))ep_run, METH_VARARGS | METH_KEYWORDS,

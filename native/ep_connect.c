@@ -26,7 +26,7 @@ PyObject *ep_local_info(Endpoint *ep, PyObject *unused)
 	if (!list)
 		return NULL;
 	for (i = 0; i < ep->nqps; i++) {
-		d = Py_BuildValue("{s:I,s:I,s:s,s:H,s:K,s:I,s:I,s:I,s:i}",
+		d = Py_BuildValue("{s:I,s:I,s:s,s:H,s:K,s:I,s:I,s:I,s:i,s:I}",
 				  "qpn", ep->q[i].qp->qp_num,
 				  "psn", ep->q[i].psn,
 				  "gid", gid,
@@ -35,7 +35,9 @@ PyObject *ep_local_info(Endpoint *ep, PyObject *unused)
 				  "rkey", ep->mr->rkey,
 				  "size", ep->size,
 				  "slots", ep->slots,
-				  "mtu", ep_mtu_bytes(ep));
+				  "mtu", ep_mtu_bytes(ep),
+				  /* RDMA READs this end answers at once: the peer's READ depth */
+				  "rd_atomic", ep->max_dest_rd_atomic);
 		if (!d) {
 			Py_DECREF(list);
 			return NULL;
@@ -47,6 +49,7 @@ PyObject *ep_local_info(Endpoint *ep, PyObject *unused)
 
 struct remote_qp {
 	uint32_t qpn, psn, rkey, slots, mtu;
+	uint32_t rd_atomic; /* 0: the peer did not say (an older rdmabench) */
 	uint16_t lid;
 	uint64_t addr, size;
 	union ibv_gid gid;
@@ -100,6 +103,9 @@ static int parse_remote(PyObject *d, int idx, struct remote_qp *r)
 	GET("size", size, UINT32_MAX);
 	GET("slots", slots, UINT32_MAX);
 	GET("mtu", mtu, 4096u);
+	r->rd_atomic = 0;
+	if (PyDict_GetItemString(d, "rd_atomic"))
+		GET("rd_atomic", rd_atomic, 255u);
 #undef GET
 	g = PyDict_GetItemString(d, "gid");
 	if (!g || !PyUnicode_Check(g) || !(s = PyUnicode_AsUTF8(g)) || strlen(s) != 32) {
@@ -173,7 +179,9 @@ static int qp_modify_connect(Endpoint *ep, uint32_t i, const struct remote_qp *r
 	attr.retry_cnt = 7;
 	attr.rnr_retry = 7; /* retry forever; run()'s timeout_ms bounds every wait */
 	attr.sq_psn = p->psn;
-	attr.max_rd_atomic = (uint8_t)ep->max_rd_atomic;
+	/* never more READs in flight than the peer's responder takes (mixed NICs: rxe 128, mlx5 16) */
+	attr.max_rd_atomic = (uint8_t)(r->rd_atomic && r->rd_atomic < ep->max_rd_atomic ? r->rd_atomic
+										      : ep->max_rd_atomic);
 	rc = ibv_modify_qp(p->qp, &attr,
 			   IBV_QP_STATE | IBV_QP_TIMEOUT | IBV_QP_RETRY_CNT | IBV_QP_RNR_RETRY |
 				   IBV_QP_SQ_PSN | IBV_QP_MAX_QP_RD_ATOMIC);

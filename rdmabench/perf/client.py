@@ -90,7 +90,7 @@ class Client:
         setup = self._setup(test, size)
         chan.send("setup", **setup)
         ep = self._connect(chan, setup)
-        setup = {**setup, "registered_bytes": ep.registered_bytes}
+        setup = {**setup, "registered_bytes": ep.registered_bytes, "outstanding_reads": ep.outstanding_reads}
         try:
             chan.send("go")
             chan.recv(60, "started")
@@ -111,6 +111,8 @@ def make_row(test: str, size: int, rep: int, setup: dict, raw: dict, cpu: dict, 
     row = {"test": test, "size": size, "repetition": rep, "qps": setup["qps"], "engine": setup["engine"],
            "connect": setup["connect"], "bidir": setup["bidir"], "iterations": setup["iters"],
            "duration_s": setup["duration"], "registered_bytes": setup.get("registered_bytes")}
+    if test.startswith("read_"):  # READs the client's QP keeps in flight (crosscheck gives perftest the same -o)
+        row["outstanding_reads"] = setup.get("outstanding_reads")
     corrupt = (raw.get("corrupt") or 0) + (sraw.get("corrupt") or 0)
     if setup["validate"]:
         row["validated"] = (raw.get("validated") or 0) + (sraw.get("validated") or 0)

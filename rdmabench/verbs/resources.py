@@ -22,7 +22,7 @@ import random
 import resource as _resource
 import time
 import weakref
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass
 
 from rdmabench.errors import DeviceNotFound, NoDevices, RdmabenchError, VerbsError
 from rdmabench.verbs import compat as c  # first: a clear error if pyverbs is missing
@@ -118,6 +118,8 @@ class PeerInfo:
     rkey: int  # remote key of the buffer's MR
     size: int  # buffer length in bytes
     mtu: int  # the sender's port active MTU in bytes (256..4096)
+    rd_atomic: int = 0  # RDMA READs the sender answers at once (its responder resources); 0: not said
+
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -125,7 +127,8 @@ class PeerInfo:
     @classmethod
     def from_dict(cls, d: dict) -> "PeerInfo":
         try:
-            return cls(**{f: d[f] for f in cls.__dataclass_fields__})
+            fields = cls.__dataclass_fields__
+            return cls(**{f: d[f] for f in fields if f in d or fields[f].default is MISSING})
         except (KeyError, TypeError) as exc:
             raise VerbsError(f"peer sent incomplete connection info {d!r}: missing {exc}") from exc
 
@@ -377,7 +380,7 @@ class RCQueuePair(_Resource):
                 | c.QP_MAX_DEST_RD_ATOMIC | c.QP_MIN_RNR_TIMER)
         _verbs_call(f"modify QP INIT->RTR (remote qpn {remote.qpn}, gid {remote.gid})", self.qp.modify, attr, mask)
 
-    def to_rts(self) -> None:
+    def to_rts(self, remote: PeerInfo | None = None) -> None:
         attr = QPAttr(qp_state=c.QPS_RTS)
         attr.qp_state = c.QPS_RTS
         attr.sq_psn = self.psn  # what we told the peer in PeerInfo.psn
@@ -385,6 +388,8 @@ class RCQueuePair(_Resource):
         attr.retry_cnt = RETRY_CNT
         attr.rnr_retry = RNR_RETRY
         attr.max_rd_atomic = min(self.device.device_attr.max_qp_init_rd_atom, MAX_RD_ATOMIC)
+        if remote is not None and remote.rd_atomic:  # no more READs in flight than the peer answers
+            attr.max_rd_atomic = min(attr.max_rd_atomic, remote.rd_atomic)
         mask = c.QP_STATE | c.QP_SQ_PSN | c.QP_TIMEOUT | c.QP_RETRY_CNT | c.QP_RNR_RETRY | c.QP_MAX_QP_RD_ATOMIC
         _verbs_call("modify QP RTR->RTS", self.qp.modify, attr, mask)
 
@@ -392,7 +397,7 @@ class RCQueuePair(_Resource):
         """RESET -> INIT -> RTR -> RTS against ``remote``."""
         self.to_init(access)
         self.to_rtr(remote)
-        self.to_rts()
+        self.to_rts(remote)
 
     # ----- posting
 
@@ -448,7 +453,8 @@ class RCEndpoint(_Resource):
     def info(self) -> PeerInfo:
         return PeerInfo(qpn=self.qp.qpn, psn=self.qp.psn, gid=self.device.gid, lid=self.device.port_attr.lid,
                         addr=self.buffer.addr, rkey=self.buffer.rkey, size=self.buffer.size,
-                        mtu=self.device.active_mtu)
+                        mtu=self.device.active_mtu,
+                        rd_atomic=min(self.device.device_attr.max_qp_rd_atom, MAX_RD_ATOMIC))
 
     def connect(self, remote: PeerInfo) -> None:
         self.qp.connect(remote, self.buffer.access)

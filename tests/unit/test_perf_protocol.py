@@ -21,6 +21,7 @@ MAPPED = "0000:0000:0000:0000:0000:ffff:7f00:0001"
 
 class FakeEndpoint:
     opened = []
+    outstanding_reads = 16  # the real engines query QP 0
 
     def __init__(self, **spec):
         self.spec, self.closed, self.remote = spec, False, None
@@ -80,6 +81,7 @@ def test_one_result_holds_both_ends(fake_engine):
     assert set(bw["cpu"]) == {"client", "server"} and "busy_cores" in bw["cpu"]["server"]["system"]
     assert bw["validated"] == 100 and bw["corrupt"] == 0
     assert bw["registered_bytes"] == 128 * 65536  # validating: a buffer per message in flight
+    assert "outstanding_reads" not in bw  # only read tests say how many READs were in flight
     assert result.rows[2]["lat_p50_us"] == pytest.approx(1.049) and len(result.rows[2]["samples_us"]) == 100
     assert result.peer_context["device"]["name"] == "rxe0"
     assert result.options["tests"] == ["write_bw", "send_bw", "write_lat"]
@@ -98,7 +100,7 @@ def test_server_survives_a_client_that_dies_mid_test(fake_engine):
     chan.close()  # dies before connecting its QPs
     result = client_mod.Client(RunOptions(tests=["read_bw"], iters=10), "rxe0", "127.0.0.1", server.port).run()
     thread.join(5)
-    assert result.rows[0]["test"] == "read_bw"
+    assert result.rows[0]["test"] == "read_bw" and result.rows[0]["outstanding_reads"] == 16
     assert all(ep.closed for ep in FakeEndpoint.opened)
 
 

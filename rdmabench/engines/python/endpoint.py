@@ -200,7 +200,19 @@ class Endpoint:
         gid = self._dev.gid.replace(":", "")
         return [{"qpn": p.qp.qpn, "psn": p.psn, "gid": gid, "lid": int(self._dev.port_attr.lid),
                  "addr": self._slot(i, 0), "rkey": self._buf.rkey, "size": self.size, "slots": self.slots,
-                 "mtu": self.mtu} for i, p in enumerate(self._q)]
+                 "mtu": self.mtu, "rd_atomic": self._rd_cap("max_qp_rd_atom")} for i, p in enumerate(self._q)]
+
+    def _rd_cap(self, attr: str) -> int:
+        """The device's READ limit `attr` (responder: max_qp_rd_atom; requester: max_qp_init_rd_atom), at most 255."""
+        return min(getattr(self._dev.device_attr, attr), res.MAX_RD_ATOMIC) or 1
+
+    @property
+    def outstanding_reads(self) -> int:
+        """RDMA READs in flight per QP: what QP 0 was given once connected, before that the device's cap."""
+        if self.connected and not self.closed:
+            attr, _ = self._q[0].qp.qp.query(c.QP_MAX_QP_RD_ATOMIC)
+            return attr.max_rd_atomic
+        return self._rd_cap("max_qp_init_rd_atom") if self._dev and not self.closed else 0
 
     def connect(self, remote: list[dict]) -> None:
         self._usable(False)
@@ -214,11 +226,11 @@ class Endpoint:
             mtu = min(r["mtu"] or 4096, self.req_mtu or 4096)
             gid = ":".join(r["gid"][k:k + 4] for k in range(0, 32, 4))
             info = res.PeerInfo(qpn=r["qpn"], psn=r["psn"], gid=gid, lid=r["lid"], addr=r["addr"],
-                                rkey=r["rkey"], size=r["size"], mtu=mtu)
+                                rkey=r["rkey"], size=r["size"], mtu=mtu, rd_atomic=r["rd_atomic"])
             p.qp.to_init(res.DEFAULT_ACCESS)
             self._post_recvs(i)
             p.qp.to_rtr(info)
-            p.qp.to_rts()
+            p.qp.to_rts(info)
             p.path_mtu = p.qp.path_mtu
             p.raddr, p.rkey, p.rslots, p.rsize = r["addr"], r["rkey"], r["slots"], r["size"]
         self.connected = True
@@ -347,6 +359,10 @@ def _parse_remote(d, i: int, size: int) -> dict:
         int(gid, 16)
     except ValueError:
         raise ValueError(f"remote[{i}]['gid'] is not hex") from None
+    rd = d.get("rd_atomic", 0)  # absent from an older rdmabench's info
+    if not isinstance(rd, int) or isinstance(rd, bool) or not 0 <= rd <= 255:
+        raise ValueError(f"remote[{i}]['rd_atomic'] must be an int 0..255")
+    out["rd_atomic"] = rd
     out["gid"] = gid.lower()
     if not out["slots"] or not out["size"]:
         raise ValueError(f"remote[{i}] has no slots")

@@ -3,6 +3,7 @@
 Imported by the test modules next to it (pytest puts this folder on sys.path). Runs inside the lab
 guest, where `rdmabench lab` sets RDMABENCH_DEVICE, RDMABENCH_GID_INDEX and RDMABENCH_IP.
 """
+import json
 import os
 import threading
 import time
@@ -24,6 +25,21 @@ def _env(name):
 DEVICE = _env("RDMABENCH_DEVICE")
 GID_INDEX = int(_env("RDMABENCH_GID_INDEX"))
 IP = _env("RDMABENCH_IP")
+
+
+def check_local_info(ep):
+    """What either engine's local_info() says for 2 QPs of 16 slots of 4096 bytes: JSON, complete, sane."""
+    info = ep.local_info()
+    assert json.loads(json.dumps(info)) == info
+    assert len(info) == 2
+    for qp in info:
+        assert set(qp) == {"qpn", "psn", "gid", "lid", "addr", "rkey", "size", "slots", "mtu", "rd_atomic"}
+        assert 1 <= qp["rd_atomic"] <= 255
+        assert len(qp["gid"]) == 32 and int(qp["gid"], 16) > 0
+        assert qp["size"] == 4096 and qp["slots"] == 16
+        assert qp["mtu"] in (256, 512, 1024, 2048, 4096)
+    assert info[1]["addr"] - info[0]["addr"] == 16 * 4096
+    assert ep.device == DEVICE
 
 
 def both(server_fn, client_fn, server_first=False):

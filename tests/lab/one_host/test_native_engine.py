@@ -18,7 +18,7 @@ import pytest
 from rdmabench.engines import native
 from rdmabench.errors import DeviceNotFound, VerbsError
 
-from lab_pairs import DEVICE, GID_INDEX, IP, both, gil_pauses, timed
+from lab_pairs import DEVICE, GID_INDEX, IP, both, check_local_info, gil_pauses, timed
 
 
 RXE_MAX_MSG = 8 * 1024 * 1024
@@ -68,16 +68,7 @@ def check_bw_record(rec, test, iters, size, qps=1):
 
 def test_local_info_is_json_and_complete():
     with native.open_endpoint(device=DEVICE, gid_index=GID_INDEX, qps=2, **SMALL) as ep:
-        info = ep.local_info()
-        assert json.loads(json.dumps(info)) == info
-        assert len(info) == 2
-        for qp in info:
-            assert set(qp) == {"qpn", "psn", "gid", "lid", "addr", "rkey", "size", "slots", "mtu"}
-            assert len(qp["gid"]) == 32 and int(qp["gid"], 16) > 0
-            assert qp["size"] == 4096 and qp["slots"] == 16
-            assert qp["mtu"] in (256, 512, 1024, 2048, 4096)
-        assert info[1]["addr"] - info[0]["addr"] == 16 * 4096
-        assert ep.device == DEVICE
+        check_local_info(ep)
 
 
 def test_registered_memory_bounded_by_options_not_run_length():

@@ -9,6 +9,8 @@ import time
 
 import pytest
 
+from rdmabench import devices
+
 ALL = ["write_bw", "read_bw", "send_bw", "write_lat", "read_lat", "send_lat"]
 
 
@@ -28,8 +30,10 @@ def test_every_test_type_validated_with_both_ends_in_the_result(lab_env, tmp_pat
     assert result["context"]["device"]["gid_type"] == "RoCE v2"
     assert "soft-RoCE" in result["context"]["environment"] and result["context"]["hardware"] is False
     assert [r["test"] for r in result["rows"]] == ALL
+    reads = min(devices.describe(lab_env["device"]).max_qp_rd_atom, 255)  # both ends are this device
     for row in result["rows"]:
         assert row["corrupt"] == 0 and row["validated"] > 0, row["test"]
+        assert row.get("outstanding_reads") == (reads if row["test"].startswith("read_") else None), row["test"]
         assert row["cpu"]["client"]["elapsed_s"] > 0 and row["cpu"]["server"]["elapsed_s"] > 0
         if row["test"].endswith("_bw"):
             assert row["ops"] == 40 and row["bytes"] == 40 * 65536 and row["bw_avg_MiBps"] > 0

@@ -13,7 +13,7 @@ import pytest
 from rdmabench.engines import python as pyeng
 from rdmabench.errors import DeviceNotFound, VerbsError
 
-from lab_pairs import DEVICE, GID_INDEX, IP, both
+from lab_pairs import DEVICE, GID_INDEX, IP, both, check_local_info
 
 
 
@@ -88,16 +88,7 @@ def test_pattern_is_the_native_one():
 
 def test_local_info_is_json_and_complete():
     with pyeng.open_endpoint(device=DEVICE, gid_index=GID_INDEX, qps=2, **SMALL) as ep:
-        info = ep.local_info()
-        assert json.loads(json.dumps(info)) == info
-        assert len(info) == 2
-        for qp in info:
-            assert set(qp) == {"qpn", "psn", "gid", "lid", "addr", "rkey", "size", "slots", "mtu"}
-            assert len(qp["gid"]) == 32 and int(qp["gid"], 16) > 0
-            assert qp["size"] == 4096 and qp["slots"] == 16
-            assert qp["mtu"] in (256, 512, 1024, 2048, 4096)
-        assert info[1]["addr"] - info[0]["addr"] == 16 * 4096
-        assert ep.device == DEVICE
+        check_local_info(ep)
         assert ep.registered_bytes == 2 * 16 * 4096
 
 
@@ -277,3 +268,32 @@ def test_mixed_corruption_is_detected_by_python():
     srv, cli = run_pair("write_bw", server="python", client="native", iters=ITERS, validate=True,
                         hook=lambda s, c: c.raw._inject_corruption(9))
     assert srv["corrupt"] == 1 and srv["first_corrupt_seq"] == 9
+
+
+# ------------------------------------------------------------------ READ depth across the OOB exchange
+
+
+@pytest.mark.parametrize("server_engine,client_engine", [("native", "native"), ("python", "python"),
+                                                         ("python", "native"), ("native", "python")])
+@pytest.mark.parametrize("peer_says", [4, None])
+def test_read_depth_is_the_smaller_of_ours_and_the_peers(server_engine, client_engine, peer_says):
+    """A reader keeps no more READs in flight than the peer's info says it answers (mixed NICs: rxe
+    answers 128, a ConnectX 16); info without the field (an older rdmabench) leaves our own cap."""
+    spec = dict(device=DEVICE, gid_index=GID_INDEX, **SMALL)
+    s = _engine(server_engine).open_endpoint(**spec)
+    with s, _engine(client_engine).open_endpoint(**spec) as cl:
+        own = cl.outstanding_reads
+        assert 1 <= own <= 255
+        info = json.loads(json.dumps(s.local_info()))
+        for qp in info:
+            if peer_says is None:
+                del qp["rd_atomic"]
+            else:
+                qp["rd_atomic"] = peer_says
+        s.connect(json.loads(json.dumps(cl.local_info())))
+        cl.connect(info)
+        assert cl.outstanding_reads == (min(own, peer_says) if peer_says else own)
+        kw = dict(iters=ITERS, validate=True, **TIMEOUT)
+        srv, cli = both(lambda: s.run("read_bw", "server", **kw), lambda: cl.run("read_bw", "client", **kw),
+                        server_first=True)
+        assert cli["validated"] == ITERS and cli["corrupt"] == 0
