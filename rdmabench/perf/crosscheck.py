@@ -152,7 +152,7 @@ def ratios(result: Result) -> list[dict]:
 
 
 def render(rows: list[dict]) -> str:
-    head = (f"{'test':<10} {'size':>8} {'perftest':>12} {'rdmabench':>12} {'ratio':>7} {'of means':>8} {'pairs':>5}"
+    head = (f"{'test':<10} {'size':>8} {'perftest':>12} {'rdmabench':>12} {'ratio':>7} {'means':>8} {'pairs':>5}"
             "  target   verdict")
     lines = [head]
     for r in rows:
@@ -160,5 +160,6 @@ def render(rows: list[dict]) -> str:
                      f"{r['ratio']:>7.3f} {r['ratio_of_means']:>8.3f} {r['repetitions']:>5}  {r['target']:<7}  "
                      f"{'meets' if r['meets_target'] else 'MISSES'}")
     lines.append("bandwidth: BW average in MiB/s; latency: p50 (perftest's t_typical) in us, half round trip;")
-    lines.append("figures are medians over the pairs; ratio: median of the paired ratios ours/perftest")
+    lines.append("figures are medians over the pairs; ratio: median of the paired ratios ours/perftest, "
+                 "the verdict's; means: ratio of the two tools' means")
     return "\n".join(lines)
