@@ -120,7 +120,6 @@ class PeerInfo:
     mtu: int  # the sender's port active MTU in bytes (256..4096)
     rd_atomic: int = 0  # RDMA READs the sender answers at once (its responder resources); 0: not said
 
-
     def to_dict(self) -> dict:
         return asdict(self)
 
