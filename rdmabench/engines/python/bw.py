@@ -94,7 +94,10 @@ class _BwLoops:
         depth, slots, cq_mod = ep.depth, ep.slots, ep.cq_mod
         self.recording = record
         if record:
-            self.done0, self.recvd0 = self.tot_done, self.tot_recvd
+            # the warm-up's messages only (per QP the first `warmup`, in order): a sender whose warm-up
+            # completed may already have landed measured ones that the warm-up phase polled
+            self.done0 = self.tot_done
+            self.recvd0 = sum(min(got, self.warmup) for got in self.recvd)
         base = list(self.sent)
         for q in range(nq):
             self.send_finished[q] = not sends or (dur_ns == 0 and self.sent[q] >= target)

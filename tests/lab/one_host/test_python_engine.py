@@ -297,3 +297,26 @@ def test_read_depth_is_the_smaller_of_ours_and_the_peers(server_engine, client_e
         srv, cli = both(lambda: s.run("read_bw", "server", **kw), lambda: cl.run("read_bw", "client", **kw),
                         server_first=True)
         assert cli["validated"] == ITERS and cli["corrupt"] == 0
+
+
+# ------------------------------------------------------------------ warm-up accounting
+
+
+@pytest.mark.parametrize("engine", ["native", "python"])
+def test_send_bw_warmup_not_counted_when_the_receiver_starts_late(engine):
+    """The receiver starts a second late: by then the sender's warm-up has completed (receives are
+    posted at connect) and measured messages wait behind it, so the receiver's warm-up phase polls
+    both kinds in one batch. It must still count exactly the measured ones (it once counted from
+    where its warm-up phase happened to stop: 119 of 120)."""
+    import time
+
+    s, cl = pair(engine, engine, qps=3, **SMALL)
+    kw = dict(iters=40, warmup=10, **TIMEOUT)
+
+    def late_server():
+        time.sleep(1.0)
+        return s.run("send_bw", "server", **kw)
+
+    with s, cl:
+        srv, cli = both(late_server, lambda: cl.run("send_bw", "client", **kw))
+    assert cli["ops"] == 120 and srv["ops"] == 120
