@@ -119,9 +119,8 @@ int lat_run(struct run *r, uint64_t dur_ticks, struct rt_err *e)
 					}
 				}
 				t1 = ticks();
-				if (r->validate) {
+				if (r->validate)
 					check_landed(r, 0, 0, size - 1, pattern_seed(0, i), i);
-				}
 			} else if (r->test == T_SEND_LAT) {
 				t0 = ticks();
 				if (post_one(ep, 0, IBV_WR_SEND, src, size, 0, 0, 0, sig, i + 1, e))
@@ -129,9 +128,8 @@ int lat_run(struct run *r, uint64_t dur_ticks, struct rt_err *e)
 				if (wait_recv(r, &wc, e))
 					return -1;
 				t1 = ticks();
-				if (r->validate) {
+				if (r->validate)
 					check_landed(r, 0, wc.wr_id & IDX_MASK, size, pattern_seed(0, i), i);
-				}
 			} else { /* read_lat: one READ at a time, post to completion */
 				uint8_t *dst = slot_addr(ep, 0, 0);
 				int n;
@@ -157,9 +155,8 @@ int lat_run(struct run *r, uint64_t dur_ticks, struct rt_err *e)
 					return wc_failed(&wc, "send", e);
 				p->sq_done = (wc.wr_id & IDX_MASK) + 1;
 				p->data_done = i + 1;
-				if (r->validate) {
+				if (r->validate)
 					check_landed(r, 0, 0, size, pattern_seed(0, 0), i);
-				}
 			}
 			if (measured) {
 				if (!r->have_start) {

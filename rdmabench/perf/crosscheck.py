@@ -134,7 +134,7 @@ def ratios(result: Result) -> list[dict]:
         pairs = [p for _, p in sorted(pairs.items()) if "perftest" in p and "rdmabench" in p]
         if not pairs:
             continue
-        kind = "bw" if test.endswith("_bw") else "lat"
+        kind = dict(PLAN)[test]
         ref = [p["perftest"][FIGURE[kind, "perftest"]] for p in pairs]
         ours = [p["rdmabench"][FIGURE[kind, "rdmabench"]] for p in pairs]
         what, target = (("BW average MiB/s (ours / perftest)", f">= {BW_TARGET}") if kind == "bw" else

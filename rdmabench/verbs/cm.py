@@ -30,6 +30,7 @@ from collections import deque
 from rdmabench.errors import VerbsError
 from rdmabench.verbs import compat as c
 from rdmabench.verbs.cm_channel import EventChannel
+from rdmabench.verbs.cm_channel import cm_call as _cm
 from rdmabench.verbs.oob import PeerUnavailable
 from rdmabench.verbs.resources import DEFAULT_ACCESS, PeerInfo, SizeError, poll
 
@@ -49,13 +50,6 @@ CTRL_SIZE = 4096  # control-message MR (JSON over SEND/RECV)
 RD_ATOMIC = 16  # responder_resources / initiator_depth offered in ConnParam
 RETRY = 7
 RNR_RETRY = 7
-
-def _cm(what: str, fn, *args, error=VerbsError, **kwargs):
-    try:
-        return fn(*args, **kwargs)
-    except PyverbsError as exc:
-        raise error(f"{what}: {exc}") from exc
-
 
 def _expect(events: EventChannel, want: int, timeout_s: float, where: str, unrelated=None,
             timeout_error=VerbsError) -> bytes:

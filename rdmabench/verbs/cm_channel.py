@@ -65,11 +65,12 @@ def channel_fd(channel: CMEventChannel, appeared: set[int], open_now: set[int]) 
     return next(iter(appeared)) if len(appeared) == 1 else None
 
 
-def _cm(what: str, fn, *args):
+def cm_call(what: str, fn, *args, error=VerbsError, **kwargs):
+    """fn(*args, **kwargs), a pyverbs error turned into ``error`` saying what was being done."""
     try:
-        return fn(*args)
+        return fn(*args, **kwargs)
     except PyverbsError as exc:
-        raise VerbsError(f"{what}: {exc}") from exc
+        raise error(f"{what}: {exc}") from exc
 
 
 class EventChannel:
@@ -79,7 +80,7 @@ class EventChannel:
         for _ in range(_ATTEMPTS):
             with _fd_lock:
                 before = rdma_cm_fds()
-                channel = _cm("create an rdma_cm event channel", CMEventChannel)
+                channel = cm_call("create an rdma_cm event channel", CMEventChannel)
                 now = rdma_cm_fds()
             fd = channel_fd(channel, now - before, now)
             if fd is not None:
@@ -101,7 +102,7 @@ class EventChannel:
         """The next event (caller acks it with ``.close()``), or ``error`` after ``timeout_s``."""
         if not self.ready(timeout_s):
             raise error(f"timed out after {timeout_s:g} s waiting for {waiting_for}")
-        return _cm(f"read an rdma_cm event while waiting for {waiting_for}", CMEvent, self.channel)
+        return cm_call(f"read an rdma_cm event while waiting for {waiting_for}", CMEvent, self.channel)
 
     def close(self) -> None:
         self.channel.close()

@@ -198,6 +198,16 @@ class Device(_Resource):
         return c.mtu_bytes(self.port_attr.active_mtu)
 
     @property
+    def reads_answered(self) -> int:
+        """RDMA READs one QP answers at once (responder resources): the device's, at most 255."""
+        return min(self.device_attr.max_qp_rd_atom, MAX_RD_ATOMIC)
+
+    @property
+    def reads_issued(self) -> int:
+        """RDMA READs one QP keeps in flight (initiator depth): the device's, at most 255."""
+        return min(self.device_attr.max_qp_init_rd_atom, MAX_RD_ATOMIC)
+
+    @property
     def max_msg_sz(self) -> int:
         return int(self.port_attr.max_msg_sz)
 
@@ -367,7 +377,7 @@ class RCQueuePair(_Resource):
         attr.path_mtu = self.path_mtu
         attr.dest_qp_num = remote.qpn
         attr.rq_psn = remote.psn  # the first PSN the peer will send
-        attr.max_dest_rd_atomic = min(self.device.device_attr.max_qp_rd_atom, MAX_RD_ATOMIC)
+        attr.max_dest_rd_atomic = self.device.reads_answered
         attr.min_rnr_timer = MIN_RNR_TIMER
         if self.device.is_roce:
             # RoCE needs a GRH: which of our GIDs to send from, which GID to send to
@@ -386,7 +396,7 @@ class RCQueuePair(_Resource):
         attr.timeout = TIMEOUT
         attr.retry_cnt = RETRY_CNT
         attr.rnr_retry = RNR_RETRY
-        attr.max_rd_atomic = min(self.device.device_attr.max_qp_init_rd_atom, MAX_RD_ATOMIC)
+        attr.max_rd_atomic = self.device.reads_issued
         if remote is not None and remote.rd_atomic:  # no more READs in flight than the peer answers
             attr.max_rd_atomic = min(attr.max_rd_atomic, remote.rd_atomic)
         mask = c.QP_STATE | c.QP_SQ_PSN | c.QP_TIMEOUT | c.QP_RETRY_CNT | c.QP_RNR_RETRY | c.QP_MAX_QP_RD_ATOMIC
@@ -453,7 +463,7 @@ class RCEndpoint(_Resource):
         return PeerInfo(qpn=self.qp.qpn, psn=self.qp.psn, gid=self.device.gid, lid=self.device.port_attr.lid,
                         addr=self.buffer.addr, rkey=self.buffer.rkey, size=self.buffer.size,
                         mtu=self.device.active_mtu,
-                        rd_atomic=min(self.device.device_attr.max_qp_rd_atom, MAX_RD_ATOMIC))
+                        rd_atomic=self.device.reads_answered)
 
     def connect(self, remote: PeerInfo) -> None:
         self.qp.connect(remote, self.buffer.access)

@@ -97,8 +97,8 @@ def _unpack(data: bytes, ep: Endpoint) -> dict:
 
 def _cm_param(ep: Endpoint, qi: int) -> ConnParam:
     data = _pack(ep, qi)
-    kw = dict(resources=ep._rd_cap("max_qp_rd_atom"), depth=ep._rd_cap("max_qp_init_rd_atom"), retry=7,
-              rnr_retry=7, qp_num=ep._q[qi].qp.qpn)
+    kw = dict(resources=ep._dev.reads_answered or 1, depth=ep._dev.reads_issued or 1, retry=7, rnr_retry=7,
+              qp_num=ep._q[qi].qp.qpn)
     try:
         param = ConnParam(data_len=len(data), **kw)  # rdma-core 44
     except TypeError:

@@ -200,11 +200,7 @@ class Endpoint:
         gid = self._dev.gid.replace(":", "")
         return [{"qpn": p.qp.qpn, "psn": p.psn, "gid": gid, "lid": int(self._dev.port_attr.lid),
                  "addr": self._slot(i, 0), "rkey": self._buf.rkey, "size": self.size, "slots": self.slots,
-                 "mtu": self.mtu, "rd_atomic": self._rd_cap("max_qp_rd_atom")} for i, p in enumerate(self._q)]
-
-    def _rd_cap(self, attr: str) -> int:
-        """The device's READ limit `attr` (responder: max_qp_rd_atom; requester: max_qp_init_rd_atom), at most 255."""
-        return min(getattr(self._dev.device_attr, attr), res.MAX_RD_ATOMIC) or 1
+                 "mtu": self.mtu, "rd_atomic": self._dev.reads_answered or 1} for i, p in enumerate(self._q)]
 
     @property
     def outstanding_reads(self) -> int:
@@ -212,7 +208,7 @@ class Endpoint:
         if self.connected and not self.closed:
             attr, _ = self._q[0].qp.qp.query(c.QP_MAX_QP_RD_ATOMIC)
             return attr.max_rd_atomic
-        return self._rd_cap("max_qp_init_rd_atom") if self._dev and not self.closed else 0
+        return (self._dev.reads_issued or 1) if self._dev and not self.closed else 0
 
     def connect(self, remote: list[dict]) -> None:
         self._usable(False)
