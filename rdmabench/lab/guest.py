@@ -1,6 +1,6 @@
 """Runs inside a lab guest: bring up soft-RoCE, publish what was made, run the command.
 
-Invoked by the host as `python -m rdmabench.lab.guest <encoded GuestSpec>`.
+Invoked by the host as `python -m rdmabench.lab.guest <GuestSpec file>`.
 It prints READY_MARKER once the rxe device has its IPv4-mapped GID; the host
 uses that line to tell a guest that came up from one that did not.
 """
@@ -73,7 +73,7 @@ def bring_up(spec: GuestSpec) -> dict[str, str]:
 
 
 def main(argv: list[str]) -> int:
-    spec = GuestSpec.decode(argv[0])
+    spec = GuestSpec.read(argv[0])
     lab_env = bring_up(spec)
     ENV_FILE.write_text("".join(f"{k}={v}\n" for k, v in lab_env.items()))
     print(READY_MARKER + " " + " ".join(f"{k.removeprefix('RDMABENCH_').lower()}={v}" for k, v in lab_env.items()), flush=True)

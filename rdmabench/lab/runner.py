@@ -9,6 +9,7 @@ finish after it, then is stopped (a server is expected to run forever).
 from __future__ import annotations
 
 import collections
+import shutil
 import os
 import signal
 import subprocess
@@ -19,6 +20,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import auth
 from ..errors import LabError
 from . import vm
 from .guest import READY_MARKER
@@ -127,7 +129,10 @@ class Lab:
         self.env = dict(os.environ, PATH=venv_bin + os.pathsep + os.environ.get("PATH", ""))
         self.guest_env = {"CI": os.environ["CI"]} if "CI" in os.environ else {}
         self.guest_env["RDMABENCH_LAB_ACCEL"] = "kvm" if self.kvm else "tcg"  # results say where they ran
+        # every listener in the guests asks for the shared secret: the host's, else one made for this run
+        self.guest_env[auth.ENV_SECRET] = os.environ.get(auth.ENV_SECRET) or auth.new_secret()
         self.guest_env.update(options.env)
+        self.spec_dir = vm.spec_dir()
 
     def _spec(self, role: str, command: str, ip: str, peer_ip=None, mac=None) -> vm.GuestSpec:
         return vm.GuestSpec(
@@ -136,8 +141,9 @@ class Lab:
         )
 
     def _boot(self, name: str, spec: vm.GuestSpec, qemu_opts: str | None, prefix: str) -> Guest:
+        spec_file = spec.write(self.spec_dir / f"{name}.json")
         argv = vm.vng_command(
-            spec, kernel=self.kernel, python=sys.executable, cpus=self.o.cpus, memory=self.o.memory,
+            spec, spec_file, kernel=self.kernel, python=sys.executable, cpus=self.o.cpus, memory=self.o.memory,
             kvm=self.kvm, name=name, qemu_opts=qemu_opts,
         )
         guest = Guest(name, argv, prefix, self.env)
@@ -190,6 +196,7 @@ class Lab:
     def close(self) -> None:
         for guest in reversed(self.guests):
             guest.stop()
+        shutil.rmtree(self.spec_dir, ignore_errors=True)
 
 
 def unix_listening(path: str) -> bool:

@@ -7,12 +7,13 @@ host that cannot boot anything.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import re
+import shlex
 import shutil
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,12 +46,19 @@ class GuestSpec:
     results: str | None = None
     env: dict[str, str] = field(default_factory=dict)
 
-    def encode(self) -> str:
-        return base64.b64encode(json.dumps(self.__dict__).encode()).decode()
+    def write(self, path: Path) -> Path:
+        """Into a file only its owner reads (it carries the lab's shared secret), for the guest to load.
+
+        A file, not the kernel command line: that line holds 2048 bytes (a long command never
+        booted) and `ps` on the host shows it."""
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(self.__dict__, f)
+        return Path(path)
 
     @classmethod
-    def decode(cls, blob: str) -> "GuestSpec":
-        return cls(**json.loads(base64.b64decode(blob)))
+    def read(cls, path: str | Path) -> "GuestSpec":
+        return cls(**json.loads(Path(path).read_text()))
 
 
 def _version_key(path: Path) -> list:
@@ -96,13 +104,23 @@ def check_host() -> None:
         raise LabError("the lab cannot boot; missing: " + "; ".join(missing) + f".\nTo fix it, {INSTALL_HINT}.")
 
 
-def guest_exec(spec: GuestSpec, python: str) -> str:
-    """The shell line vng runs as the guest's command: our guest-side setup, then the user's command."""
-    return f"exec {python} -m rdmabench.lab.guest {spec.encode()}"
+def guest_exec(spec_file: Path, python: str) -> str:
+    """The shell line vng runs as the guest's command: our guest-side setup (reading the spec file), then
+    the user's command."""
+    return f"exec {shlex.quote(python)} -m rdmabench.lab.guest {shlex.quote(str(spec_file))}"
+
+
+def spec_dir() -> Path:
+    """A private folder for the guests' spec files, on the host's root filesystem (the guests see it
+    read-only; their /tmp, /var/tmp and /run are their own)."""
+    base = Path.home() / ".cache" / "rdmabench"
+    base.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix="lab-", dir=base))
 
 
 def vng_command(
     spec: GuestSpec,
+    spec_file: Path,
     *,
     kernel: Path,
     python: str,
@@ -119,7 +137,7 @@ def vng_command(
         cmd += ["--rwdir", spec.results]
     if qemu_opts:
         cmd.append(f"--qemu-opts={qemu_opts}")
-    cmd += ["--exec", guest_exec(spec, python)]
+    cmd += ["--exec", guest_exec(spec_file, python)]
     return cmd
 
 

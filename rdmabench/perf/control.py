@@ -6,6 +6,8 @@ Every receive has a deadline, so a peer that dies or stalls is an error within
 a bound, never a hang. Message types, in order:
 
     client -> server                     server -> client
+                                         auth_challenge {nonce}     (rdmabench.auth: before anything else)
+    auth {nonce, proof}                  auth_ok {proof} | error {message}, then it closes
     hello {tool}                         hello {context}
     setup {test, size, qps, ...}         ready {info} | error {message}
     connect {info}                       connected
@@ -21,11 +23,13 @@ import json
 import socket
 import time
 
+from .. import auth
 from ..errors import RdmabenchError
 
 VERSION = 1
 DEFAULT_PORT = 18515  # perftest's port: a firewall opened for perftest works for us
-MAX_LINE = 64 << 20  # raw samples travel here; bounded by the options, never by the run's length
+MAX_LINE = 64 << 20  # raw samples travel here (server -> client); bounded by the options, never by the run's length
+MAX_REQUEST = 1 << 20  # what a server reads from a client: setups, transfer requests, never data
 
 
 class ControlError(RdmabenchError):
@@ -33,14 +37,17 @@ class ControlError(RdmabenchError):
 
 
 class Channel:
-    def __init__(self, sock: socket.socket, peer: str):
+    def __init__(self, sock: socket.socket, peer: str, max_line: int = MAX_LINE):
         self.sock = sock
         self.peer = peer
+        self.max_line = max_line
         self._file = sock.makefile("rb")
 
     @classmethod
-    def connect(cls, host: str, port: int, timeout: float, wait: float = 0.0) -> "Channel":
-        """Connect, retrying for `wait` seconds while nothing listens yet (a peer that is still starting)."""
+    def connect(cls, host: str, port: int, timeout: float, wait: float = 0.0, secret: bytes | None = None) -> "Channel":
+        """Connect and prove we hold the shared secret, retrying for `wait` seconds while nothing listens yet
+        (a peer that is still starting)."""
+        secret = secret if secret is not None else auth.load_secret()  # no secret: say so before any network
         deadline = time.monotonic() + wait
         while True:
             try:
@@ -53,7 +60,28 @@ class Channel:
                 raise ControlError(f"cannot reach rdmabench serve at {host}:{port}: "
                                    f"{err.strerror or err} (is `rdmabench serve` running there?)") from None
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return cls(sock, f"{host}:{port}")
+        chan = cls(sock, f"{host}:{port}")
+        try:
+            auth.client_handshake(chan._send_dict, lambda: chan.recv(auth.WAIT_S + 5), secret, chan.peer)
+        except BaseException:
+            chan.close()
+            raise
+        return chan
+
+    @classmethod
+    def accept(cls, sock: socket.socket, peer: str, secret: bytes) -> "Channel":
+        """The server's side of a new connection: its proof is checked before anything it says is read as
+        a request. AuthError (the peer told why, the socket closed) if it has no proof."""
+        chan = cls(sock, peer, max_line=MAX_REQUEST)
+        try:
+            auth.serve_handshake(chan._send_dict, lambda: chan.recv(auth.WAIT_S), secret, peer)
+        except BaseException:
+            chan.close()
+            raise
+        return chan
+
+    def _send_dict(self, msg: dict) -> None:
+        self.send(msg["type"], **{k: v for k, v in msg.items() if k != "type"})
 
     def send(self, kind: str, **fields) -> None:
         data = json.dumps({"v": VERSION, "type": kind, **fields}, allow_nan=False).encode() + b"\n"
@@ -65,7 +93,7 @@ class Channel:
     def recv(self, timeout: float, expect: str | tuple[str, ...] | None = None) -> dict:
         self.sock.settimeout(timeout)
         try:
-            line = self._file.readline(MAX_LINE + 1)
+            line = self._file.readline(self.max_line + 1)
         except socket.timeout:
             raise ControlError(f"no answer from {self.peer} within {timeout:g} s"
                                + (f" (waiting for {expect!r})" if expect else "")) from None
@@ -74,11 +102,11 @@ class Channel:
         if not line:
             raise ControlError(f"{self.peer} closed the control connection"
                                + (f" (waiting for {expect!r})" if expect else ""))
-        if len(line) > MAX_LINE:
-            raise ControlError(f"{self.peer} sent a message over {MAX_LINE} bytes")
+        if len(line) > self.max_line:
+            raise ControlError(f"{self.peer} sent a message over {self.max_line} bytes")
         try:
             msg = json.loads(line)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
             raise ControlError(f"{self.peer} sent something that is not an rdmabench control message") from None
         if not isinstance(msg, dict) or msg.get("v") != VERSION:
             raise ControlError(f"{self.peer} speaks control protocol version {msg.get('v') if isinstance(msg, dict) else '?'}"

@@ -1,26 +1,42 @@
-"""`rdmabench serve`: the far end of every verbs test.
+"""`rdmabench serve`: the far end of every verbs test, cross-check and sector transfer.
 
-Takes clients one after another on the address it was told to listen on. A
-client that dies mid-test costs the server that test only: the endpoint is
-closed and the next client is accepted.
+Serves clients one after another on the address it was told to listen on. Each new connection
+must prove it holds the shared secret (rdmabench.auth) within a few seconds; that check runs in a
+thread of its own, so a peer that connects and never speaks delays nobody. A client that dies
+mid-test costs the server that test only; a malformed message (missing or wrong-typed field,
+unknown type, broken JSON, an over-long line) is answered with an error and that connection is
+closed. Either way the next client is served.
 """
 
 from __future__ import annotations
 
+import queue
 import socket
 import sys
+import threading
 from pathlib import Path
 from array import array
 
-from .. import devices
+from .. import auth, devices
 from ..cpu import CpuMeter
 from ..errors import RdmabenchError
 from ..results import context
+from ..wirecheck import BadMessage, Bool, Int, Num, Opt, Str, fields
 from . import engine, perftest, tests
 from ..transfer.agent import Agent
-from .control import Channel
+from .control import Channel, ControlError
 
 SETUP_WAIT_S = 120.0  # between tests a client may be computing and printing
+MAX_PENDING = 32  # connections proving themselves at once; more are turned away
+SETUP = {
+    "v": Int(), "type": Str(), "test": Str(max_len=64), "size": Int(1, 1 << 40), "qps": Int(1, 1 << 16),
+    "depth": Int(1, 1 << 20), "cq_mod": Int(1, 1 << 20), "mtu": Opt(Int(0, 1 << 16)), "iters": Int(0, 1 << 40),
+    "duration": Opt(Num(0, 1e7)), "warmup": Int(0, 1 << 40), "bidir": Bool(), "validate": Bool(),
+    "engine": Str(max_len=32), "connect": Str(choices=("oob", "cm")), "inline_size": Opt(Int(0, 1 << 20)),
+    "slots": Opt(Int(0, 1 << 20)), "max_samples": Int(0, 1 << 32), "timeout_ms": Int(1, 1 << 31),
+    "cm_port": Int(1, 65535), "cm_bind": Str(max_len=255),
+}
+PERFTEST = {"v": Int(), "type": Str(), "test": Str(max_len=64), "size": Int(1, 1 << 40), "iters": Int(1, 1 << 40)}
 
 
 def jsonable(raw: dict) -> dict:
@@ -30,8 +46,8 @@ def jsonable(raw: dict) -> dict:
 
 def endpoint_spec(setup: dict) -> dict:
     return {
-        "qps": setup["qps"], "size": setup["size"], "depth": setup["depth"], "slots": setup.get("slots", 0),
-        "mtu": setup.get("mtu") or 0, "cq_mod": setup["cq_mod"], "inline_size": setup.get("inline_size", 0),
+        "qps": setup["qps"], "size": setup["size"], "depth": setup["depth"], "slots": setup.get("slots") or 0,
+        "mtu": setup.get("mtu") or 0, "cq_mod": setup["cq_mod"], "inline_size": setup.get("inline_size") or 0,
     }
 
 
@@ -53,6 +69,7 @@ class Server:
             self.gid_index = gid_index if gid_index is not None else self.dev.ports[0].recommended_gid_index
         self.context = context.collect(self.dev.name if self.dev else None, self.gid_index)
         self.log = log or (lambda msg: print(f"rdmabench serve: {msg}", file=sys.stderr, flush=True))
+        self.secret = auth.load_secret()  # no secret, no server: said before anything listens
         try:
             self.listener = socket.create_server((bind, port), reuse_port=False)
         except OSError as err:
@@ -61,20 +78,60 @@ class Server:
         self.agent = Agent(Path(root), bind, self.dev.name if self.dev else None, self.gid_index)  # sector transfers (run --config)
 
     def serve(self, max_clients: int | None = None) -> None:
+        """Serve authenticated clients one at a time (``max_clients`` of them, or forever)."""
+        ready: queue.Queue = queue.Queue()
+        stop = threading.Event()
+        threading.Thread(target=self._accept, args=(ready, stop), name="serve-accept", daemon=True).start()
         served = 0
-        while max_clients is None or served < max_clients:
-            sock, addr = self.listener.accept()
-            served += 1
-            chan = Channel(sock, f"{addr[0]}:{addr[1]}")
-            self.log(f"client {chan.peer} connected")
+        try:
+            while max_clients is None or served < max_clients:
+                chan = ready.get()
+                served += 1
+                self._serve_one(chan)
+        finally:
+            stop.set()
+
+    def _accept(self, ready: queue.Queue, stop: threading.Event) -> None:
+        pending = threading.BoundedSemaphore(MAX_PENDING)
+        self.listener.settimeout(0.5)
+        while not stop.is_set():
             try:
-                self.handle(chan)
-                self.log(f"client {chan.peer} done")
-            except (RdmabenchError, OSError, ValueError) as err:
-                self.log(f"client {chan.peer} dropped: {err}")
-            finally:
-                self.agent.close()  # a passive end a vanished client left running
-                chan.close()
+                sock, addr = self.listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return  # the listener was closed
+            if stop.is_set() or not pending.acquire(blocking=False):
+                sock.close()
+                continue
+            threading.Thread(target=self._authenticate, args=(sock, f"{addr[0]}:{addr[1]}", ready, pending),
+                             daemon=True).start()
+
+    def _authenticate(self, sock, peer: str, ready: queue.Queue, pending: threading.BoundedSemaphore) -> None:
+        try:
+            sock.setblocking(True)
+            ready.put(Channel.accept(sock, peer, self.secret))
+        except (RdmabenchError, OSError, ValueError) as err:
+            self.log(f"refused {peer}: {err}")
+        finally:
+            pending.release()
+
+    def _serve_one(self, chan: Channel) -> None:
+        self.log(f"client {chan.peer} connected")
+        try:
+            self.handle(chan)
+            self.log(f"client {chan.peer} done")
+        except Exception as err:  # one client, whatever it sent, never stops the server
+            reason = str(err) if isinstance(err, RdmabenchError) else f"internal error: {type(err).__name__}: {err}"
+            self.log(f"client {chan.peer} dropped: {reason}")
+            if not isinstance(err, (ControlError, OSError)) or _worth_answering(err):
+                try:
+                    chan.send("error", message=f"rdmabench serve: {reason}; closing this connection")
+                except (RdmabenchError, OSError):
+                    pass
+        finally:
+            self.agent.close()  # a passive end a vanished client left running
+            chan.close()
 
     def close(self) -> None:
         self.listener.close()
@@ -90,8 +147,9 @@ class Server:
                 self.agent.handle(chan, msg)
                 continue
             if msg["type"] == "perftest":
-                self._perftest(chan, msg)
+                self._perftest(chan, fields(msg, PERFTEST, "perftest"))
                 continue
+            msg = fields(msg, SETUP, "setup")
             try:
                 ep = self._open(chan, msg)
             except (RdmabenchError, ValueError) as err:
@@ -108,7 +166,7 @@ class Server:
             self._need_device()
             args = perftest.argv(msg["test"], self.dev.name, self.gid_index, int(msg["size"]), int(msg["iters"]))
             proc = perftest.start_server(args)
-        except (RdmabenchError, ValueError, KeyError) as err:
+        except (RdmabenchError, ValueError) as err:
             chan.send("error", message=str(err))
             return
         try:
@@ -166,6 +224,12 @@ class Server:
         chan.send("result", raw=jsonable(raw), cpu=cpu)
         chan.recv(60, "teardown")
         chan.send("closed")
+
+
+def _worth_answering(err: Exception) -> bool:
+    """A control error the client caused by what it sent (not a timeout or a hang-up): tell it why."""
+    text = str(err)
+    return not any(w in text for w in ("closed the control connection", "no answer from", "connection to"))
 
 
 def _only_device() -> devices.Device | None:

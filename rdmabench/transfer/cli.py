@@ -68,7 +68,7 @@ def run_scenario(path: Path, device: str | None, gid_index: int | None, peer: tu
     finally:
         if chan:
             chan.close()
-    out = result.save(output or result.default_path(Path("results")))
+    out = result.publish(output)
     click.echo(runner.render(result.rows))
     click.echo(f"\nenvironment: {result.context['environment']}")
     click.echo(f"result file: {out}")

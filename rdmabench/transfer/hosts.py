@@ -4,6 +4,10 @@ Items travel between hosts as descriptions ({kind, lotus_type, sector_id, size, 
 sector_size}): each host resolves them against its own roots (files come from
 <storage_root>/<type>/<id>, land in <work_root>/<type>/<id>), and a blob (the C1 output)
 is regenerated deterministically by whichever host sends it.
+
+A description may come from the far host, so it is checked field by field (``ITEM``) and its
+paths confined under this host's roots (``confine``). ``cleanup`` deletes only what ``expect``
+saw absent before the transfer: a host never removes anything that was there before this run.
 """
 
 from __future__ import annotations
@@ -12,10 +16,26 @@ import shutil
 from dataclasses import asdict
 from pathlib import Path
 
-from .. import transports
+from .. import confine, transports
 from ..cpu import CpuMeter
-from ..transports.base import Context, Item
+from ..errors import RdmabenchError
+from ..transports.base import KINDS, Context, Item
+from ..wirecheck import Bool, Int, Opt, Str
 from ..workloads import c1, sector
+
+# One item as it travels: what LocalHost.item() accepts.
+ITEM = {"kind": Str(choices=KINDS), "lotus_type": Str(choices=confine.LOTUS_TYPES), "sector_id": Str(max_len=64),
+        "size": Int(0, 1 << 50), "digest": Opt(Str(max_len=128)), "sector_size": Opt(Int(1, 1 << 40)),
+        "files": Opt(Int(0, 1 << 20))}
+# The tuning knobs a host takes from the far one; everything else (its device, roots, exports) is its own.
+WIRE_OPTIONS = {"chunk": Opt(Int(4096, 64 << 20)), "inflight": Opt(Int(1, 1024)),
+                "timeout_ms": Opt(Int(100, 24 * 3600 * 1000)), "cold": Opt(Bool()), "bufsize": Opt(Int(4096, 64 << 20)),
+                "abort_after": Opt(Int(-1, 1 << 40)), "passive_abort_after": Opt(Int(-1, 1 << 40))}
+
+
+def wire_options(options: dict | None) -> dict:
+    """The part of ``options`` that may be sent to the far host (see WIRE_OPTIONS)."""
+    return {k: v for k, v in (options or {}).items() if k in WIRE_OPTIONS and v is not None}
 
 
 def describe(item: Item) -> dict:
@@ -35,6 +55,7 @@ class LocalHost:
         self.options = dict(options or {})
         self._passive = None
         self._meter = None
+        self._ours: set[Path] = set()  # destinations absent when expect() was told of them: ours to remove
 
     # -- the workload
     def generate(self, sector_size: int, stage: str | None, scale: str, miner: int, number: int) -> list[dict]:
@@ -46,12 +67,17 @@ class LocalHost:
 
     def item(self, d: dict) -> Item:
         if d["kind"] == "blob":
-            miner, number = d["sector_id"][len("s-t0"):].split("-")
-            return c1.item(d["sector_size"], int(miner), int(number))
-        rel = Path(d["lotus_type"]) / d["sector_id"]
+            miner, number = confine.sector_numbers(d["sector_id"])
+            if d.get("sector_size") not in sector.GEOMETRY:
+                raise confine.PathRefused(f"sector_size: {d.get('sector_size')!r} is not a size Lotus seals")
+            return c1.item(d["sector_size"], miner, number)
         return Item(kind=d["kind"], lotus_type=d["lotus_type"], sector_id=d["sector_id"],
-                    source=self.storage_root / rel, destination=self.work_root / rel, size=d["size"],
-                    digest=d["digest"], sector_size=d.get("sector_size"))
+                    source=confine.item_path(self.storage_root, d["lotus_type"], d["sector_id"]),
+                    destination=self._destination(d), size=d["size"],
+                    digest=d.get("digest"), sector_size=d.get("sector_size"))
+
+    def _destination(self, d: dict) -> Path:
+        return confine.item_path(self.work_root, d["lotus_type"], d["sector_id"])
 
     def context(self, peer_info: dict | None = None, options: dict | None = None) -> Context:
         return Context(storage_root=self.storage_root, work_root=self.work_root, token=self.token, bind=self.bind,
@@ -84,16 +110,27 @@ class LocalHost:
         meter, self._meter = self._meter, None
         return meter.stop(nbytes or None)
 
-    def cleanup(self, descs: list[dict]) -> None:
-        """Remove what a transfer delivered here, so the next repetition moves it again."""
+    def expect(self, descs: list[dict]) -> None:
+        """Before a transfer lands here: note which destinations do not exist yet (only those may be cleaned)."""
         for d in descs:
-            if d["kind"] == "blob":
-                continue
-            path = self.work_root / d["lotus_type"] / d["sector_id"]
-            if path.is_dir():
+            if d["kind"] != "blob":
+                path = self._destination(d)
+                if not path.exists() and not path.is_symlink():
+                    self._ours.add(path)
+
+    def cleanup(self, descs: list[dict]) -> None:
+        """Remove what a transfer delivered here, so the next repetition moves it again. Only
+        destinations that expect() saw absent are removed; anything else is refused, untouched."""
+        paths = [self._destination(d) for d in descs if d["kind"] != "blob"]
+        foreign = [p for p in paths if p not in self._ours and (p.exists() or p.is_symlink())]
+        if foreign:
+            raise RdmabenchError(f"cleanup: {foreign[0]} was not created by this run; it is left as it is")
+        for path in paths:
+            if path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path)
-            elif path.exists():
+            elif path.exists() or path.is_symlink():
                 path.unlink()
+            self._ours.discard(path)
 
     def close(self) -> None:
         if self._passive:
@@ -121,19 +158,23 @@ class RemoteHost:
                           number=number)
 
     def start_passive(self, transport, kind, options=None):
-        return self._call("start_passive", transport=transport, kind=kind, options=options)
+        return self._call("start_passive", transport=transport, kind=kind, options=wire_options(options))
 
     def stop_passive(self):
         return self._call("stop_passive")
 
     def move(self, transport, descs, peer_info, options=None):
-        return self._call("move", 3600, transport=transport, descs=descs, peer_info=peer_info, options=options)
+        return self._call("move", 3600, transport=transport, descs=descs, peer_info=peer_info,
+                          options=wire_options(options))
 
     def meter_start(self):
         return self._call("meter_start")
 
     def meter_stop(self, nbytes):
         return self._call("meter_stop", nbytes=nbytes)
+
+    def expect(self, descs):
+        return self._call("expect", descs=descs)
 
     def cleanup(self, descs):
         return self._call("cleanup", descs=descs)

@@ -22,7 +22,6 @@ from .hosts import LocalHost, RemoteHost
 
 MIB = 1 << 20
 SOURCE_IS_STORAGE = {"pc1-pc2": True, "finalize": False, "c1-c2": False}
-WORKER_ONLY = ("nfs-rdma", "nfs-tcp")  # the NFS client runs on the worker; the kernel server is the other end
 
 
 class TransferFailed(RdmabenchError):
@@ -59,7 +58,7 @@ def run(scenario: Scenario, worker: LocalHost, storage: LocalHost | RemoteHost, 
 def _transfer(handoff, shape, transport, rep, descs, source, dest, worker, storage, options) -> dict:
     cls = transports.get(transport)
     kind = descs[0]["kind"]
-    if transport in WORKER_ONLY:
+    if cls.capabilities.client_only:  # e.g. NFS: the client runs on the worker, a kernel server is the other end
         active, passive = worker, None
         pull = source is storage
         options = {**options, "direction": "pull" if pull else "push"}
@@ -69,6 +68,7 @@ def _transfer(handoff, shape, transport, rep, descs, source, dest, worker, stora
         side = cls.active_side(kind)
         active = dest if side == "dest" else source
         passive = source if active is dest else dest
+    dest.expect(descs)  # what does not exist there yet is this run's to clean up afterwards
     info = passive.start_passive(transport, kind, options) if passive else None
     try:
         for host in (worker, storage):

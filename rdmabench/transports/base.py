@@ -28,10 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from ..confine import LOTUS_TYPES
 from ..errors import RdmabenchError
 
 KINDS = ("file", "dir", "blob")
-LOTUS_TYPES = ("unsealed", "sealed", "cache", "update", "update-cache", "piece", "c1")
 
 # Every transport name a scenario may use, and the module that implements it.
 _MODULES = {
@@ -54,6 +54,7 @@ class Capabilities:
     kinds: frozenset[str] = frozenset({"file", "dir"})
     push: bool = False  # the source side initiates (RDMA WRITE)
     pull: bool = True   # the destination side initiates (Lotus's GET, RDMA READ)
+    client_only: bool = False  # both directions run on the worker; the other end is a kernel server (NFS)
 
     def supports(self, item: "Item") -> bool:
         return item.kind in self.kinds

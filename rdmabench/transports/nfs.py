@@ -98,7 +98,7 @@ def _under(path: Path | None, root: Path) -> bool:
 
 class _NfsTransport(Transport):
     proto = ""
-    capabilities = Capabilities(kinds=frozenset({"file", "dir"}), push=True, pull=True)
+    capabilities = Capabilities(kinds=frozenset({"file", "dir"}), push=True, pull=True, client_only=True)
 
     def __init__(self):
         self.mountpoint: Path | None = None

@@ -25,301 +25,28 @@ A failure mid-transfer (either end) sends ABORT on the QP, the other end's loop 
 temporary is removed, the session is closed (the next ``move`` opens a new one); sources are only
 ever read.
 
-Two hosts: ``python -m rdmabench.transports.rdma serve --bind IP --root DIR --mode write|read
---port N`` runs a passive end until killed; in read mode it also answers a "generate" request
-(a sector shape written with workloads.sector.generate into its root), so a pull needs nothing
-prepared on that host. Options (``ctx.options``): device, gid_index (default: the only device and
+The passive end lives in rdma_server.py (``python -m rdmabench.transports.rdma serve --bind IP
+--root DIR --mode write|read --port N`` runs one until killed; in read mode it also answers a
+"generate" request, so a pull needs nothing prepared on that host); what both ends share is in
+rdma_common.py. Every control connection starts with the shared-secret handshake (rdmabench.auth).
+Options (``ctx.options``): device, gid_index (default: the only device and
 its recommended GID), chunk, inflight, timeout_ms (no progress for that long fails; 30000).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import re
-import signal
 import socket
 import sys
-import threading
 import time
-from pathlib import Path
 
-import xxhash
-
-from .. import devices, integrity
-from ..engines import native as engine
+from .. import auth, confine, integrity
 from ..errors import RdmabenchError
-from .base import (LOTUS_TYPES, Capabilities, Context, Item, PassiveEnd, TransferRecord, Transport,
-                   TransportError, register)
+from .base import Capabilities, Context, Item, PassiveEnd, TransferRecord, Transport, TransportError, register
+from .rdma_common import (CHUNK, INFLIGHT, TIMEOUT_MS, Wire, blob_digest, default_device, fx, open_endpoint)
+from .rdma_server import RdmaServer, main, serve
 
 __all__ = ["RdmaWrite", "RdmaRead", "RdmaServer", "serve", "default_device"]
-
-CHUNK = 1 << 20
-INFLIGHT = 8
-TIMEOUT_MS = 30000
-_ID = re.compile(r"^s-t0\d+-\d+$")
-_MAX_REGISTERED = 1 << 30
-
-
-def default_device(options: dict) -> tuple[str, int]:
-    """(device, gid_index): the options', else the only RDMA device here and its recommended GID."""
-    device, gid = options.get("device"), options.get("gid_index")
-    if not device:
-        names = devices.device_names()
-        if len(names) != 1:
-            raise TransportError(f"rdma: say which RDMA device to use (options 'device'); found: "
-                                 f"{', '.join(names) or 'none'}")
-        device = names[0]
-    if gid is None:
-        dev = devices.require(device)
-        gid = next((p.recommended_gid_index for p in dev.ports if p.recommended_gid_index is not None), None)
-        if gid is None:
-            raise TransportError(f"rdma: {device} has no usable GID; give options 'gid_index'")
-    return device, int(gid)
-
-
-def _open_endpoint(options: dict, chunk: int, inflight: int) -> engine.Endpoint:
-    if chunk <= 0 or inflight <= 0 or chunk * inflight > _MAX_REGISTERED:
-        raise TransportError(f"rdma: chunk {chunk} x inflight {inflight} is not a usable ring")
-    device, gid = default_device(options)
-    try:
-        return engine.open_endpoint(device=device, gid_index=gid, qps=1, size=chunk, slots=inflight,
-                                    depth=2 * inflight + 8)
-    except RdmabenchError as exc:
-        raise TransportError(f"rdma: cannot open {device}: {exc}") from exc
-
-
-def _fx(name: str, ep, io, size: int, timeout_ms: int, abort_after: int = -1) -> dict:
-    from rdmabench import _native
-    return getattr(_native, name)(ep.raw, io, size, timeout_ms, abort_after)
-
-
-class _Wire:
-    """Newline-delimited JSON over a TCP socket."""
-
-    def __init__(self, sock: socket.socket):
-        self.sock = sock
-        self.f = sock.makefile("rwb")
-
-    def send(self, obj: dict) -> None:
-        self.f.write(json.dumps(obj).encode() + b"\n")
-        self.f.flush()
-
-    def recv(self) -> dict:
-        line = self.f.readline()
-        if not line:
-            raise TransportError("rdma: the peer closed the control connection")
-        return json.loads(line)
-
-    def close(self) -> None:
-        for c in (self.f, self.sock):
-            try:
-                c.close()
-            except OSError:
-                pass
-
-
-def _safe_name(name: str) -> str:
-    if not name or "/" in name or name in (".", "..") or name.startswith(".") or "\0" in name:
-        raise TransportError(f"rdma: refusing file name {name!r}")
-    return name
-
-
-def _item_path(root: Path, lotus_type: str, sector_id: str) -> Path:
-    if lotus_type not in LOTUS_TYPES or not _ID.match(sector_id):
-        raise TransportError(f"rdma: bad item {lotus_type}/{sector_id}")
-    return Path(root) / lotus_type / sector_id
-
-
-def _blob_digest(data) -> str:
-    return xxhash.xxh3_128(data).hexdigest()
-
-
-# ---- the passive end -----------------------------------------------------------------------------
-
-class RdmaServer:
-    """A passive end: mode "write" receives into ``root``, mode "read" serves from ``root``."""
-
-    def __init__(self, root: Path | str, bind: str, port: int, mode: str, options: dict | None = None):
-        if mode not in ("write", "read"):
-            raise TransportError(f"rdma: mode must be write or read, not {mode!r}")
-        self.root, self.mode, self.options = Path(root), mode, dict(options or {})
-        self.timeout_ms = int(self.options.get("timeout_ms", TIMEOUT_MS))
-        self.abort_after = int(self.options.get("passive_abort_after", -1))  # test hook
-        self.received: list[dict] = []
-        self.served: list[dict] = []
-        self.errors: list[str] = []
-        self.blobs: dict[str, bytes] = {}
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._sessions: list[threading.Thread] = []
-        self._sock = socket.create_server((bind, port))
-        self._sock.settimeout(0.2)
-        self.info = {"host": bind, "port": self._sock.getsockname()[1], "mode": mode}
-        self._thread = threading.Thread(target=self._accept, name="rdma-passive", daemon=True)
-        self._thread.start()
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            conn.setblocking(True)
-            t = threading.Thread(target=self._session, args=(conn,), daemon=True)
-            self._sessions.append(t)
-            t.start()
-
-    def _session(self, conn: socket.socket) -> None:
-        wire, ep = _Wire(conn), None
-        try:
-            hello = wire.recv()
-            if hello.get("mode") != self.mode:
-                wire.send({"ok": False, "error": f"this end serves rdma-{self.mode}, not {hello.get('mode')}"})
-                return
-            ep = _open_endpoint(self.options, int(hello["chunk"]), int(hello["inflight"]))
-            wire.send({"ok": True, "qp": ep.local_info()})
-            ep.connect(hello["qp"])
-            while True:
-                msg = wire.recv()
-                op = msg.get("op")
-                if op == "bye":
-                    return
-                if op == "put" and self.mode == "write":
-                    self._receive(wire, ep, msg)
-                elif op == "get" and self.mode == "read":
-                    self._serve(wire, ep, msg)
-                elif op == "generate" and self.mode == "read":
-                    self._generate(wire, msg)
-                else:
-                    wire.send({"ok": False, "error": f"unknown request {op!r} for rdma-{self.mode}"})
-        except Exception as exc:  # one session's failure never stops the server
-            if not isinstance(exc, TransportError) or "closed the control" not in str(exc):
-                with self._lock:
-                    self.errors.append(f"{type(exc).__name__}: {exc}")
-        finally:
-            if ep is not None:
-                ep.close()
-            wire.close()
-
-    def _receive(self, wire: _Wire, ep, msg: dict) -> None:
-        name = f"{msg['type']}/{msg['id']}"
-        size = int(msg["size"])
-        if msg["kind"] == "blob":
-            buf = bytearray(size)
-            wire.send({"ok": True})
-            self._fx_or_fail(wire, "fx_recv", ep, buf, size)
-            got = _blob_digest(buf)
-            verified = msg.get("digest") is not None and got == msg["digest"]
-            if verified:
-                self.blobs[name] = bytes(buf)
-            self._verdict(wire, name, size, verified, got)
-            return
-        try:
-            final = _item_path(self.root, msg["type"], msg["id"])
-            files = [(_safe_name(n), int(s)) for n, s, _ in msg["files"]]
-            integrity.check_free_space(final.parent, size)
-        except (RdmabenchError, OSError) as exc:
-            wire.send({"ok": False, "error": str(exc)})
-            return
-        got, verified = None, False
-        try:
-            with integrity.atomic_destination(final, expected=msg.get("digest")) as d:
-                if msg["kind"] == "dir":
-                    d.path.mkdir()
-                first = True
-                for fname, fsize in files:
-                    path = d.path / fname if msg["kind"] == "dir" else d.path
-                    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-                    try:
-                        if first:
-                            wire.send({"ok": True})
-                            first = False
-                        self._fx_or_fail(wire, "fx_recv", ep, fd, fsize)
-                    finally:
-                        os.close(fd)
-                if first:
-                    wire.send({"ok": True})  # an empty directory
-                d.digest = got = integrity.digest(d.path)
-            verified = d.verified
-        except integrity.IntegrityError:
-            verified = False
-        self._verdict(wire, name, size, verified, got)
-
-    def _verdict(self, wire: _Wire, name: str, size: int, verified: bool, got: str | None) -> None:
-        entry = {"item": name, "bytes": size, "verified": bool(verified), "digest": got}
-        with self._lock:
-            self.received.append(entry)
-        wire.send({"ok": True, **entry})
-
-    def _fx_or_fail(self, wire: _Wire, fn: str, ep, io, size: int) -> None:
-        """Run one chunk loop; on failure tell the active end why and end the session."""
-        try:
-            _fx(fn, ep, io, size, self.timeout_ms, self.abort_after)
-        except (OSError, RdmabenchError) as exc:
-            try:
-                wire.send({"ok": False, "fatal": True, "error": f"passive end: {exc}"})
-            except OSError:
-                pass
-            raise
-
-    def _serve(self, wire: _Wire, ep, msg: dict) -> None:
-        try:
-            path = _item_path(self.root, msg["type"], msg["id"])
-            if path.is_dir():
-                kind = "dir"
-                files = [(n, s, path / n) for n, s in integrity.dir_entries(path)]
-            elif path.is_file():
-                kind, files = "file", [(path.name, path.stat().st_size, path)]
-            else:
-                raise TransportError(f"rdma: {msg['type']}/{msg['id']} does not exist on the source")
-            listing = [[n, s, integrity.digest_file(p)] for n, s, p in files]
-            fds = [os.open(p, os.O_RDONLY) for _, _, p in files]
-        except (RdmabenchError, OSError) as exc:
-            wire.send({"ok": False, "error": str(exc)})
-            return
-        try:
-            wire.send({"ok": True, "kind": kind, "files": listing})
-            for fd, (_, size, _) in zip(fds, files):
-                self._fx_or_fail(wire, "fx_serve", ep, fd, size)
-        finally:
-            for fd in fds:
-                os.close(fd)
-        verdict = wire.recv()
-        with self._lock:
-            self.served.append({"item": f"{msg['type']}/{msg['id']}", "bytes": sum(s for _, s, _ in files),
-                                "verified": bool(verdict.get("verified")), "digest": verdict.get("digest")})
-
-    def _generate(self, wire: _Wire, msg: dict) -> None:
-        from ..workloads import sector
-        try:
-            gen = sector.generate(sector.shape(msg["sector_size"], msg["stage"], scale=msg.get("scale", 1),
-                                               miner=int(msg.get("miner", 1000)),
-                                               number=int(msg.get("number", 1))), self.root)
-        except (RdmabenchError, OSError, ValueError) as exc:
-            wire.send({"ok": False, "error": str(exc)})
-            return
-        wire.send({"ok": True, "sector_id": gen.shape.sector_id, "sealed_digest": gen.sealed_digest,
-                   "cache_digest": gen.cache_digest, "sealed_bytes": gen.shape.sealed_bytes,
-                   "cache_bytes": gen.shape.cache_bytes})
-
-    def stop(self) -> dict:
-        self._stop.set()
-        self._sock.close()
-        self._thread.join(5)
-        for t in self._sessions:
-            t.join(max(5.0, self.timeout_ms / 1000 + 2))
-        out = {"received": list(self.received)} if self.mode == "write" else {"served": list(self.served)}
-        if self.errors:
-            out["errors"] = list(self.errors)
-        return out
-
-
-def serve(root: Path | str, bind: str, port: int, mode: str, options: dict | None = None) -> RdmaServer:
-    return RdmaServer(root, bind, port, mode, options)
 
 
 # ---- the active end ------------------------------------------------------------------------------
@@ -331,7 +58,7 @@ class _RdmaTransport(Transport):
         self.ctx: Context | None = None
         self._server: RdmaServer | None = None
         self._peer: tuple[str, int] | None = None
-        self.wire: _Wire | None = None
+        self.wire: Wire | None = None
         self.ep = None
 
     @classmethod
@@ -342,6 +69,7 @@ class _RdmaTransport(Transport):
 
     def prepare(self, ctx: Context) -> None:
         self.ctx = ctx
+        self.secret = auth.load_secret()
         o = ctx.options
         self.chunk, self.inflight = int(o.get("chunk", CHUNK)), int(o.get("inflight", INFLIGHT))
         self.timeout_ms = int(o.get("timeout_ms", TIMEOUT_MS))
@@ -358,10 +86,12 @@ class _RdmaTransport(Transport):
 
     def _connect(self) -> None:
         sock = socket.create_connection(self._peer, timeout=self.timeout_ms / 1000)
-        sock.settimeout(None)
-        self.wire = _Wire(sock)
+        self.wire = Wire(sock, f"{self._peer[0]}:{self._peer[1]}")
         try:
-            self.ep = _open_endpoint(self.ctx.options, self.chunk, self.inflight)
+            sock.settimeout(auth.WAIT_S + 5)
+            self.wire.authenticate_client(self.secret)
+            sock.settimeout(None)
+            self.ep = open_endpoint(self.ctx.options, self.chunk, self.inflight)
             self.wire.send({"op": "hello", "mode": self.mode, "chunk": self.chunk, "inflight": self.inflight,
                             "qp": self.ep.local_info()})
             reply = self.wire.recv()
@@ -437,7 +167,7 @@ class RdmaWrite(_RdmaTransport):
             if item.data is None:
                 raise TransportError(f"rdma-write: blob {item.lotus_type}/{item.sector_id} has no data")
             files = [[item.sector_id, len(item.data), None]]
-            expected = item.digest or _blob_digest(item.data)
+            expected = item.digest or blob_digest(item.data)
         elif item.kind == "dir":
             files = [[n, s, None] for n, s in integrity.dir_entries(item.source)]
             expected = item.digest or integrity.digest_dir(item.source)
@@ -460,7 +190,7 @@ class RdmaWrite(_RdmaTransport):
             for i, (_, size, _) in enumerate(files):
                 try:
                     src = item.data if item.kind == "blob" else fds[i]
-                    io_ns += _fx("fx_push", ep, src, size, self.timeout_ms, self.abort_after)["io_ns"]
+                    io_ns += fx("fx_push", ep, src, size, self.timeout_ms, self.abort_after)["io_ns"]
                 except (OSError, RdmabenchError) as exc:
                     raise self._failed(item, exc) from exc
             verdict = wire.recv()
@@ -505,7 +235,7 @@ class RdmaRead(_RdmaTransport):
         if not listing.get("ok"):
             raise TransportError(f"rdma-read: the source refused {item.lotus_type}/{item.sector_id}: "
                                  f"{listing.get('error')}")
-        files = [(_safe_name(n), int(s), d) for n, s, d in listing["files"]]
+        files = [(confine.file_name(n, "files"), int(s), d) for n, s, d in listing["files"]]
         if listing["kind"] != item.kind:
             self._drop()
             raise TransportError(f"rdma-read: {item.lotus_type}/{item.sector_id} is a {listing['kind']} "
@@ -522,7 +252,7 @@ class RdmaRead(_RdmaTransport):
                     path = d.path / fname if item.kind == "dir" else d.path
                     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
                     try:
-                        io_ns += _fx("fx_pull", ep, fd, fsize, self.timeout_ms, self.abort_after)["io_ns"]
+                        io_ns += fx("fx_pull", ep, fd, fsize, self.timeout_ms, self.abort_after)["io_ns"]
                     except (OSError, RdmabenchError) as exc:
                         raise self._failed(item, exc) from exc
                     finally:
@@ -537,36 +267,6 @@ class RdmaRead(_RdmaTransport):
         return self._record(item, seconds, verified, got, dest_io_s=io_ns / 1e9)
 
 
-# ---- the serve command ---------------------------------------------------------------------------
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m rdmabench.transports.rdma")
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    s = sub.add_parser("serve", help="run a passive end until killed")
-    s.add_argument("--bind", required=True)
-    s.add_argument("--port", type=int, default=7600)
-    s.add_argument("--root", required=True, type=Path)
-    s.add_argument("--mode", required=True, choices=("write", "read"))
-    s.add_argument("--device")
-    s.add_argument("--gid-index", type=int)
-    s.add_argument("--timeout-ms", type=int, default=TIMEOUT_MS)
-    args = ap.parse_args(argv)
-    options = {"timeout_ms": args.timeout_ms}
-    if args.device:
-        options["device"] = args.device
-    if args.gid_index is not None:
-        options["gid_index"] = args.gid_index
-    args.root.mkdir(parents=True, exist_ok=True)
-    server = RdmaServer(args.root, args.bind, args.port, args.mode, options)
-    print(f"rdma-{args.mode} passive end on {args.bind}:{server.info['port']}, root {args.root}", flush=True)
-    done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
-    try:
-        done.wait()
-    except KeyboardInterrupt:
-        pass
-    print(json.dumps(server.stop()), flush=True)
-    return 0
 
 
 if __name__ == "__main__":

@@ -16,7 +16,9 @@ The worker side calls ``check(peer_ip, port, size, mode, device, gid_index)``: i
 RDMA WRITEs a pattern into the server's buffer, has the server confirm the bytes, RDMA READs
 them back into a second buffer and compares, then has the server fill its buffer with a
 second pattern and RDMA READs and compares that too (bytes produced on each side).
-Control messages travel over SEND/RECV (cm) or the TCP socket (oob).
+Control messages travel over SEND/RECV (cm) or the TCP socket (oob). Each connection opens with
+the shared-secret handshake (rdmabench.auth), the server challenging: a client without the secret
+is refused before any request of its is answered.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import select
 import sys
 import time
 
+from rdmabench import auth
 from rdmabench.errors import RdmabenchError, VerbsError
 from rdmabench.verbs.oob import Channel, Listener, PeerUnavailable, connect as oob_connect
 from rdmabench.verbs.resources import (Device, PeerInfo, RCEndpoint, SizeError, find_gid_for_ip, first_mismatch,
@@ -64,12 +67,14 @@ def _answer(msg: dict, read, write, size: int) -> tuple[dict, bool]:
     return {"op": "error", "error": f"unknown op {op!r}"}, False
 
 
-def _serve_cm_one(listener, max_size: int, op_timeout_s: float) -> dict:
+def _serve_cm_one(listener, max_size: int, op_timeout_s: float, secret: bytes) -> dict:
     from rdmabench.verbs.cm import CMServerConnection  # noqa: F401  (type only)
 
     conn = listener.accept(timeout_s=op_timeout_s, max_size=max_size, op_timeout_s=op_timeout_s)
     record = {"mode": "cm", "size": conn.size, "device": conn.device_name, "requests": []}
     with conn:
+        auth.serve_handshake(lambda m: conn.send_ctrl(m, op_timeout_s), lambda: conn.recv_ctrl(auth.WAIT_S),
+                             secret, conn.where)
         while True:
             msg = conn.recv_ctrl(op_timeout_s)
             reply, finished = _answer(msg, lambda n: conn.read(n), lambda d: conn.write(d), conn.size)
@@ -81,9 +86,10 @@ def _serve_cm_one(listener, max_size: int, op_timeout_s: float) -> dict:
     return record
 
 
-def _serve_oob_one(chan: Channel, device: Device, max_size: int, op_timeout_s: float) -> dict | None:
+def _serve_oob_one(chan: Channel, device: Device, max_size: int, op_timeout_s: float, secret: bytes) -> dict | None:
     """One TCP client. Returns None for a readiness ping (not counted as a connection)."""
     with chan:
+        auth.serve_handshake(chan.send, lambda: chan.recv(auth.WAIT_S), secret, chan.peer)
         msg = chan.recv(op_timeout_s)
         if msg.get("op") == "ping":
             chan.send({"op": "pong"})
@@ -120,6 +126,7 @@ def serve(bind_ip: str, port: int, connections: int = 1, mode: str = "cm", timeo
     if mode not in ("cm", "oob", "both"):
         raise RdmabenchError(f"mode must be cm, oob or both, not {mode!r}")
     log = log or (lambda rec: None)
+    secret = auth.load_secret()
     with contextlib.ExitStack() as stack:
         cm_listener = tcp_listener = dev = None
         if mode in ("cm", "both"):
@@ -153,15 +160,15 @@ def serve(bind_ip: str, port: int, connections: int = 1, mode: str = "cm", timeo
                 t0 = time.monotonic()
                 try:
                     if w is cm_listener:
-                        rec = _serve_cm_one(cm_listener, max_size, op_timeout_s)
+                        rec = _serve_cm_one(cm_listener, max_size, op_timeout_s, secret)
                     else:
                         rec = _serve_oob_one(tcp_listener.accept(op_timeout_s, op_timeout_s), dev, max_size,
-                                             op_timeout_s)
+                                             op_timeout_s, secret)
                         if rec is None:
                             continue
                     rec["ok"] = all(r.get("ok", True) for r in rec["requests"]) and \
                         not any(r["op"] == "error" for r in rec["requests"])
-                except RdmabenchError as exc:
+                except (RdmabenchError, ValueError, TypeError, KeyError) as exc:  # one client never stops it
                     rec = {"mode": "cm" if w is cm_listener else "oob", "ok": False, "error": str(exc)}
                 rec["seconds"] = round(time.monotonic() - t0, 3)
                 served.append(rec)
@@ -210,11 +217,13 @@ def _timed(post, cq, timeout_s):
     return run
 
 
-def _check_cm(peer_ip, port, size, timeout_s, src_ip) -> dict:
+def _check_cm(peer_ip, port, size, timeout_s, src_ip, secret) -> dict:
     from rdmabench.verbs.cm import CMClient
 
     with CMClient(peer_ip, port, size, timeout_s=timeout_s, src_ip=src_ip, buffers=2) as cl:
         remote = cl.remote
+        auth.client_handshake(lambda m: cl.send_ctrl(m, timeout_s), lambda: cl.recv_ctrl(auth.WAIT_S + timeout_s),
+                              secret, cl.where)
 
         def request(msg):
             cl.send_ctrl(msg, timeout_s)
@@ -232,8 +241,9 @@ def _check_cm(peer_ip, port, size, timeout_s, src_ip) -> dict:
     return out
 
 
-def _check_oob(peer_ip, port, size, device, gid_index, timeout_s) -> dict:
+def _check_oob(peer_ip, port, size, device, gid_index, timeout_s, secret) -> dict:
     with oob_connect(peer_ip, port, timeout_s) as chan:
+        auth.client_handshake(chan.send, lambda: chan.recv(auth.WAIT_S + timeout_s), secret, chan.peer)
         if device is None or gid_index is None:
             local_ip = chan.sock.getsockname()[0]
             found_dev, found_idx = find_gid_for_ip(local_ip)
@@ -280,13 +290,14 @@ def check(peer_ip: str, port: int, size: int = 65536, mode: str = "cm", device: 
         raise RdmabenchError(f"mode must be cm or oob, not {mode!r}")
     if size <= 0:
         raise SizeError(f"size must be at least 1 byte, got {size}")
+    secret = auth.load_secret()
     deadline = time.monotonic() + wait_s
     while True:
         try:
             if mode == "cm":
-                out = _check_cm(peer_ip, port, size, timeout_s, src_ip)
+                out = _check_cm(peer_ip, port, size, timeout_s, src_ip, secret)
             else:
-                out = _check_oob(peer_ip, port, size, device, gid_index, timeout_s)
+                out = _check_oob(peer_ip, port, size, device, gid_index, timeout_s, secret)
             break
         except PeerUnavailable:
             if time.monotonic() + 1.0 >= deadline:
@@ -301,6 +312,7 @@ def ping(peer_ip: str, oob_port: int, timeout_s: float = 2.0) -> bool:
     """True if an oob server answers on ``oob_port`` (does not count as a connection)."""
     try:
         with oob_connect(peer_ip, oob_port, timeout_s) as chan:
+            auth.client_handshake(chan.send, lambda: chan.recv(auth.WAIT_S + timeout_s), auth.load_secret(), chan.peer)
             return chan.request({"op": "ping"}, timeout_s).get("op") == "pong"
     except VerbsError:
         return False

@@ -113,10 +113,10 @@ def test_unreachable_peer_and_wrong_version_are_clear(fake_engine):
 
     listener = socket.create_server(("127.0.0.1", 0))
 
-    def old_server():
+    def old_server():  # a server of another protocol version: its first line is the client's first answer
         conn, _ = listener.accept()
-        conn.recv(1000)
         conn.sendall(b'{"v": 0, "type": "hello"}\n')
+        conn.recv(1000)
         conn.close()
 
     threading.Thread(target=old_server, daemon=True).start()

@@ -199,3 +199,34 @@ def test_passive_end_killed_mid_transfer(lab_env, tmp_path, name):
     assert elapsed < 1.0 + 3.0 + 3.0, f"the active end took {elapsed:.1f} s to notice (timeout 3 s)"
     assert leftovers(tmp_path / "dst") == []
     assert integrity.digest_file(item.source) == item.digest
+
+
+@pytest.mark.parametrize("name, request_", [
+    ("rdma-write", {"op": "put", "kind": "file", "type": "../../../tmp", "id": "s-t01000-1", "size": 1,
+                    "digest": None, "files": [["s-t01000-1", 1, None]]}),
+    ("rdma-write", {"op": "put", "kind": "dir", "type": "cache", "id": "s-t01000-1", "size": 1, "digest": None,
+                    "files": [["../../escape", 1, None]]}),
+    ("rdma-write", {"op": "put", "kind": "blob", "type": "c1", "id": "s-t01000-1", "size": 1 << 40, "digest": None,
+                    "files": []}),
+    ("rdma-read", {"op": "get", "type": "sealed", "id": "/etc/passwd"}),
+    ("rdma-read", {"op": "get", "type": "sealed"}),
+    ("rdma-read", {"op": "generate", "sector_size": "32GiB", "stage": "pc1", "scale": "1", "root": "/"}),
+])
+def test_passive_end_refuses_hostile_requests_past_the_handshake(lab_env, tmp_path, name, request_):
+    """An authenticated peer with a connected QP still cannot leave the root, exhaust memory or crash the end."""
+    outside = tmp_path / "outside.txt"
+    outside.write_text("untouched")
+    t = transports.get(name)
+    t.prepare(ctx_for(lab_env, tmp_path / "src", tmp_path / "dst"))  # its own passive end, in this process
+    try:
+        t.wire.send(request_)
+        reply = t.wire.recv()
+        assert reply["ok"] is False and reply["error"], reply
+        t._drop()
+        t._connect()  # the same passive end takes the next session: handshake, hello, QP connected
+        assert t.wire is not None and t.ep is not None
+    finally:
+        t.teardown()
+    assert outside.read_text() == "untouched"
+    assert set(os.listdir(tmp_path)) <= {"outside.txt", "src", "dst"}
+    assert not list(tmp_path.rglob("*escape*"))

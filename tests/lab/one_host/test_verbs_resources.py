@@ -242,6 +242,23 @@ def test_peer_check_over_oob_and_cm_to_own_ip(r, lab):
     assert all(s["ok"] for s in served), served
 
 
+def test_peer_refuses_a_client_with_the_wrong_secret_over_oob_and_cm(r, lab, monkeypatch):
+    from rdmabench import auth
+    from rdmabench.verbs import peer
+
+    join = _in_thread(peer.serve, lab["ip"], 7484, connections=2, mode="both", timeout_s=30.0,
+                      device=lab["device"], gid_index=lab["gid_index"])
+    peer.wait_ready(lab["ip"], 7485, wait_s=20.0)  # the server has read the right secret by now
+    monkeypatch.setenv("RDMABENCH_SECRET", "a-different-secret-" * 2)
+    with pytest.raises(auth.AuthError, match="authentication failed"):
+        peer.check(lab["ip"], 7484, size=4096, mode="cm", timeout_s=10.0)
+    with pytest.raises(auth.AuthError, match="authentication failed"):
+        peer.check(lab["ip"], 7485, size=4096, mode="oob", device=lab["device"], gid_index=lab["gid_index"],
+                   timeout_s=10.0)
+    served = join()
+    assert [s["ok"] for s in served] == [False, False] and all("authentication" in s["error"] for s in served)
+
+
 def test_cm_connect_to_port_without_listener_fails_fast(r, lab):
     from rdmabench.verbs import peer
     from rdmabench.verbs.oob import PeerUnavailable
