@@ -12,6 +12,7 @@ import click
 
 from . import __version__, devices
 from .errors import RdmabenchError
+from .perf.tests import TESTS
 from .units import format_size, parse_size
 
 
@@ -36,6 +37,25 @@ class SizeType(click.ParamType):
 
 
 SIZE = SizeType()
+
+
+def names_option(known, all_word: str | None = None):
+    """A click callback for -t/--tests: repeat the option, or separate names with commas, or both.
+    ``known``: the names, or a function giving them (read when the option is parsed)."""
+
+    def parse(ctx, param, values):
+        nonlocal known
+        known = known() if callable(known) else known
+        names = [n.strip() for v in (values if isinstance(values, (list, tuple)) else [values])
+                 for n in str(v).split(",") if n.strip()]
+        unknown = [n for n in names if n not in known and n != all_word]
+        if unknown or not names:
+            raise click.BadParameter(f"{', '.join(unknown) or 'nothing'}: choose from {', '.join(known)}"
+                                     + (f" or {all_word}" if all_word else ""), ctx, param)
+        chosen = list(known) if all_word in names else names
+        return list(dict.fromkeys(chosen))  # in the order given, each once
+
+    return parse
 
 
 @click.group(cls=_Cli, context_settings={"help_option_names": ["-h", "--help"]})
@@ -216,8 +236,15 @@ def serve_cmd(bind, port, device, gid_index, clients, root):
     device, measures its own CPU and returns its figures, so one result file
     holds both ends. A client that dies mid-test is dropped; the server goes on.
 
+    Every client must prove it holds the cluster's shared secret before the
+    server acts on anything it sends. The secret comes from $RDMABENCH_SECRET,
+    the file $RDMABENCH_SECRET_FILE names, or ~/.config/rdmabench/secret
+    (never the command line); `rdmabench secret init` makes one. Sector
+    transfers only touch files under --root.
+
     \b
-    Example (storage host, then worker host):
+    Example (storage host, then worker host, both holding the same secret file):
+      rdmabench secret init && scp ~/.config/rdmabench/secret worker:.config/rdmabench/
       rdmabench serve --bind 192.168.10.1 --device mlx5_0
       rdmabench run --peer 192.168.10.1 --device mlx5_0 --test write_bw --sizes 4K:8M
     """
@@ -234,10 +261,47 @@ def serve_cmd(bind, port, device, gid_index, clients, root):
         server.close()
 
 
+@cli.group("secret")
+def secret_group():
+    """The shared secret every rdmabench listener asks its peers to prove.
+
+    `rdmabench serve`, the rdma transports' passive ends and the verbs peer
+    refuse any connection that cannot prove it holds the same secret (an HMAC
+    challenge-response: the secret itself never crosses the network). Looked up
+    in order: $RDMABENCH_SECRET, the file named by $RDMABENCH_SECRET_FILE,
+    ~/.config/rdmabench/secret. The lab makes one of its own for each run.
+    """
+
+
+@secret_group.command("init")
+@click.option("--file", "path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Where to write it [$RDMABENCH_SECRET_FILE, else ~/.config/rdmabench/secret].")
+@click.option("--force", is_flag=True, help="Replace an existing secret (every host must then get the new one).")
+def secret_init(path, force):
+    """Write a new random secret (mode 0600), then copy the file to every host."""
+    from . import auth
+
+    path = path or Path(os.environ.get(auth.ENV_SECRET_FILE) or auth.default_file())
+    written = auth.write_secret(path, force=force)
+    click.echo(f"wrote a new shared secret to {written} (mode 0600)")
+    click.echo(f"copy it to the same path on every host of the cluster, or point {auth.ENV_SECRET_FILE} at it")
+
+
+@secret_group.command("check")
+def secret_check():
+    """Say where this host's secret comes from, or why there is none usable."""
+    from . import auth
+
+    auth.load_secret()
+    source = (f"${auth.ENV_SECRET}" if os.environ.get(auth.ENV_SECRET) is not None
+              else os.environ.get(auth.ENV_SECRET_FILE) or str(auth.default_file()))
+    click.echo(f"shared secret: usable, from {source}")
+
+
 @cli.command("run")
 @click.option("--test", "-t", "tests_", multiple=True, default=["write_bw"], show_default=True,
-              type=click.Choice(["write_bw", "read_bw", "send_bw", "write_lat", "read_lat", "send_lat", "all"]),
-              help="Test to run; repeat the option for several; 'all' runs the six.")
+              metavar="TEST[,TEST...]", callback=names_option(list(TESTS), "all"),
+              help=f"Tests to run: {', '.join(TESTS)} or all; repeat the option or separate with commas.")
 @click.option("--device", "-d", envvar="RDMABENCH_DEVICE", metavar="NAME", help="RDMA device [the only one].")
 @click.option("--peer", metavar="HOST[:PORT]",
               help="Where `rdmabench serve` runs. Without it both ends run here, on the same device.")
@@ -302,7 +366,7 @@ def run_cmd(tests_, device, peer, size, sizes, iters, duration, warmup, depth, c
         raise click.UsageError("give --size or --sizes, not both")
     try:
         size_list = parse_sweep(sizes) if sizes else ([size] if size is not None else None)
-        names = ["write_bw", "read_bw", "send_bw", "write_lat", "read_lat", "send_lat"] if "all" in tests_ else list(tests_)
+        names = tests_
         options = RunOptions(tests=names, sizes=size_list, iters=iters, duration=duration, warmup=warmup, depth=depth,
                              cq_mod=cq_mod, qps=qps, bidir=bidir, gid_index=gid_index, mtu=int(mtu) if mtu else None,
                              connect=connect, validate=validate, engine=engine, repeat=repeat, inline_size=inline_size,
@@ -316,7 +380,7 @@ def run_cmd(tests_, device, peer, size, sizes, iters, duration, warmup, depth, c
         result = Client(options, dev.name, host, port, timeout_ms=timeout_ms, wait=wait, progress=progress).run()
     else:
         result = run_local(options, dev.name, timeout_ms=timeout_ms, progress=progress)
-    path = result.save(output or result.default_path(Path("results")))
+    path = result.publish(output)
     click.echo(table.render(result.rows))
     click.echo(f"\nenvironment: {result.context['environment']}")
     click.echo(f"result file: {path}")
@@ -326,8 +390,10 @@ def run_cmd(tests_, device, peer, size, sizes, iters, duration, warmup, depth, c
 @click.option("--device", "-d", envvar="RDMABENCH_DEVICE", metavar="NAME", help="RDMA device [the only one].")
 @click.option("--peer", metavar="HOST[:PORT]", help="Where `rdmabench serve` runs [both ends on this host].")
 @click.option("--sizes", default="64K,1M", show_default=True, help="Bandwidth message sizes.")
-@click.option("--tests", "-t", "only", default="write_bw,read_bw,write_lat", show_default=True,
-              help="Which of perftest's tools to compare, comma-separated.")
+@click.option("--tests", "-t", "only", multiple=True, default=["write_bw,read_bw,write_lat"], show_default=True,
+              metavar="TEST[,TEST...]", callback=names_option(lambda: [t for t, _ in __import__(
+                  "rdmabench.perf.crosscheck", fromlist=["PLAN"]).PLAN]),
+              help="Which of perftest's tools to compare; repeat the option or separate with commas.")
 @click.option("--repeat", type=click.IntRange(1), default=3, show_default=True,
               help="Pairs per test and size, run back to back in alternating order; the verdict is their median ratio.")
 @click.option("--bw-iters", type=click.IntRange(5), help="Bandwidth iterations [perftest's: 5000 write, 1000 read].")
@@ -351,19 +417,14 @@ def crosscheck_cmd(device, peer, sizes, only, repeat, bw_iters, lat_iters, timeo
         size_list = parse_sweep(sizes)
     except ValueError as err:
         raise click.BadParameter(str(err), param_hint="--sizes") from None
-    chosen = [t.strip() for t in only.split(",") if t.strip()]
-    known = [t for t, _ in crosscheck.PLAN]
-    unknown = [t for t in chosen if t not in known]
-    if unknown or not chosen:
-        raise click.BadParameter(f"{', '.join(unknown) or 'nothing'}: choose from {', '.join(known)}",
-                                 param_hint="--tests")
+    chosen = only
     dev = _pick_device(device)
     result = crosscheck.run(dev.name, _peer(peer) if peer else None, size_list, repeat=repeat, bw_iters=bw_iters,
                             lat_iters=lat_iters, timeout_ms=timeout_ms, only=chosen,
                             progress=lambda m: click.echo(f"running {m} ...", err=True))
     summary = crosscheck.ratios(result)
     result.options["ratios"] = summary
-    path = result.save(output or result.default_path(Path("results")))
+    path = result.publish(output)
     click.echo(crosscheck.render(summary))
     click.echo(f"\nenvironment: {result.context['environment']}")
     click.echo(f"result file: {path}")

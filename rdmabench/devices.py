@@ -64,6 +64,8 @@ class Device:
     driver: str | None
     ports: list[Port] = field(default_factory=list)
     max_qp_rd_atom: int | None = None  # RDMA READs one QP may have outstanding (perftest's -o default)
+    max_qp_wr: int | None = None  # the deepest send or receive queue one QP may have
+    max_cqe: int | None = None  # the most entries one completion queue may hold
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -145,7 +147,8 @@ def verbs_facts(device: str) -> dict:
         with Context(name=device) as ctx:
             attr = ctx.query_device()
             facts = {"fw_ver": getattr(attr, "fw_version", None) or None, "ports": {},
-                     "max_qp_rd_atom": int(attr.max_qp_rd_atom)}
+                     "max_qp_rd_atom": int(attr.max_qp_rd_atom), "max_qp_wr": int(attr.max_qp_wr),
+                     "max_cqe": int(attr.max_cqe)}
             for port in range(1, attr.phys_port_cnt + 1):
                 pattr = ctx.query_port(port)
                 facts["ports"][port] = {
@@ -214,6 +217,8 @@ def describe(name: str, root: Path = SYSFS_ROOT) -> Device:
         driver=driver,
         ports=ports,
         max_qp_rd_atom=facts.get("max_qp_rd_atom"),
+        max_qp_wr=facts.get("max_qp_wr"),
+        max_cqe=facts.get("max_cqe"),
     )
 
 

@@ -7,6 +7,7 @@ measure CPU at both ends, and turn the engines' raw records into one row.
 
 from __future__ import annotations
 
+import sys
 import threading
 from typing import Callable
 
@@ -15,7 +16,7 @@ from ..cpu import CpuMeter
 from ..errors import RdmabenchError
 from ..results import context
 from ..results.model import Result
-from . import engine, metrics, tests
+from . import engine, metrics, preflight, tests
 from .control import Channel
 from .options import RunOptions
 from .server import Server, endpoint_spec, jsonable, run_kwargs
@@ -25,7 +26,8 @@ CM_PORT = 18516
 
 class Client:
     def __init__(self, options: RunOptions, device: str, peer: str, port: int, timeout_ms: int = 10000,
-                 wait: float = 5.0, progress: Callable[[str], None] | None = None):
+                 wait: float = 5.0, progress: Callable[[str], None] | None = None,
+                 warn: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr, flush=True)):
         self.o = options
         self.dev = devices.require(device)
         self.gid_index = options.gid_index if options.gid_index is not None else self.dev.ports[0].recommended_gid_index
@@ -34,11 +36,8 @@ class Client:
         self.cm_addr = peer  # where the server binds its rdma_cm listener: the address we reach it at
         self.wait = wait
         self.progress = progress or (lambda msg: None)
+        preflight.check(options, self.dev, both_ends_here=peer in ("127.0.0.1", "localhost"), warn=warn)
         self.context = context.collect(self.dev.name, self.gid_index)
-        max_msg = self.dev.ports[0].max_msg_sz
-        for _, size in options.plan():
-            if max_msg and size > max_msg:
-                raise RdmabenchError(f"size {size} is above {self.dev.name}'s maximum message size {max_msg}")
 
     def run(self) -> Result:
         chan = Channel.connect(self.peer, self.port, timeout=10, wait=self.wait)

@@ -14,20 +14,21 @@ PERFTEST_CYCLE_BUFFER = 4096  # perftest steps through one page of addresses; bi
 
 
 def parse_sweep(text: str) -> list[int]:
-    """`2:8M` -> every power of two from 2 B to 8 MiB (perftest's -a); `4K,64K,1M` -> those sizes."""
+    """`2:8M` -> every power of two from 2 B to 8 MiB (perftest's -a), and both ends even where they
+    are not powers of two (`2:3` -> 2, 3; `1000:5000` -> 1000, 1024, 2048, 4096, 5000): nothing asked
+    for is dropped. `4K,64K,1M` -> those sizes."""
     if ":" in text:
         lo_s, hi_s = text.split(":", 1)
         lo, hi = parse_size(lo_s), parse_size(hi_s)
         if lo < 1 or hi < lo:
             raise ValueError(f"sweep {text!r}: need 1 <= low <= high")
-        sizes, s = [], 1
-        while s < lo:
-            s <<= 1
+        sizes, s = [lo], 1
         while s <= hi:
-            sizes.append(s)
+            if s > lo:
+                sizes.append(s)
             s <<= 1
-        if not sizes:
-            raise ValueError(f"sweep {text!r} contains no power of two")
+        if sizes[-1] != hi:
+            sizes.append(hi)
         return sizes
     return [parse_size(part) for part in text.split(",") if part.strip()]
 
@@ -89,16 +90,23 @@ class RunOptions:
     def slots_for(self, test: str, size: int) -> int:
         """Message buffers per QP (0: one per queue slot, i.e. depth).
 
-        Latency tests: always depth. Bandwidth tests: as asked, else perftest's rule: write_bw and read_bw messages above half a page all use one
-        buffer at each end (ib_write_bw/ib_read_bw only step the address below that), unless every
-        payload is validated, which needs one buffer per message in flight. Other tests: depth."""
+        Latency tests: two, as perftest's ping-pongs (one message is in flight at a time: it is polled
+        for in one buffer and sent from the other); registering depth x size there took 1 GiB per end
+        at 8 MiB. Bandwidth tests: as asked, else perftest's rule: write_bw and read_bw messages above
+        half a page all use one buffer at each end (ib_write_bw/ib_read_bw only step the address below
+        that), unless every payload is validated, which needs one buffer per message in flight. Other
+        tests: depth."""
         if tests.get(test).latency:
-            return 0  # the ping-pongs poll one buffer and send from another
+            return min(2, self.depth)
         if self.slots is not None:
             return self.slots
         if test in ("write_bw", "read_bw") and not self.validate and size > PERFTEST_CYCLE_BUFFER // 2:
             return 1
         return 0
+
+    def registered_bytes(self, test: str, size: int) -> int:
+        """What one end registers for (test, size): qps x buffers x size."""
+        return self.qps * (self.slots_for(test, size) or self.depth) * size
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -18,6 +18,7 @@ import gzip
 import json
 import os
 import socket
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,17 @@ KINDS = ("verbs", "transfer", "crosscheck")
 
 class ResultFileError(RdmabenchError):
     pass
+
+
+def results_folder() -> Path:
+    """Where results go unless a command is given a path: $RDMABENCH_RESULTS (the lab sets it), else ./results."""
+    return Path(os.environ.get("RDMABENCH_RESULTS") or "results")
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 @dataclass
@@ -68,6 +80,22 @@ class Result:
         host = self.context.get("host", {}).get("hostname") or socket.gethostname()
         return folder / f"{self.kind}-{host}-{stamp}.json"
 
+    def publish(self, output: Path | None = None, warn=lambda msg: print(msg, file=sys.stderr, flush=True)) -> Path:
+        """Save to ``output`` (or the results folder); if that cannot be written, save it in the system's
+        temporary folder instead and say where: a measurement is never lost to a read-only folder."""
+        target = Path(output) if output else self.default_path(results_folder())
+        try:
+            return self.save(target)
+        except OSError as err:
+            fallback = Path(tempfile.gettempdir()) / "rdmabench-results" / target.name
+            try:
+                path = self.save(fallback)
+            except OSError as err2:
+                raise ResultFileError(f"cannot write the result to {target} ({err.strerror or err}) nor to "
+                                      f"{fallback} ({err2.strerror or err2})") from None
+            warn(f"rdmabench: cannot write {target} ({err.strerror or err}); the result is saved at {path} instead")
+            return path
+
     def save(self, path: Path) -> Path:
         """Write to a temporary file beside the target, read it back, then rename: never a half-written file."""
         path = Path(path)
@@ -77,6 +105,7 @@ class Result:
             data = gzip.compress(data)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
+            os.fchmod(fd, 0o666 & ~_umask())  # as any file the user writes, not mkstemp's 0600
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
                 f.flush()

@@ -55,7 +55,8 @@ def test_sweep_and_options():
     assert parse_sweep("2:16") == [2, 4, 8, 16]
     assert parse_sweep("2:8M")[-1] == 8 << 20 and len(parse_sweep("2:8M")) == 23
     assert parse_sweep("4K,64K") == [4096, 65536]
-    for bad in ("8:2", "0:4", "3:3"):
+    assert parse_sweep("3:3") == [3]  # a size asked for is kept, power of two or not
+    for bad in ("8:2", "0:4"):
         with pytest.raises(ValueError):
             parse_sweep(bad)
     o = RunOptions(tests=["write_bw", "write_lat"])
@@ -95,6 +96,8 @@ def test_buffers_follow_perftest_unless_asked_or_validating():
     assert o.slots_for("write_bw", 2048) == 0 and o.slots_for("send_bw", 65536) == 0  # one per queue slot
     assert RunOptions(tests=["write_bw"], validate=True).slots_for("write_bw", 65536) == 0  # each payload checked
     assert RunOptions(tests=["write_bw"], slots=8).slots_for("write_bw", 65536) == 8
-    assert RunOptions(tests=["write_lat"], slots=1).slots_for("write_lat", 2) == 0  # ping-pongs need two
+    assert RunOptions(tests=["write_lat"], slots=1).slots_for("write_lat", 2) == 2  # ping-pongs need two
+    lat = RunOptions(tests=["send_lat"], sizes=[8 << 20])  # two buffers per end, as perftest: not depth x 8 MiB
+    assert lat.registered_bytes("send_lat", 8 << 20) == 16 << 20
     with pytest.raises(ValueError, match="slots"):
         RunOptions(tests=["write_bw"], slots=0)

@@ -69,3 +69,33 @@ def test_cpu_meter_counts_this_process():
     assert cpu["process"]["user_s"] + cpu["process"]["system_s"] > 0
     assert cpu["system"]["busy_s"] >= 0 and cpu["elapsed_s"] > 0
     assert cpu["process"]["cpu_s_per_gb"] == pytest.approx(cpu["process"]["user_s"] + cpu["process"]["system_s"])
+
+
+def test_results_follow_rdmabench_results(tmp_path, monkeypatch):
+    """The lab's results folder ($RDMABENCH_RESULTS) is where a result goes when no -o is given."""
+    monkeypatch.setenv("RDMABENCH_RESULTS", str(tmp_path / "lab-results"))
+    monkeypatch.chdir(tmp_path)
+    path = sample().publish()
+    assert path.parent == tmp_path / "lab-results" and load(path).kind == "verbs"
+    assert not (tmp_path / "results").exists()
+
+
+def test_a_result_that_cannot_be_written_is_saved_elsewhere_and_said(tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where a folder should be")  # root ignores permissions; this fails for root too
+    said = []
+    path = sample().publish(blocker / "r.json", warn=said.append)
+    assert path.exists() and load(path).kind == "verbs" and path.parent != blocker
+    assert len(said) == 1 and str(blocker / "r.json") in said[0] and str(path) in said[0]
+    path.unlink()
+
+
+def test_result_files_follow_the_umask(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        path = sample().save(tmp_path / "r.json")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644
