@@ -9,6 +9,9 @@
     storage_dir = "/tmp/rdmabench/storage"  # optional: the source side's Lotus storage path
     work_dir = "/tmp/rdmabench/work"        # optional: the destination side's
 
+    [transports_for]                      # optional: a hand-off's own transports (else `transports`)
+    "c1-c2" = ["http", "rdma-write"]
+
     [http]                                # optional
     bind = "127.0.0.1"
     port = 0
@@ -17,7 +20,8 @@
     sector_size = "32GiB"                 # 2KiB 8MiB 512MiB 32GiB 64GiB
     scale = "1/16384"                     # optional, default 1: a number or "a/b" in (0, 1]
 
-Everything is checked before anything runs. Relative paths are taken from the current directory.
+Everything is checked before anything runs, including that every transport can carry every hand-off
+it is listed for (the C1 output is a blob held in memory: shared, rdma-read and nfs-* move files only). Relative paths are taken from the current directory.
 Hand-off -> what moves: pc1-pc2: the sector at stage pc1 (sealed + layers + tree-d);
 finalize: stage finalized (sealed + tree-r-last, p_aux, t_aux); c1-c2: the C1 output (unscaled).
 """
@@ -59,7 +63,7 @@ class Scenario:
     name: str
     path: Path
     handoffs: tuple[str, ...]
-    transports: tuple[str, ...]
+    transports: tuple[str, ...]  # every transport the scenario uses
     shapes: tuple[Shape, ...]
     repetitions: int = 3
     miner: int = 1000
@@ -69,12 +73,16 @@ class Scenario:
     http_bind: str = "127.0.0.1"
     http_port: int = 0
     raw: dict = field(default_factory=dict, compare=False, repr=False)
+    transports_for: dict = field(default_factory=dict, compare=False)  # hand-off -> its transports
+
+    def transports_of(self, handoff: str) -> tuple[str, ...]:
+        return self.transports_for.get(handoff, self.transports)
 
     def plan(self) -> list[tuple[str, Shape, str, int]]:
         """Every (hand-off, shape, transport, repetition) in run order: repetitions innermost alternate
         transports, so a slow drift of the host spreads over all of them alike."""
         return [(h, s, t, r) for h in self.handoffs for s in self.shapes for r in range(self.repetitions)
-                for t in self.transports]
+                for t in self.transports_of(h)]
 
     def bytes_per_transfer(self, handoff: str, shape: Shape) -> int:
         from .workloads import c1
@@ -85,7 +93,7 @@ class Scenario:
 
 
 _TOP = {"name": str, "handoffs": list, "transports": list, "repetitions": int, "miner": int, "token": str,
-        "storage_dir": str, "work_dir": str, "shapes": list, "http": dict}
+        "storage_dir": str, "work_dir": str, "shapes": list, "http": dict, "transports_for": dict}
 _REQUIRED = ("handoffs", "transports", "shapes")
 _SHAPE = {"sector_size": (str, int), "scale": (str, int, float)}
 _HTTP = {"bind": str, "port": int}
@@ -124,8 +132,8 @@ def loads(text: str, path: Path | str = "<string>") -> Scenario:
     for key, value in data.items():
         _check_type(where, key, value, _TOP[key])
 
-    def names(key: str, known: tuple[str, ...], what: str) -> tuple[str, ...]:
-        values = data[key]
+    def names(key: str, known: tuple[str, ...], what: str, values=None) -> tuple[str, ...]:
+        values = data[key] if values is None else values
         if not values:
             raise ConfigError(f"{where}: {key}: empty; name at least one {what}")
         seen = []
@@ -140,6 +148,21 @@ def loads(text: str, path: Path | str = "<string>") -> Scenario:
 
     handoffs = names("handoffs", HANDOFFS, "hand-off")
     transports = names("transports", TRANSPORTS, "transport")
+    per_handoff = {}
+    for h, values in data.get("transports_for", {}).items():
+        if h not in handoffs:
+            raise ConfigError(f"{where}: transports_for.{h}: not one of this scenario's handoffs "
+                              f"({', '.join(handoffs)})")
+        _check_type(where, f"transports_for.{h}", values, list)
+        per_handoff[h] = names(f"transports_for.{h}", TRANSPORTS, "transport", values)
+    for h in handoffs:
+        for t in per_handoff.get(h, transports):
+            problem = _cannot_carry(t, h)
+            if problem:
+                key = f"transports_for.{h}" if h in per_handoff else "transports"
+                raise ConfigError(f"{where}: {key}: {t!r} cannot carry the {h} hand-off ({problem}); give {h} its "
+                                  f"own list under [transports_for], e.g. \"{h}\" = [\"http\", \"rdma-write\"]")
+    used = tuple(dict.fromkeys(transports + tuple(t for ts in per_handoff.values() for t in ts)))
 
     shapes = []
     if not data["shapes"]:
@@ -184,10 +207,24 @@ def loads(text: str, path: Path | str = "<string>") -> Scenario:
         if key in data and not data[key]:
             raise ConfigError(f"{where}: {key}: empty")
     return Scenario(
-        name=data.get("name") or Path(where).stem, path=Path(where), handoffs=handoffs, transports=transports,
+        name=data.get("name") or Path(where).stem, path=Path(where), handoffs=handoffs, transports=used,
+        transports_for=per_handoff,
         shapes=tuple(shapes), repetitions=reps, miner=miner, token=token,
         storage_dir=Path(data.get("storage_dir", "/tmp/rdmabench/storage")),
         work_dir=Path(data.get("work_dir", "/tmp/rdmabench/work")), http_bind=bind, http_port=port, raw=data)
+
+
+def _cannot_carry(transport: str, handoff: str) -> str | None:
+    """Why ``transport`` cannot move what ``handoff`` moves, or None if it can."""
+    from . import transports
+
+    kind = "blob" if HANDOFF_STAGE[handoff] is None else "file"
+    kinds = transports.get(transport).capabilities.kinds
+    if kind in kinds:
+        return None
+    if kind == "blob":
+        return f"the C1 output is a blob held in memory and {transport} moves only {' and '.join(sorted(kinds))}s"
+    return f"{transport} moves only {' and '.join(sorted(kinds))}s"
 
 
 def load(path: Path | str) -> Scenario:

@@ -10,7 +10,13 @@ Bytes per hand-off, from shared/docs/lotus.md (proofs constants, [C]):
 - pc1-pc2: the sealed file + the cache after PC1 (11 layers, tree-d, tree-c, tree-r-last, p_aux, t_aux):
   481,036,337,120 B for 32 GiB.
 - finalize: the sealed file + the finalized cache (tree-r-last, p_aux, t_aux).
-- c1-c2: the C1 output as base64 inside JSON-RPC, twice (worker -> miner, miner -> C2 worker).
+- c1-c2: the C1 output, twice (worker -> miner, miner -> C2 worker): as base64 inside JSON-RPC over
+  Lotus's transport (what `bytes` shows for it), as raw bytes over the others.
+
+Each transport is charged what it moves: a transfer row's throughput is payload bytes per second over
+one hop, whatever the transport put on the wire (base64 for JSON-RPC), so a hand-off takes
+hops x payload / throughput. Only rows measured at the what-if's sector size are used where there
+are any (32 GiB and 64 GiB are never averaged together); otherwise it says which sizes it used.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ T_AUX = 2_000  # "~1-2 KB": the upper end
 C1_BASE64_PER_HOP = {2 * KiB: 134_000, 8 * MiB: 281_000, 512 * MiB: 354_000, 32 * GiB: 51_600_000,
                      64 * GiB: 52_200_000}
 C1_HOPS = 2
+BASE64_TRANSPORTS = ("jsonrpc", "http")  # Lotus's JSON-RPC carries the C1 output as base64
 HANDOFFS = ("pc1-pc2", "finalize", "c1-c2")
 TODAY = {"pc1-pc2": ("http",), "finalize": ("http",), "c1-c2": ("jsonrpc", "http")}  # first one measured wins
 
@@ -56,12 +63,43 @@ def sector_bytes(name: str | int) -> int:
 
 
 def handoff_bytes(sector: int) -> dict[str, int]:
-    """Bytes Lotus moves at each hand-off for one sector of this size."""
+    """Bytes Lotus moves at each hand-off for one sector of this size (today's transports)."""
     return {
         "pc1-pc2": sector + CACHE_AFTER_PC1[sector],
         "finalize": sector + CACHE_FINALIZED[sector] + T_AUX,
         "c1-c2": C1_HOPS * C1_BASE64_PER_HOP[sector],
     }
+
+
+def payload_bytes(sector: int) -> dict[str, int]:
+    """What a transfer row's throughput counts per hand-off: the payload, all hops included."""
+    from ..workloads.c1 import C1_BYTES
+
+    return {**handoff_bytes(sector), "c1-c2": C1_HOPS * C1_BYTES[sector]}
+
+
+def wire_bytes(handoff: str, transport: str, sector: int) -> int:
+    """What ``transport`` puts on the wire for ``handoff``: base64 for the C1 output over JSON-RPC, raw otherwise."""
+    if handoff == "c1-c2" and transport not in BASE64_TRANSPORTS:
+        return payload_bytes(sector)["c1-c2"]
+    return handoff_bytes(sector)[handoff]
+
+
+def _same_shape(tr: pd.DataFrame, sector: int, notes: list[str]) -> pd.DataFrame:
+    """Per hand-off, only the rows measured at ``sector``'s size where there are any."""
+    if "sector_size" not in tr.columns:
+        notes.append(f"the transfer rows do not say their sector size: throughputs of every size "
+                     f"({', '.join(sorted(set(map(str, tr.get('sector', [])))))}) are averaged")
+        return tr
+    parts = []
+    for h, rows in tr.groupby("handoff", sort=False):
+        same = rows[rows["sector_size"] == sector]
+        if same.empty:
+            notes.append(f"{h}: nothing measured at {format_size(sector)}; using the rows of "
+                         f"{', '.join(sorted(set(map(str, rows['sector']))))}")
+            same = rows
+        parts.append(same)
+    return pd.concat(parts) if parts else tr
 
 
 @dataclass
@@ -107,9 +145,10 @@ def compute(jobs: pd.DataFrame, tables: Tables, sector: int) -> WhatIf:
         notes.append(f"not in the logs: {', '.join(missing)} (counted as 0 s)")
     tasks_s = float(tasks["mean_s"].sum())
 
-    # throughput: mean per (hand-off, transport) over repetitions
+    # throughput: mean per (hand-off, transport) over repetitions, at this sector size where measured
+    tr = _same_shape(tr, sector, notes)
     thr = tr.groupby(["handoff", "transport"])["throughput_MiBps"].agg(["mean", "size"])
-    moved = handoff_bytes(sector)
+    moved = payload_bytes(sector)
     today = {}
     for h in HANDOFFS:
         today[h] = next((t for t in TODAY[h] if (h, t) in thr.index), None)
@@ -126,7 +165,7 @@ def compute(jobs: pd.DataFrame, tables: Tables, sector: int) -> WhatIf:
         for t in thr.loc[h].index:
             mibps = float(thr.loc[(h, t), "mean"])
             secs = moved[h] / (mibps * MiB)
-            fetch_rows.append({"handoff": h, "transport": t, "today": t == base, "bytes": moved[h],
+            fetch_rows.append({"handoff": h, "transport": t, "today": t == base, "bytes": wire_bytes(h, t, sector),
                                "throughput_MiBps": mibps, "repetitions": int(thr.loc[(h, t), "size"]),
                                "seconds": secs, "vs_today": (base_s / secs) if base_s else float("nan")})
     fetches = pd.DataFrame(fetch_rows, columns=["handoff", "transport", "today", "bytes", "throughput_MiBps",

@@ -12,7 +12,7 @@ import threading
 from typing import Callable
 
 from .. import devices
-from ..cpu import CpuMeter
+from ..cpu import CpuMeter, per_gb as cpu_per_gb
 from ..errors import RdmabenchError
 from ..results import context
 from ..results.model import Result
@@ -142,20 +142,22 @@ def make_row(test: str, size: int, rep: int, setup: dict, raw: dict, cpu: dict, 
         }
         peak = metrics.best_window(raw.get("completions_ns") or [], raw.get("completions_ops") or [], size,
                                    raw["t_start_ns"])
+        if peak and setup["bidir"]:
+            # the average counts both directions: so must the best window, or it reads below the average
+            back = metrics.best_window(sraw.get("completions_ns") or [], sraw.get("completions_ops") or [], size,
+                                       sraw.get("t_start_ns", 0)) if sraw.get("bytes") else None
+            if back:
+                peak["bw_best_window_MiBps_each_way"] = [peak["bw_best_window_MiBps"], back["bw_best_window_MiBps"]]
+                peak["bw_best_window_MiBps"] += back["bw_best_window_MiBps"]
+            else:
+                peak = None  # the far end kept no completion times: no two-way figure to give
         if peak:
             row.update(peak)
     row["cpu"] = {"client": cpu, "server": scpu}
-    gb = moved / 1e9 if moved else 0
-    if gb:
-        row["cpu_s_per_gb"] = {
-            "client_system": cpu["system"]["busy_s"] / gb, "client_process": _proc_s(cpu) / gb,
-            "server_system": scpu["system"]["busy_s"] / gb, "server_process": _proc_s(scpu) / gb,
-        }
+    per_gb = cpu_per_gb(cpu, scpu, moved)
+    if per_gb:
+        row["cpu_s_per_gb"] = per_gb
     return row
-
-
-def _proc_s(cpu: dict) -> float:
-    return cpu["process"]["user_s"] + cpu["process"]["system_s"]
 
 
 def run_local(options: RunOptions, device: str, **kw) -> Result:

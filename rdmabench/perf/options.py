@@ -10,6 +10,7 @@ from . import tests
 ENGINES = ("native", "python")
 CONNECT_MODES = ("oob", "cm")
 PERFTEST_LAT_INLINE = 220  # perftest's default inline size for write/send latency tests
+MAX_DEPTH = 65536  # the engines' own limit on a queue's depth (native/endpoint.c, engines/python)
 PERFTEST_CYCLE_BUFFER = 4096  # perftest steps through one page of addresses; bigger messages reuse one buffer
 
 

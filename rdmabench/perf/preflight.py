@@ -3,7 +3,8 @@
 Each cap comes from the device (sysfs and ibv_query_device/port), never from what rxe happens to
 allow: a GID index the port does not have, a queue deeper than max_qp_wr, a message above
 max_msg_sz or more registered memory than this host has free are refused here, with the cap named,
-instead of failing inside a test. An MTU above the port's active MTU is clamped with a warning,
+instead of failing inside a test. (A CQ deeper than max_cqe is not refused: the engines size their
+CQs to the device's max_cqe and signal one completion in --cq-mod.) An MTU above the port's active MTU is clamped with a warning,
 as perftest does, and the options record both.
 """
 
@@ -16,7 +17,7 @@ import psutil
 from ..devices import Device
 from ..errors import RdmabenchError
 from ..units import format_size
-from .options import RunOptions
+from .options import MAX_DEPTH, RunOptions
 
 
 def check(o: RunOptions, dev: Device, both_ends_here: bool, warn: Callable[[str], None]) -> None:
@@ -26,10 +27,10 @@ def check(o: RunOptions, dev: Device, both_ends_here: bool, warn: Callable[[str]
         have = ", ".join(f"{g.index} ({g.type}{', ' + g.ipv4 if g.ipv4 else ''})" for g in port.gids) or "none"
         raise RdmabenchError(f"--gid-index {o.gid_index}: {dev.name} port {port.number} has no such GID; "
                              f"it has: {have} (`rdmabench devices -d {dev.name}`)")
-    for name, value, cap, what in (("--depth", o.depth, dev.max_qp_wr, "max_qp_wr"),
-                                   ("--depth", o.depth, dev.max_cqe, "max_cqe")):
-        if cap and value > cap:
-            raise RdmabenchError(f"{name} {value} is above {dev.name}'s {what} of {cap}")
+    if dev.max_qp_wr and o.depth > dev.max_qp_wr:
+        raise RdmabenchError(f"--depth {o.depth} is above {dev.name}'s max_qp_wr of {dev.max_qp_wr}")
+    if o.depth > MAX_DEPTH:
+        raise RdmabenchError(f"--depth {o.depth} is above the engines' maximum of {MAX_DEPTH}")
     if port is not None and o.mtu and port.active_mtu and o.mtu > port.active_mtu:
         warn(f"warning: --mtu {o.mtu} is above {dev.name}'s active MTU {port.active_mtu} "
              f"(netdev {port.netdev} MTU {port.netdev_mtu}); using {port.active_mtu}")

@@ -4,7 +4,8 @@ Bandwidth (ib_*_bw): #bytes #iterations BW peak BW average MsgRate, where our
 "peak" is the labelled best window (see metrics.py), MiB/s as perftest's MB/sec.
 Latency (ib_*_lat): #bytes #iterations t_min t_max t_typical t_avg t_stdev 99% 99.9%,
 where t_typical is the median (p50), then our p99.99. CPU: cores busy at each
-end, system-wide (qperf's count) and in the rdmabench process.
+end, system-wide (qperf's count) and in the rdmabench process; "n/a" where the test
+ran too briefly for the kernel's tick-counted CPU time to mean anything.
 """
 
 from __future__ import annotations
@@ -15,13 +16,15 @@ BW_HEAD = ["#bytes", "#iterations", "BW best window[MiB/sec]", "BW average[MiB/s
            "CPU client sys/proc", "CPU server sys/proc"]
 LAT_HEAD = ["#bytes", "#iterations", "t_min[usec]", "t_max[usec]", "t_typical[usec]", "t_avg[usec]",
             "t_stdev[usec]", "99% percentile[usec]", "99.9% percentile[usec]", "99.99%[usec]",
-            "CPU client sys/proc"]
+            "CPU client sys/proc", "CPU server sys/proc"]
 
 
 def _cpu(row: dict, side: str) -> str:
     cpu = row.get("cpu", {}).get(side)
     if not cpu:
         return "-"
+    if cpu.get("measurable") is False or cpu["system"]["busy_cores"] is None:
+        return "n/a"  # too short for the kernel's tick-counted CPU time: see the result's cpu.*.note
     return f"{cpu['system']['busy_cores']:.2f}/{cpu['process']['cores']:.2f}"
 
 
@@ -43,7 +46,7 @@ def render(rows: list[dict]) -> str:
             if latency:
                 table.append([str(r["size"]), n] + [f"{r[k]:.2f}" for k in (
                     "lat_min_us", "lat_max_us", "lat_p50_us", "lat_mean_us", "lat_stdev_us", "lat_p99_us",
-                    "lat_p99_9_us", "lat_p99_99_us")] + [_cpu(r, "client")])
+                    "lat_p99_9_us", "lat_p99_99_us")] + [_cpu(r, "client"), _cpu(r, "server")])
             else:
                 peak = r.get("bw_best_window_MiBps")
                 table.append([str(r["size"]), n, f"{peak:.2f}" if peak else "-", f"{r['bw_avg_MiBps']:.2f}",

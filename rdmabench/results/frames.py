@@ -28,6 +28,7 @@ CONTEXT_FIELDS = [
     ("cpu_model", ("host", "cpu_model")),
     ("virtualization", ("host", "virtualization")),
     ("rdma_core", ("host", "rdma_core")),
+    ("perftest", ("host", "perftest")),
     ("rdmabench", ("host", "rdmabench")),
     ("device", ("device", "name")),
     ("driver", ("device", "driver")),

@@ -20,7 +20,8 @@ from .plots import Plot, all_plots
 CONTEXT_ROWS = [("host", "hostname"), ("peer host", "peer_hostname"), ("kernel", "kernel"), ("OS", "os"),
                 ("CPU", "cpu_model"), ("device", "device"), ("driver", "driver"), ("firmware", "firmware"),
                 ("link layer", "link_layer"), ("rate", "rate"), ("active MTU", "active_mtu"), ("GID type", "gid_type"),
-                ("rdma-core", "rdma_core"), ("virtualization", "virtualization"), ("environment", "environment"),
+                ("rdma-core", "rdma_core"), ("perftest", "perftest"), ("virtualization", "virtualization"),
+                ("environment", "environment"),
                 ("kind", "kind"), ("created", "created"), ("rows", "rows"), ("file", "path")]
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Callable
 
 from .. import transports
+from ..cpu import per_gb as cpu_per_gb
 from ..config import HANDOFF_STAGE, Scenario
 from ..errors import RdmabenchError
 from ..results import context
@@ -33,14 +34,10 @@ def run(scenario: Scenario, worker: LocalHost, storage: LocalHost | RemoteHost, 
         progress: Callable[[str, int, int], None] = lambda msg, i, n: None) -> Result:
     """Run the whole plan; `storage` is a LocalHost (one host) or a RemoteHost (`rdmabench serve`)."""
     workloads: dict = {}
-    rows, not_applicable = [], set()
-    plan = scenario.plan()
+    rows = []
+    plan = scenario.plan()  # every pair in it can run: config.load refused any other
     for i, (handoff, shape, transport, rep) in enumerate(plan):
         progress(f"{handoff} {shape.label} {transport} #{rep + 1}", i, len(plan))
-        kind = "blob" if HANDOFF_STAGE[handoff] is None else "file"
-        if kind not in transports.get(transport).capabilities.kinds:
-            not_applicable.add((handoff, transport))  # e.g. the C1 output is never on shared storage
-            continue
         source, dest = (storage, worker) if SOURCE_IS_STORAGE[handoff] else (worker, storage)
         key = (handoff, shape)
         if key not in workloads:
@@ -51,8 +48,7 @@ def run(scenario: Scenario, worker: LocalHost, storage: LocalHost | RemoteHost, 
         rows.append(_transfer(handoff, shape, transport, rep, descs, source, dest, worker, storage, options or {}))
     ctx = context.collect(device, (options or {}).get("gid_index")) if device else context.collect()
     return Result(kind="transfer", context=ctx, peer_context=peer_context,
-                  options={"config": str(scenario.path), "scenario": scenario.raw, **(options or {}),
-                           "not_applicable": sorted(f"{h} over {t}" for h, t in not_applicable)}, rows=rows)
+                  options={"config": str(scenario.path), "scenario": scenario.raw, **(options or {})}, rows=rows)
 
 
 def _transfer(handoff, shape, transport, rep, descs, source, dest, worker, storage, options) -> dict:
@@ -68,7 +64,8 @@ def _transfer(handoff, shape, transport, rep, descs, source, dest, worker, stora
         side = cls.active_side(kind)
         active = dest if side == "dest" else source
         passive = source if active is dest else dest
-    dest.expect(descs)  # what does not exist there yet is this run's to clean up afterwards
+    if not cls.capabilities.in_place:
+        dest.expect(descs)  # what does not exist there yet is this run's to clean up afterwards
     info = passive.start_passive(transport, kind, options) if passive else None
     try:
         for host in (worker, storage):
@@ -80,7 +77,7 @@ def _transfer(handoff, shape, transport, rep, descs, source, dest, worker, stora
         observed = passive.stop_passive() if passive else {}
     received = {o["item"]: o for o in observed.get("received", [])}
     verified = all(r["verified"] and received.get(r["item"], {}).get("verified", True) for r in records)
-    if transport != "shared":
+    if not cls.capabilities.in_place:
         dest.cleanup(descs)
     row = {
         "handoff": handoff, "transport": transport, "sector": shape.label, "sector_size": shape.sector_size,
@@ -91,14 +88,9 @@ def _transfer(handoff, shape, transport, rep, descs, source, dest, worker, stora
         "cpu_roles": {"client": "worker", "server": "storage"},
     }
     row["throughput_MiBps"] = moved / row["seconds"] / MIB if row["seconds"] > 0 else 0.0
-    gb = moved / 1e9
-    if gb:
-        row["cpu_s_per_gb"] = {
-            "client_system": cpu["client"]["system"]["busy_s"] / gb,
-            "client_process": (cpu["client"]["process"]["user_s"] + cpu["client"]["process"]["system_s"]) / gb,
-            "server_system": cpu["server"]["system"]["busy_s"] / gb,
-            "server_process": (cpu["server"]["process"]["user_s"] + cpu["server"]["process"]["system_s"]) / gb,
-        }
+    per_gb = cpu_per_gb(cpu["client"], cpu["server"], moved)
+    if per_gb:
+        row["cpu_s_per_gb"] = per_gb
     if not verified:
         raise TransferFailed(f"{handoff} {shape.label} over {transport}: the receiver could not verify the bytes "
                              f"({[r['item'] for r in records if not r['verified']]})")

@@ -55,6 +55,7 @@ class Capabilities:
     push: bool = False  # the source side initiates (RDMA WRITE)
     pull: bool = True   # the destination side initiates (Lotus's GET, RDMA READ)
     client_only: bool = False  # both directions run on the worker; the other end is a kernel server (NFS)
+    in_place: bool = False  # nothing is copied: the next task reads the files where they are (shared storage)
 
     def supports(self, item: "Item") -> bool:
         return item.kind in self.kinds

@@ -51,7 +51,7 @@ class SectorSize:
 ITEM = {"type": Str(max_len=32), "id": Str(max_len=64)}
 REQUESTS = {
     "hello": {"mode": Str(choices=("write", "read")), "chunk": Int(4096, 64 << 20), "inflight": Int(1, 1024),
-              "qp": Dict()},
+              "qp": ListOf(Dict(), 64)},
     "put": {**ITEM, "kind": Str(choices=KINDS), "size": Int(0, 1 << 50), "digest": Opt(Str(max_len=128)),
             "files": ListOf(FileEntry(), 100_000)},
     "get": ITEM,

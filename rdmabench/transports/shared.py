@@ -38,7 +38,7 @@ def _read_file(path: Path, buf: bytearray, cold: bool) -> tuple[int, str]:
 @register
 class SharedTransport(Transport):
     name = "shared"
-    capabilities = Capabilities(kinds=frozenset({"file", "dir"}), push=False, pull=True)
+    capabilities = Capabilities(kinds=frozenset({"file", "dir"}), push=False, pull=True, in_place=True)
 
     @classmethod
     def active_side(cls, kind: str) -> str:

@@ -13,6 +13,8 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 GOOD = """
 handoffs = ["pc1-pc2", "c1-c2"]
 transports = ["http", "shared"]
+[transports_for]
+"c1-c2" = ["http"]
 [[shapes]]
 sector_size = "8MiB"
 """
@@ -44,8 +46,30 @@ def test_defaults_and_plan(tmp_path):
     s = config.loads(GOOD, "x.toml")
     assert s.name == "x" and s.repetitions == 3 and s.miner == 1000 and s.http_bind == "127.0.0.1"
     plan = s.plan()
-    assert len(plan) == 2 * 1 * 3 * 2
+    assert len(plan) == 1 * 3 * 2 + 1 * 3 * 1  # pc1-pc2 over both, c1-c2 over its own list
     assert [p[2] for p in plan[:4]] == ["http", "shared", "http", "shared"]  # alternating
+    assert {(h, t) for h, _, t, _ in plan} == {("pc1-pc2", "http"), ("pc1-pc2", "shared"), ("c1-c2", "http")}
+
+
+@pytest.mark.parametrize("name", ["default.toml", "sealing-32g.toml", "c1-handoff.toml"])
+def test_shipped_configs_hold_no_impossible_pair(name):
+    from rdmabench import transports
+
+    s = config.load(CONFIGS / name)
+    for h, _, t, _ in s.plan():
+        kind = "blob" if config.HANDOFF_STAGE[h] is None else "file"
+        assert kind in transports.get(t).capabilities.kinds, (h, t)
+
+
+def test_an_impossible_pair_is_refused_before_anything_runs():
+    """c1-handoff.toml listed rdma-read: its 20 runs were skipped silently while progress counted them."""
+    text = 'handoffs = ["c1-c2"]\ntransports = ["http", "rdma-read"]\n[[shapes]]\nsector_size = "32GiB"\n'
+    msg = _err(text)
+    assert msg.startswith("configs/x.toml: transports: 'rdma-read' cannot carry the c1-c2 hand-off")
+    assert "blob" in msg and "[transports_for]" in msg
+    msg = _err(GOOD.replace('"c1-c2" = ["http"]', '"c1-c2" = ["shared"]'))
+    assert msg.startswith("configs/x.toml: transports_for.c1-c2: 'shared' cannot carry the c1-c2 hand-off")
+    assert "not one of this scenario's handoffs" in _err(GOOD.replace('"c1-c2" = ["http"]', '"finalize" = ["http"]'))
 
 
 def _err(text, path="configs/x.toml"):

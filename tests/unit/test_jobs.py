@@ -141,17 +141,39 @@ def test_what_if_arithmetic(tmp_path):
     assert f.loc[("c1-c2", "rdma-write"), "vs_today"] == pytest.approx(5.0)
     assert list(w.tasks["task"]) == ["AP", "PC1", "PC2", "C1", "C2", "FIN"]
     p = w.pipeline.set_index("scenario")
-    today_fetch = b["pc1-pc2"] / (100 * MiB) + b["finalize"] / (100 * MiB) + b["c1-c2"] / (10 * MiB)
+    c1 = 2 * 38_700_000  # two hops of the raw C1 output: the rows' throughput counts payload bytes
+    assert f.loc[("c1-c2", "jsonrpc"), "bytes"] == b["c1-c2"]  # base64 on the wire today
+    assert f.loc[("c1-c2", "rdma-write"), "bytes"] == c1  # raw bytes over RDMA
+    today_fetch = b["pc1-pc2"] / (100 * MiB) + b["finalize"] / (100 * MiB) + c1 / (10 * MiB)
     assert p.loc["today", "tasks_s"] == pytest.approx(TASKS_S)
     assert p.loc["today", "total_s"] == pytest.approx(TASKS_S + today_fetch)
-    rdma_fetch = b["pc1-pc2"] / (400 * MiB) + b["finalize"] / (400 * MiB) + b["c1-c2"] / (50 * MiB)
+    rdma_fetch = b["pc1-pc2"] / (400 * MiB) + b["finalize"] / (400 * MiB) + c1 / (50 * MiB)
     assert p.loc["rdma-write", "total_s"] == pytest.approx(TASKS_S + rdma_fetch)
     assert p.loc["rdma-write", "saved_s"] == pytest.approx(today_fetch - rdma_fetch)
     # nfs-rdma was not measured for the C1 output: today's JSON-RPC stays there
-    nfs_fetch = b["pc1-pc2"] / (250 * MiB) + b["finalize"] / (250 * MiB) + b["c1-c2"] / (10 * MiB)
+    nfs_fetch = b["pc1-pc2"] / (250 * MiB) + b["finalize"] / (250 * MiB) + c1 / (10 * MiB)
     assert p.loc["nfs-rdma", "fetch_s"] == pytest.approx(nfs_fetch)
     assert "c1-c2: jsonrpc" in p.loc["nfs-rdma", "transports"]
     assert any("nfs-rdma was not measured at c1-c2" in n for n in w.notes)
+
+
+def test_what_if_uses_only_the_rows_of_its_sector_size(tmp_path):
+    """32 GiB and 64 GiB shapes were averaged together; each what-if now takes its own size's rows."""
+    r = crafted.transfer_result()
+    rows = []
+    for size, factor in ((32 << 30, 1.0), (64 << 30, 3.0)):
+        for row in r.rows:
+            rows.append({**row, "sector": f"{size >> 30}GiB", "sector_size": size,
+                         "throughput_MiBps": row["throughput_MiBps"] * factor})
+    r.rows = rows
+    path = r.save(tmp_path / "both.json")
+    for size, factor in ((32 << 30, 1.0), (64 << 30, 3.0)):
+        w = whatif.compute(read([LOG]).jobs, frames.load([path]), size)
+        f = w.fetches.set_index(["handoff", "transport"])
+        assert f.loc[("pc1-pc2", "http"), "throughput_MiBps"] == pytest.approx(100 * factor)
+        assert not any("averaged" in n or "nothing measured" in n for n in w.notes)
+    w = what_if(tmp_path)  # rows of 8 MiB only: it says which it used
+    assert any("nothing measured at 32 GiB" in n or "averaged" in n for n in w.notes)
 
 
 def test_what_if_says_when_it_is_illustrative(tmp_path):

@@ -39,7 +39,7 @@ def test_no_secret_no_session(passive):
     s = socket.create_connection(("127.0.0.1", passive.info["port"]), timeout=15)
     f = s.makefile("rwb")
     assert json.loads(f.readline())["type"] == "auth_challenge"
-    f.write(b'{"op": "hello", "mode": "write", "chunk": 4096, "inflight": 1, "qp": {}}\n')
+    f.write(b'{"op": "hello", "mode": "write", "chunk": 4096, "inflight": 1, "qp": []}\n')
     f.flush()
     assert "must be 'auth'" in json.loads(f.readline())["message"]
     with pytest.raises(auth.AuthError, match="authentication failed"):
@@ -48,10 +48,10 @@ def test_no_secret_no_session(passive):
 
 @pytest.mark.parametrize("hello, reason", [
     ({"op": "hello", "mode": "write"}, "'chunk' is missing"),
-    ({"op": "hello", "mode": "write", "chunk": 1 << 40, "inflight": 1, "qp": {}}, "outside"),
-    ({"op": "hello", "mode": "write", "chunk": "1M", "inflight": 1, "qp": {}}, "must be an integer"),
+    ({"op": "hello", "mode": "write", "chunk": 1 << 40, "inflight": 1, "qp": []}, "outside"),
+    ({"op": "hello", "mode": "write", "chunk": "1M", "inflight": 1, "qp": []}, "must be an integer"),
     ({"op": "put", "type": "sealed", "id": "s-t01000-1"}, "unexpected request 'put'"),
-    ({"op": "hello", "mode": "write", "chunk": 65536, "inflight": 4, "qp": {}}, "nonexistent0"),  # valid: no device here
+    ({"op": "hello", "mode": "write", "chunk": 65536, "inflight": 4, "qp": []}, "nonexistent0"),  # valid: no device here
 ])
 def test_a_bad_hello_gets_an_error_and_the_server_goes_on(passive, hello, reason):
     wire = session(passive)

@@ -82,7 +82,8 @@ def test_context_table_and_emulation_flag(full):
     _, p = full
     texts = [c[2] for c in p.cells]
     for value in ("verbs-a", "transfer-rxe", "mlx5_0", "rxe0", "rdma_rxe", "16.35.2000", "6.12.12-amd64", "Ethernet",
-                  "4096", "RoCE v2", "44.0-2", "tcg", "storage-1", "hardware", "active MTU", "GID type", "firmware"):
+                  "4096", "RoCE v2", "44.0-2", "tcg", "storage-1", "hardware", "active MTU", "GID type", "firmware",
+                  "perftest", "4.5-0.20"):  # the perftest version the JSON carries, beside rdma-core
         assert value in texts, value
     flagged = [c[2] for c in p.cells if c[1] == "emulated"]
     assert flagged == ["soft-RoCE (rxe) under emulation (QEMU TCG): ratios only, not a hardware figure"]

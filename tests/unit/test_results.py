@@ -61,11 +61,15 @@ def test_context_names_the_clock_the_loops_read():
 
 
 def test_cpu_meter_counts_this_process():
+    import time
+
     meter = CpuMeter()
-    x = 0
-    for i in range(2_000_000):
-        x += i
+    x, end = 0, time.perf_counter() + 0.6  # past MIN_TICKS at HZ 100
+    while time.perf_counter() < end:
+        x += 1
     cpu = meter.stop(bytes_moved=10**9)
+    assert cpu["measurable"] is True and 0 < cpu["process"]["cores"] <= cpu["cores"]
+    assert cpu["system"]["busy_cores"] <= cpu["cores"]
     assert cpu["process"]["user_s"] + cpu["process"]["system_s"] > 0
     assert cpu["system"]["busy_s"] >= 0 and cpu["elapsed_s"] > 0
     assert cpu["process"]["cpu_s_per_gb"] == pytest.approx(cpu["process"]["user_s"] + cpu["process"]["system_s"])
@@ -99,3 +103,18 @@ def test_result_files_follow_the_umask(tmp_path):
     finally:
         os.umask(old)
     assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_a_too_short_interval_gives_no_rates_never_an_impossible_one():
+    """send_bw at 2 B reported 2.80 busy cores on a 2-core guest, and 0.00 for a spinning process."""
+    from rdmabench.cpu import per_gb
+
+    meter = CpuMeter()
+    cpu = meter.stop(bytes_moved=10**6)
+    assert cpu["measurable"] is False and "ticks" in cpu["note"]
+    assert cpu["system"]["busy_cores"] is None and cpu["process"]["cores"] is None
+    assert "cpu_s_per_gb" not in cpu["process"] and per_gb(cpu, cpu, 10**6) is None
+    from rdmabench.perf import table
+    row = {"test": "send_bw", "size": 2, "ops": 5, "bw_avg_MiBps": 1.0, "msg_rate_Mpps": 0.1,
+           "cpu": {"client": cpu, "server": cpu}}
+    assert "n/a" in table.render([row])

@@ -61,6 +61,50 @@ def test_sweep_several_qps_and_duration(tmp_path):
     assert 1.5 < row["seconds"] < 4 and row["ops"] > 0
 
 
+def test_results_go_to_the_labs_folder_without_o(lab_env, tmp_path):
+    """`run` wrote to ./results (read-only in the guest) and lost the measurement with a traceback."""
+    env = {**__import__("os").environ, "RDMABENCH_RESULTS": str(tmp_path / "lab-results")}
+    done = subprocess.run([sys.executable, "-m", "rdmabench.cli", "run", "-t", "write_bw", "-n", "100"],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    saved = list((tmp_path / "lab-results").glob("verbs-*.json"))
+    assert len(saved) == 1 and f"result file: {saved[0]}" in done.stdout
+
+
+def test_bidirectional_best_window_counts_both_directions(tmp_path):
+    """-b printed a best window of 75 MiB/s beside an average of 104: one direction against both."""
+    out = tmp_path / "r.json"
+    done = rdmabench("run", "-t", "write_bw", "-q", "2", "-b", "--sizes", "64K", "-n", "200", "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    row = json.loads(out.read_text())["rows"][0]
+    assert len(row["bw_avg_MiBps_each_way"]) == 2
+    assert row["bw_best_window_MiBps"] >= row["bw_avg_MiBps"] * 0.999
+    assert len(row["bw_best_window_MiBps_each_way"]) == 2
+
+
+def test_an_8_mib_ping_pong_registers_two_buffers_not_a_gigabyte(tmp_path):
+    """send_lat at 8 MiB was OOM-killed: queue depth x size registered per end (1 GiB each)."""
+    out = tmp_path / "r.json"
+    done = rdmabench("run", "-t", "send_lat", "--sizes", "8M", "-n", "5", "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    row = json.loads(out.read_text())["rows"][0]
+    assert row["registered_bytes"] == 2 * (8 << 20) and row["samples"] == 5
+
+
+def test_device_caps_are_checked_before_anything_starts(lab_env):
+    """--depth 100000 and --gid-index 99 failed inside the test, behind an internal address prefix."""
+    facts = devices.describe(lab_env["device"])
+    assert facts.max_qp_wr and facts.max_cqe  # queried from the device (rxe: 1048576 and 32767)
+    done = rdmabench("run", "--depth", "100000")
+    cap = f"{lab_env['device']}'s max_qp_wr of {facts.max_qp_wr}" if facts.max_qp_wr < 100000 \
+        else "the engines' maximum of 65536"
+    assert done.returncode == 1 and f"--depth 100000 is above {cap}" in done.stderr, done.stderr
+    assert "127.0.0.1:" not in done.stderr
+    done = rdmabench("run", "--gid-index", "99")
+    assert done.returncode == 1 and "--gid-index 99" in done.stderr and "has no such GID; it has: " in done.stderr
+    assert "127.0.0.1:" not in done.stderr and "running" not in done.stderr  # refused before any test ran
+
+
 def test_bad_input_gets_clear_errors(lab_env):
     done = rdmabench("run", "--size", "0")
     assert done.returncode == 2 and "at least 1 byte" in done.stderr

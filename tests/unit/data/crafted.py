@@ -32,7 +32,7 @@ def context(hostname="storage-1", kernel="6.1.0-18-amd64", device="mlx5_0", driv
             rate="100 Gb/sec (4X EDR)") -> dict:
     return {
         "host": {"hostname": hostname, "kernel": kernel, "os": "Debian GNU/Linux 12 (bookworm)",
-                 "cpu_model": "AMD EPYC 7543P 32-Core Processor", "cpu_count": 64, "rdma_core": "44.0-2",
+                 "cpu_model": "AMD EPYC 7543P 32-Core Processor", "cpu_count": 64, "rdma_core": "44.0-2", "perftest": "4.5-0.20",
                  "rdmabench": "0.1.0", "virtualization": virtualization},
         "device": {"name": device, "driver": driver, "firmware": firmware, "link_layer": link_layer,
                    "active_mtu": mtu, "gid_type": "RoCE v2", "rate": rate},
