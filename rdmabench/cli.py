@@ -329,12 +329,18 @@ def secret_check():
               help="Longest wait for any one completion or answer before the run fails.")
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="A sector-transfer scenario (configs/*.toml): hand-offs x transports x repetitions.")
+@click.option("--scale", "config_scale", metavar="FRACTION",
+              help="With --config: shrink every shape's files by this much (1/65536: a dry run of a real-size config).")
+@click.option("--repetitions", "config_reps", type=click.IntRange(1), help="With --config: override its repetitions.")
+@click.option("--dir", "config_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="With --config: keep this host's files under DIR/storage and DIR/work instead of the config's.")
 @click.option("--wait", type=click.FloatRange(0), default=5.0, show_default=True,
               help="Seconds to keep trying while the server is not listening yet.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
               help="Result file [results/verbs-HOST-TIME.json].")
 def run_cmd(tests_, device, peer, size, sizes, iters, duration, warmup, depth, cq_mod, qps, bidir, gid_index,
-            mtu, connect, validate, inline_size, slots, engine, repeat, timeout_ms, config_path, wait, output):
+            mtu, connect, validate, inline_size, slots, engine, repeat, timeout_ms, config_path, config_scale,
+            config_reps, config_dir, wait, output):
     """Measure RDMA write/read/send bandwidth and latency against `rdmabench serve`.
 
     What perftest measures, with both ends' CPU (system-wide as qperf counts it,
@@ -357,11 +363,23 @@ def run_cmd(tests_, device, peer, size, sizes, iters, duration, warmup, depth, c
     from .perf.client import Client, run_local
     from .perf.options import RunOptions, parse_sweep
 
+    ctx = click.get_current_context()
+    given = [max(p.opts, key=len) for p in ctx.command.params
+             if p.name and ctx.get_parameter_source(p.name) is click.core.ParameterSource.COMMANDLINE]
+    config_only = {"--scale", "--repetitions", "--dir"}
     if config_path:
         from .transfer.cli import run_scenario
 
-        run_scenario(config_path, device, gid_index, peer and _peer(peer), wait, output)
+        ignored = [g for g in given if g not in {"--device", "--peer", "--gid-index", "--config", "--wait",
+                                                 "--output"} | config_only]
+        if ignored:
+            raise click.UsageError(f"{', '.join(ignored)} apply to verbs tests, not to a --config scenario "
+                                   "(which would ignore them): drop them")
+        run_scenario(config_path, device, gid_index, peer and _peer(peer), wait, output,
+                     scale=config_scale, repetitions=config_reps, folder=config_dir)
         return
+    if any(g in config_only for g in given):
+        raise click.UsageError("--scale, --repetitions and --dir go with --config")
     if size and sizes:
         raise click.UsageError("give --size or --sizes, not both")
     try:

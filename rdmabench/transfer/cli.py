@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import sys
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import click
 
 from .. import config, devices
+from ..workloads import sector
 from ..errors import RdmabenchError
 from ..perf.control import Channel
 from . import runner
@@ -27,9 +29,27 @@ def run_opts(opts: dict, peer) -> dict:
     return {**opts, "peer": f"{peer[0]}:{peer[1]}" if peer else "local", "host": socket.gethostname()}
 
 
+def overridden(scenario: config.Scenario, scale: str | None, repetitions: int | None,
+               folder: Path | None) -> config.Scenario:
+    """The scenario with the command line's --scale (multiplies each shape's), --repetitions and --dir."""
+    changes = {}
+    if scale is not None:
+        try:
+            factor = sector.parse_scale(scale)
+        except sector.WorkloadError as err:
+            raise click.BadParameter(str(err), param_hint="--scale") from None
+        changes["shapes"] = tuple(dataclasses.replace(s, scale=s.scale * factor) for s in scenario.shapes)
+    if repetitions is not None:
+        changes["repetitions"] = repetitions
+    if folder is not None:
+        changes.update(storage_dir=Path(folder) / "storage", work_dir=Path(folder) / "work")
+    return dataclasses.replace(scenario, **changes) if changes else scenario
+
+
 def run_scenario(path: Path, device: str | None, gid_index: int | None, peer: tuple[str, int] | None,
-                 wait: float, output: Path | None) -> None:
-    scenario = config.load(path)  # rejects a bad file before anything runs
+                 wait: float, output: Path | None, scale: str | None = None, repetitions: int | None = None,
+                 folder: Path | None = None) -> None:
+    scenario = overridden(config.load(path), scale, repetitions, folder)  # a bad file is refused before anything runs
     rdma = {"rdma-write", "rdma-read"} & set(scenario.transports)
     opts = _device(device, gid_index) if (rdma or device) else {}
     if rdma and not opts:

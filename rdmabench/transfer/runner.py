@@ -97,6 +97,13 @@ def _transfer(handoff, shape, transport, rep, descs, source, dest, worker, stora
     return row
 
 
+def _cpu_cell(values: list[float]) -> str:
+    """Mean CPU-s/GB over the repetitions long enough to measure; n/a when none was."""
+    if not values:
+        return "n/a"
+    return f"{sum(values) / len(values):.2f}"
+
+
 def render(rows: list[dict]) -> str:
     """Per hand-off and transport: mean time, throughput, CPU at both ends, verification."""
     import statistics
@@ -111,10 +118,11 @@ def render(rows: list[dict]) -> str:
         secs = [r["seconds"] for r in rs]
         tput = [r["throughput_MiBps"] for r in rs]
         spread = f"±{statistics.stdev(tput):.1f}" if len(tput) > 1 else ""
-        cw = statistics.fmean(r.get("cpu_s_per_gb", {}).get("client_process", 0) for r in rs)
-        cs = statistics.fmean(r.get("cpu_s_per_gb", {}).get("server_process", 0) for r in rs)
+        cw, cs = (_cpu_cell([r["cpu_s_per_gb"][k] for r in rs if "cpu_s_per_gb" in r])
+                  for k in ("client_process", "server_process"))
         lines.append(f"{handoff:<9} {sector_label:<18} {transport:<11} {len(rs):>4} {rs[0]['bytes'] / MIB:>9.1f} "
-                     f"{statistics.fmean(secs):>8.3f} {statistics.fmean(tput):>9.1f}{spread:<7} {cw:>9.2f} "
-                     f"{cs:>17.2f}  {'yes' if all(r['verified'] for r in rs) else 'NO'}")
-    lines.append("CPU s/GB: process CPU-seconds per GB moved at each end (system-wide figures are in the result file)")
+                     f"{statistics.fmean(secs):>8.3f} {statistics.fmean(tput):>9.1f}{spread:<7} {cw:>9} "
+                     f"{cs:>17}  {'yes' if all(r['verified'] for r in rs) else 'NO'}")
+    lines.append("CPU s/GB: process CPU-seconds per GB moved at each end (system-wide figures are in the result file); "
+                 "n/a: every repetition was too short for the kernel's tick-counted CPU time")
     return "\n".join(lines)

@@ -86,3 +86,41 @@ def test_a_bad_config_is_refused_before_anything_runs(tmp_path):
     assert done.exit_code == 1
     assert "bad.toml" in done.output and "transports" in done.output and "'htp'" in done.output
     assert not (tmp_path / "storage").exists()
+
+
+def test_config_ignores_no_option_silently(tmp_path):
+    """`run --config` used to ignore 18 of `run`'s options without a word."""
+    done = CliRunner().invoke(cli, ["run", "--config", str(write_config(tmp_path)), "--depth", "64", "-t", "read_bw"])
+    assert done.exit_code == 2 and "--depth" in done.output and "--test" in done.output and "drop them" in done.output
+    done = CliRunner().invoke(cli, ["run", "--scale", "1/2"])
+    assert done.exit_code == 2 and "go with --config" in done.output
+
+
+def test_a_real_size_config_runs_scaled_down_elsewhere(tmp_path):
+    """--scale, --repetitions and --dir: a dry run of sealing-32g.toml that fits anywhere."""
+    from pathlib import Path
+
+    cfg = Path(__file__).resolve().parents[2] / "configs" / "sealing-32g.toml"
+    out = tmp_path / "r.json"
+    text = cfg.read_text().replace('"rdma-write", "rdma-read", "nfs-rdma", "nfs-tcp"', "").replace(
+        '"http", "shared", ]', '"http", "shared"]').replace('"http", "rdma-write"]', '"http"]')
+    small = tmp_path / "s32.toml"
+    small.write_text(text)  # no RDMA device nor NFS server on this host: http and shared only
+    done = CliRunner().invoke(cli, ["run", "--config", str(small), "--scale", "1/1048576", "--repetitions", "1",
+                                    "--dir", str(tmp_path / "d"), "-o", str(out)])
+    assert done.exit_code == 0, done.output
+    rows = json.loads(out.read_text())["rows"]
+    assert {r["sector"] for r in rows} == {"32GiB@1/1048576"} and all(r["repetition"] == 0 for r in rows)
+    assert (tmp_path / "d" / "storage").is_dir() and not Path("/srv/rdmabench").exists()
+
+
+def test_the_table_says_n_a_where_cpu_could_not_be_measured():
+    """A transfer too short for tick-counted CPU time showed 0.00 CPU-s/GB: a figure it never measured."""
+    from rdmabench.transfer import runner
+
+    row = {"handoff": "finalize", "sector": "8MiB", "transport": "http", "bytes": 1 << 20, "seconds": 0.2,
+           "throughput_MiBps": 5.0, "verified": True}
+    line = runner.render([row]).splitlines()[1]
+    assert "n/a" in line and "0.00" not in line
+    line = runner.render([{**row, "cpu_s_per_gb": {"client_process": 1.5, "server_process": 2.5}}]).splitlines()[1]
+    assert "1.50" in line and "2.50" in line

@@ -1,0 +1,73 @@
+"""Every command the README shows, and where `make test` runs it.
+
+``readme()`` reads the commands out of README.md's code blocks; ``COVERAGE`` maps each one to where
+it runs and the command actually run there: the same words, with the lab's device and peer address
+in place of mlx5_0 and 10.0.0.1, kept small in the lab where the README says so, and placeholders
+(results/A.json, CMD, jobs logs) filled with real files. tests/unit/test_readme.py fails when the
+README gains a command this table does not cover, or the table keeps one the README dropped.
+
+Where: "host" (tests/unit/test_readme.py), "lab-one" (tests/lab/one_host/test_readme_commands.py),
+"lab-two" (the worker guest: tests/lab/two_hosts/test_readme_commands.py), "storage" (the storage
+guest's servers, started by the Makefile's test-lab-two exactly as written here), "make" (a Makefile
+target that `make test` runs, or `make test` itself), "hardware" (cannot run here, with the reason;
+its small form is another entry), "by hand" (run before a release, with the reason it is not in CI).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+DEV, PEER = "$RDMABENCH_DEVICE", "$RDMABENCH_PEER_IP"
+LAB_RUN = " --sizes 1K:64K -n 20"  # what the README's paragraph on CI says the lab adds to `run`
+LAB_CROSSCHECK = " --repeat 1 --bw-iters 200 --lat-iters 200"
+
+COVERAGE = {
+    "make demo": ("by hand", "~9 min, two more guests: outside CI's time; each command it runs, `make test` runs"),
+    "make test": ("make", "test"),
+    "rdmabench devices": ("lab-one", "rdmabench devices"),
+    "rdmabench roundtrip -d mlx5_0": ("lab-one", f"rdmabench roundtrip -d {DEV}"),
+    ".venv/bin/rdmabench devices": ("lab-one", ".venv/bin/rdmabench devices"),
+    ".venv/bin/rdmabench roundtrip --device mlx5_0": ("lab-one", f".venv/bin/rdmabench roundtrip --device {DEV}"),
+    "rdmabench secret init": ("host", "rdmabench secret init"),
+    "rdmabench serve --bind 10.0.0.1 -d mlx5_0": ("storage", f"rdmabench serve --bind $RDMABENCH_IP -d {DEV}"),
+    "rdmabench run --peer 10.0.0.1 -d mlx5_0 -t all --sizes 2:8M":
+        ("lab-two", f"rdmabench run --peer {PEER} -d {DEV} -t all --sizes 2:8M".replace(" --sizes 2:8M", LAB_RUN)),
+    "rdmabench crosscheck --peer 10.0.0.1 -d mlx5_0":
+        ("lab-two", f"rdmabench crosscheck --peer {PEER} -d {DEV}" + LAB_CROSSCHECK),
+    "rdmabench run --config configs/sealing-32g.toml --peer 10.0.0.1 --scale 1/65536 --repetitions 1 --dir /tmp/rb":
+        ("lab-two", f"rdmabench run --config configs/sealing-32g.toml --peer {PEER} --scale 1/65536 --repetitions 1 "
+                    "--dir /tmp/rb"),
+    "rdmabench run --config configs/sealing-32g.toml --peer 10.0.0.1":
+        ("hardware", "448 GiB per PC1 -> PC2 transfer; its --scale dry run is the entry above"),
+    "rdmabench baseline": ("host", "rdmabench baseline"),
+    "rdmabench compare results/A.json results/B.json [--format md]":
+        ("host", "rdmabench compare {A} {B} && rdmabench compare {A} {B} --format md"),
+    "rdmabench report results/*.json -o report/": ("host", "rdmabench report {A} {B} {T} -o {out}/report/"),
+    "rdmabench jobs jobs-2026-11-*.log --what-if results/T.json --sector-size 32GiB":
+        ("host", "rdmabench jobs {log} --what-if {T} --sector-size 32GiB"),
+    "rdmabench lab -- CMD": ("make", "test-lab-one"),
+    "rdmabench lab --hosts 2 --storage CMD --worker CMD": ("make", "test-lab-two"),
+}
+
+
+def readme() -> list[str]:
+    """Each command line in README.md's code blocks (comments stripped), in order."""
+    out, inside = [], False
+    for line in README.read_text().splitlines():
+        if line.startswith("```"):
+            inside = not inside
+            continue
+        if not inside:
+            continue
+        cmd = re.sub(r"\s+#.*$", "", line).strip()
+        if re.match(r"^(rdmabench|\.venv/bin/rdmabench|make) ", cmd):
+            out.append(cmd)
+    return out
+
+
+def where(kind: str) -> dict[str, str]:
+    """{README command: command run} for one place."""
+    return {k: v for k, (w, v) in COVERAGE.items() if w == kind}
