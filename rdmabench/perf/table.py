@@ -4,8 +4,8 @@ Bandwidth (ib_*_bw): #bytes #iterations BW peak BW average MsgRate, where our
 "peak" is the labelled best window (see metrics.py), MiB/s as perftest's MB/sec.
 Latency (ib_*_lat): #bytes #iterations t_min t_max t_typical t_avg t_stdev 99% 99.9%,
 where t_typical is the median (p50), then our p99.99. CPU: cores busy at each
-end, system-wide (qperf's count) and in the rdmabench process; "n/a" where the test
-ran too briefly for the kernel's tick-counted CPU time to mean anything.
+end, system-wide (qperf's count) and in the rdmabench process; system-wide "n/a" where the
+test ran too briefly for /proc/stat's ticks to mean anything (the process figure is exact).
 """
 
 from __future__ import annotations
@@ -23,9 +23,8 @@ def _cpu(row: dict, side: str) -> str:
     cpu = row.get("cpu", {}).get(side)
     if not cpu:
         return "-"
-    if cpu.get("measurable") is False or cpu["system"]["busy_cores"] is None:
-        return "n/a"  # too short for the kernel's tick-counted CPU time: see the result's cpu.*.note
-    return f"{cpu['system']['busy_cores']:.2f}/{cpu['process']['cores']:.2f}"
+    fmt = lambda v: "n/a" if v is None else f"{v:.2f}"  # noqa: E731  (n/a: too short for /proc/stat's ticks)
+    return f"{fmt(cpu['system']['busy_cores'])}/{fmt(cpu['process']['cores'])}"
 
 
 def _fmt(rows: list[list[str]]) -> list[str]:

@@ -38,7 +38,11 @@ def test_every_test_type_across_the_link(peer, lab_env, tmp_path, connect):
     assert [r["test"] for r in result["rows"]] == ALL
     for row in result["rows"]:
         assert row["corrupt"] == 0 and row["validated"] > 0
-        assert row["cpu"]["server"]["system"]["busy_s"] >= 0 and "cpu_s_per_gb" in row
+        assert row["cpu"]["server"]["system"]["busy_s"] >= 0
+        per_gb = row["cpu_s_per_gb"]  # per process always (an exact clock); system-wide where long enough
+        assert per_gb["client_process"] > 0 and per_gb["server_process"] >= 0
+        for side in ("client", "server"):
+            assert (f"{side}_system" in per_gb) == row["cpu"][side]["measurable"], (side, row["cpu"][side])
         assert (row["bw_avg_MiBps"] if row["test"].endswith("_bw") else row["lat_p50_us"]) > 0
 
 
