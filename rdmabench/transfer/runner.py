@@ -98,7 +98,7 @@ def _transfer(handoff, shape, transport, rep, descs, source, dest, worker, stora
 
 
 def _cpu_cell(values: list[float]) -> str:
-    """Mean CPU-s/GB over the repetitions long enough to measure; n/a when none was."""
+    """Mean CPU-s/GB over the repetitions that have one; n/a when none has (nothing moved)."""
     if not values:
         return "n/a"
     return f"{sum(values) / len(values):.2f}"
@@ -123,6 +123,5 @@ def render(rows: list[dict]) -> str:
         lines.append(f"{handoff:<9} {sector_label:<18} {transport:<11} {len(rs):>4} {rs[0]['bytes'] / MIB:>9.1f} "
                      f"{statistics.fmean(secs):>8.3f} {statistics.fmean(tput):>9.1f}{spread:<7} {cw:>9} "
                      f"{cs:>17}  {'yes' if all(r['verified'] for r in rs) else 'NO'}")
-    lines.append("CPU s/GB: process CPU-seconds per GB moved at each end (system-wide figures are in the result file); "
-                 "n/a: every repetition was too short for the kernel's tick-counted CPU time")
+    lines.append("CPU s/GB: process CPU-seconds per GB moved at each end (system-wide figures are in the result file)")
     return "\n".join(lines)

@@ -115,7 +115,7 @@ def test_a_real_size_config_runs_scaled_down_elsewhere(tmp_path):
 
 
 def test_the_table_says_n_a_where_cpu_could_not_be_measured():
-    """A transfer too short for tick-counted CPU time showed 0.00 CPU-s/GB: a figure it never measured."""
+    """A row without a CPU-per-GB figure showed 0.00 CPU-s/GB: a figure it never measured."""
     from rdmabench.transfer import runner
 
     row = {"handoff": "finalize", "sector": "8MiB", "transport": "http", "bytes": 1 << 20, "seconds": 0.2,
