@@ -35,6 +35,14 @@ MAX_REQUEST = 1 << 20  # what a server reads from a client: setups, transfer req
 class ControlError(RdmabenchError):
     """The control connection broke, timed out or said something unexpected."""
 
+    peer_gone = False  # True: the peer hung up or went quiet, so there is no one to answer
+
+
+class PeerGone(ControlError):
+    """The control connection broke or the peer stopped answering."""
+
+    peer_gone = True
+
 
 class Channel:
     def __init__(self, sock: socket.socket, peer: str, max_line: int = MAX_LINE):
@@ -88,19 +96,19 @@ class Channel:
         try:
             self.sock.sendall(data)
         except OSError as err:
-            raise ControlError(f"control connection to {self.peer} lost while sending {kind!r}: {err}") from None
+            raise PeerGone(f"control connection to {self.peer} lost while sending {kind!r}: {err}") from None
 
     def recv(self, timeout: float, expect: str | tuple[str, ...] | None = None) -> dict:
         self.sock.settimeout(timeout)
         try:
             line = self._file.readline(self.max_line + 1)
         except socket.timeout:
-            raise ControlError(f"no answer from {self.peer} within {timeout:g} s"
+            raise PeerGone(f"no answer from {self.peer} within {timeout:g} s"
                                + (f" (waiting for {expect!r})" if expect else "")) from None
         except OSError as err:
-            raise ControlError(f"control connection to {self.peer} lost: {err}") from None
+            raise PeerGone(f"control connection to {self.peer} lost: {err}") from None
         if not line:
-            raise ControlError(f"{self.peer} closed the control connection"
+            raise PeerGone(f"{self.peer} closed the control connection"
                                + (f" (waiting for {expect!r})" if expect else ""))
         if len(line) > self.max_line:
             raise ControlError(f"{self.peer} sent a message over {self.max_line} bytes")

@@ -24,7 +24,7 @@ from ..results import context
 from ..wirecheck import BadMessage, Bool, Int, Num, Opt, Str, fields
 from . import engine, perftest, tests
 from ..transfer.agent import Agent
-from .control import Channel, ControlError
+from .control import Channel
 
 SETUP_WAIT_S = 120.0  # between tests a client may be computing and printing
 MAX_PENDING = 32  # connections proving themselves at once; more are turned away
@@ -124,7 +124,7 @@ class Server:
         except Exception as err:  # one client, whatever it sent, never stops the server
             reason = str(err) if isinstance(err, RdmabenchError) else f"internal error: {type(err).__name__}: {err}"
             self.log(f"client {chan.peer} dropped: {reason}")
-            if not isinstance(err, (ControlError, OSError)) or _worth_answering(err):
+            if not isinstance(err, OSError) and not getattr(err, "peer_gone", False):
                 try:
                     chan.send("error", message=f"rdmabench serve: {reason}; closing this connection")
                 except (RdmabenchError, OSError):
@@ -224,12 +224,6 @@ class Server:
         chan.send("result", raw=jsonable(raw), cpu=cpu)
         chan.recv(60, "teardown")
         chan.send("closed")
-
-
-def _worth_answering(err: Exception) -> bool:
-    """A control error the client caused by what it sent (not a timeout or a hang-up): tell it why."""
-    text = str(err)
-    return not any(w in text for w in ("closed the control connection", "no answer from", "connection to"))
 
 
 def _only_device() -> devices.Device | None:
