@@ -220,84 +220,6 @@ def _peer(text: str) -> tuple[str, int]:
         raise click.BadParameter(f"{text!r}: use HOST or HOST:PORT", param_hint="--peer") from None
 
 
-@cli.command("serve")
-@click.option("--bind", required=True, metavar="ADDR",
-              help="Address to listen on (the server listens only there; e.g. the RDMA netdev's address).")
-@click.option("--port", type=click.IntRange(0, 65535), default=18515, show_default=True, help="Control port (TCP).")
-@click.option("--device", "-d", envvar="RDMABENCH_DEVICE", metavar="NAME", help="RDMA device [the only one].")
-@click.option("--gid-index", type=click.IntRange(0), help="GID index [the recommended one].")
-@click.option("--clients", type=click.IntRange(1), help="Exit after this many clients [serve forever].")
-@click.option("--root", type=click.Path(file_okay=False), default="/tmp/rdmabench/serve", show_default=True,
-              help="Where sector transfers (run --config) keep this host's files: ROOT/storage, ROOT/work.")
-def serve_cmd(bind, port, device, gid_index, clients, root):
-    """The far end of `rdmabench run`: wait for clients and run each test with them.
-
-    Takes clients one after another. The server opens its endpoints on its own
-    device, measures its own CPU and returns its figures, so one result file
-    holds both ends. A client that dies mid-test is dropped; the server goes on.
-
-    Every client must prove it holds the cluster's shared secret before the
-    server acts on anything it sends. The secret comes from $RDMABENCH_SECRET,
-    the file $RDMABENCH_SECRET_FILE names, or ~/.config/rdmabench/secret
-    (never the command line); `rdmabench secret init` makes one. Sector
-    transfers only touch files under --root.
-
-    \b
-    Example (storage host, then worker host, both holding the same secret file):
-      rdmabench secret init && scp ~/.config/rdmabench/secret worker:.config/rdmabench/
-      rdmabench serve --bind 192.168.10.1 --device mlx5_0
-      rdmabench run --peer 192.168.10.1 --device mlx5_0 --test write_bw --sizes 4K:8M
-    """
-    from .perf.server import Server
-
-    server = Server(bind, port, device, gid_index, root=root)
-    where = f"device {server.dev.name} GID index {server.gid_index}" if server.dev else "no RDMA device (transfers only)"
-    click.echo(f"rdmabench serve: listening on {bind}:{server.port}, {where}", err=True)
-    try:
-        server.serve(clients)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.close()
-
-
-@cli.group("secret")
-def secret_group():
-    """The shared secret every rdmabench listener asks its peers to prove.
-
-    `rdmabench serve`, the rdma transports' passive ends and the verbs peer
-    refuse any connection that cannot prove it holds the same secret (an HMAC
-    challenge-response: the secret itself never crosses the network). Looked up
-    in order: $RDMABENCH_SECRET, the file named by $RDMABENCH_SECRET_FILE,
-    ~/.config/rdmabench/secret. The lab makes one of its own for each run.
-    """
-
-
-@secret_group.command("init")
-@click.option("--file", "path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Where to write it [$RDMABENCH_SECRET_FILE, else ~/.config/rdmabench/secret].")
-@click.option("--force", is_flag=True, help="Replace an existing secret (every host must then get the new one).")
-def secret_init(path, force):
-    """Write a new random secret (mode 0600), then copy the file to every host."""
-    from . import auth
-
-    path = path or Path(os.environ.get(auth.ENV_SECRET_FILE) or auth.default_file())
-    written = auth.write_secret(path, force=force)
-    click.echo(f"wrote a new shared secret to {written} (mode 0600)")
-    click.echo(f"copy it to the same path on every host of the cluster, or point {auth.ENV_SECRET_FILE} at it")
-
-
-@secret_group.command("check")
-def secret_check():
-    """Say where this host's secret comes from, or why there is none usable."""
-    from . import auth
-
-    auth.load_secret()
-    source = (f"${auth.ENV_SECRET}" if os.environ.get(auth.ENV_SECRET) is not None
-              else os.environ.get(auth.ENV_SECRET_FILE) or str(auth.default_file()))
-    click.echo(f"shared secret: usable, from {source}")
-
-
 @cli.command("run")
 @click.option("--test", "-t", "tests_", multiple=True, default=["write_bw"], show_default=True,
               metavar="TEST[,TEST...]", callback=names_option(list(TESTS), "all"),
@@ -449,10 +371,13 @@ def crosscheck_cmd(device, peer, sizes, only, repeat, bw_iters, lat_iters, timeo
 
 
 from .cli_results import compare_cmd, jobs_cmd, report_cmd  # noqa: E402  (results and job logs)
+from .cli_serve import secret_group, serve_cmd  # noqa: E402  (the listening side)
 
 cli.add_command(compare_cmd)
 cli.add_command(report_cmd)
 cli.add_command(jobs_cmd)
+cli.add_command(serve_cmd)
+cli.add_command(secret_group)
 
 
 @cli.command("baseline")

@@ -201,7 +201,7 @@ def cpu_per_gb(t: Tables) -> list[Plot]:
         ax.set_ylabel("CPU-seconds per GB")
         ax.set_title(f"{run}: CPU cost per GB moved (mean over hand-offs and repetitions)")
         ax.grid(True, axis="y", alpha=0.3)
-        ax.legend(fontsize="small", ncols=2)
+        ax.legend(fontsize="small", ncols=len(cols), loc="upper center", bbox_to_anchor=(0.5, -0.08))  # clear of the bars
     return [Plot("cpu-per-gb", "CPU-seconds per GB per transport", _png(fig),
                  "System-wide counts user+nice+system+irq+softirq+steal on the whole host (qperf's way); "
                  "process counts rdmabench's own process tree.")]
