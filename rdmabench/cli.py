@@ -163,12 +163,7 @@ def lab_cmd(hosts, storage_cmd, worker_cmd, cpus, memory, boot_timeout, timeout,
 
 
 def _pick_device(name: str | None) -> devices.Device:
-    if name:
-        return devices.require(name)
-    found = devices.discover()
-    if len(found) > 1:
-        raise RdmabenchError("several RDMA devices here (" + ", ".join(d.name for d in found) + "): choose one with --device")
-    return found[0]
+    return devices.choose(name)
 
 
 @cli.command("roundtrip")

@@ -13,7 +13,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .errors import DeviceNotFound, NoDevices
+from .errors import DeviceNotFound, NoDevices, RdmabenchError
 
 SYSFS_ROOT = Path("/sys/class/infiniband")
 
@@ -234,6 +234,22 @@ def discover(root: Path = SYSFS_ROOT) -> list[Device]:
     if not names:
         raise NoDevices(f"No RDMA devices on this host ({root} is empty or absent).\n{LAB_HINT}")
     return [describe(n, root) for n in names]
+
+
+def choose(name: str | None = None, required: bool = True, root: Path = SYSFS_ROOT) -> Device | None:
+    """The device every command uses: the named one, else the only one here. Several and none named is
+    an error listing them; none at all is NoDevices, or None where the command can do without
+    (``required=False``: transfers over http, shared or NFS)."""
+    if name:
+        return require(name, root)
+    names = device_names(root)
+    if not names:
+        if not required:
+            return None
+        discover(root)  # raises NoDevices with the lab's hint
+    if len(names) > 1:
+        raise RdmabenchError(f"several RDMA devices here ({', '.join(names)}): choose one with --device")
+    return describe(names[0], root)
 
 
 def require(name: str, root: Path = SYSFS_ROOT) -> Device:

@@ -63,7 +63,7 @@ class Server:
     def __init__(self, bind: str, port: int, device: str | None, gid_index: int | None, log=None,
                  root: str = "/tmp/rdmabench/serve"):
         self.bind, self.port = bind, port
-        self.dev = devices.require(device) if device else _only_device()
+        self.dev = devices.choose(device, required=False)  # none: it still serves http/shared/NFS transfers
         self.gid_index = None
         if self.dev:
             self.gid_index = gid_index if gid_index is not None else self.dev.ports[0].recommended_gid_index
@@ -224,14 +224,3 @@ class Server:
         chan.send("result", raw=jsonable(raw), cpu=cpu)
         chan.recv(60, "teardown")
         chan.send("closed")
-
-
-def _only_device() -> devices.Device | None:
-    """The one device; None on a host with none (it can still serve http/shared/NFS transfers)."""
-    if not devices.device_names():
-        return None
-    found = devices.discover()
-    if len(found) > 1:
-        raise RdmabenchError("several RDMA devices here (" + ", ".join(d.name for d in found) + "): choose one with --device")
-    return found[0]
-

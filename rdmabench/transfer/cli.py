@@ -19,7 +19,7 @@ from .hosts import LocalHost, RemoteHost
 
 def _device(name: str | None, gid_index: int | None) -> dict:
     """The RDMA device for the rdma-* transports; none is needed for http, shared or NFS."""
-    dev = devices.require(name) if name else (devices.discover()[0] if devices.device_names() else None)
+    dev = devices.choose(name, required=False)  # two devices and none named: an error, as for `run`
     if dev is None:
         return {}
     return {"device": dev.name, "gid_index": gid_index if gid_index is not None else dev.ports[0].recommended_gid_index}

@@ -28,11 +28,10 @@ def default_device(options: dict) -> tuple[str, int]:
     """(device, gid_index): the options', else the only RDMA device here and its recommended GID."""
     device, gid = options.get("device"), options.get("gid_index")
     if not device:
-        names = devices.device_names()
-        if len(names) != 1:
-            raise TransportError(f"rdma: say which RDMA device to use (options 'device'); found: "
-                                 f"{', '.join(names) or 'none'}")
-        device = names[0]
+        try:
+            device = devices.choose(None).name
+        except RdmabenchError as err:
+            raise TransportError(f"rdma: {err}") from None
     if gid is None:
         dev = devices.require(device)
         gid = next((p.recommended_gid_index for p in dev.ports if p.recommended_gid_index is not None), None)

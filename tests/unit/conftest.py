@@ -39,4 +39,5 @@ def sysfs_with(monkeypatch, fake_sysfs):
     monkeypatch.setattr(devices, "SYSFS_ROOT", root)
     for fn in (devices.describe, devices.discover, devices.require, devices.device_names):
         monkeypatch.setattr(fn, "__defaults__", (root,))
+    monkeypatch.setattr(devices.choose, "__defaults__", (None, True, root))
     return fake_sysfs

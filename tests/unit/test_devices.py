@@ -78,3 +78,23 @@ def test_cli_devices_errors(cli_on):
     assert out.exit_code == 1 and "devices on this host: mlx5_0" in out.output
     out = runner.invoke(cli_mod.cli, ["roundtrip", "--device", "mlx5_7"])
     assert out.exit_code == 1 and "devices on this host: mlx5_0" in out.output
+
+
+def test_one_device_choice_for_every_command(sysfs_with, tmp_path):
+    """`run --config` took the first of two devices where `run` refused: one rule, one error, everywhere."""
+    from rdmabench import devices
+    from rdmabench.errors import RdmabenchError
+    from rdmabench.transfer.cli import _device
+    from rdmabench.transports.base import TransportError
+    from rdmabench.transports.rdma_common import default_device
+
+    gid = ("0000:0000:0000:0000:0000:ffff:0a00:0001", "RoCE v2", "eth0")
+    sysfs_with("mlx5_0", gids=[gid])
+    assert devices.choose().name == "mlx5_0" and _device(None, None)["device"] == "mlx5_0"
+    sysfs_with("mlx5_1", gids=[gid])
+    for pick in (lambda: devices.choose(), lambda: _device(None, None)):
+        with pytest.raises(RdmabenchError, match=r"several RDMA devices here \(mlx5_0, mlx5_1\): choose one with --device"):
+            pick()
+    with pytest.raises(TransportError, match="several RDMA devices here"):
+        default_device({})
+    assert devices.choose("mlx5_1").name == "mlx5_1" and _device("mlx5_1", None)["device"] == "mlx5_1"
