@@ -9,6 +9,8 @@ each the median of the paired ratios.
 
 from __future__ import annotations
 
+import math
+
 import statistics
 from typing import Callable
 
@@ -58,10 +60,12 @@ def _perftest_local(test: str, size: int, iters: int, dev: str, gid: int) -> dic
 
 
 def _measure(what: str, fn: Callable[[], dict], key: str) -> dict:
-    """One measurement; a figure of zero or less (perftest prints 0.00 when a run misfires) is retried once."""
+    """One measurement; a figure that is not a positive number (perftest prints 0.00, inf or -nan when a
+    run misfires) is retried once."""
     for _ in (1, 2):
         row = fn()
-        if (row.get(key) or 0) > 0:
+        value = row.get(key) or 0
+        if math.isfinite(value) and value > 0:
             return row
     raise RdmabenchError(f"{what}: {key} was {row.get(key)!r} twice in a row: no figure to compare")
 

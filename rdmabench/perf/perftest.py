@@ -101,7 +101,8 @@ def run_client(args: list[str], timeout: float) -> str:
     return done.stdout
 
 
-_NUM = r"([0-9]+(?:\.[0-9]+)?)"
+# a figure, or what perftest prints when its clock misfires (inf, -nan: a CPU MHz it read as 0)
+_NUM = r"([0-9]+(?:\.[0-9]+)?|-?inf|-?nan)"
 
 
 def parse(test: str, text: str) -> dict:

@@ -48,3 +48,18 @@ def test_a_zero_figure_is_retried_once_then_refused():
 def test_no_pairs_is_an_error():
     with pytest.raises(RdmabenchError, match="no pairs"):
         crosscheck.ratios(Result(kind="crosscheck", context={}, options={}, rows=[]))
+
+
+def test_perftest_printing_inf_is_a_misfire_retried_once():
+    """Across the two guests ib_write_lat once printed inf for every figure (its CPU MHz read as 0): the
+    crosscheck died on "no latency line" instead of running it again (seen in CI at 5897f42..)."""
+    from rdmabench.perf import perftest
+
+    bad = " 2       50          inf            inf          inf      \t       inf         \t-nan   \t\tinf     \t\tinf    \n"
+    row = perftest.parse("write_lat", bad)
+    assert row["t_typical_us"] == float("inf")
+    good = perftest.parse("write_lat", bad.replace("inf", "9.5").replace("-nan", "0.1"))
+    figures = iter([row, good])
+    assert crosscheck._measure("perftest ib_write_lat", lambda: next(figures), "t_typical_us") == good
+    with pytest.raises(RdmabenchError, match="twice in a row"):
+        crosscheck._measure("perftest ib_write_lat", lambda: row, "t_typical_us")
