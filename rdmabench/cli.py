@@ -44,15 +44,14 @@ def names_option(known, all_word: str | None = None):
     ``known``: the names, or a function giving them (read when the option is parsed)."""
 
     def parse(ctx, param, values):
-        nonlocal known
-        known = known() if callable(known) else known
+        names_known = known() if callable(known) else known
         names = [n.strip() for v in (values if isinstance(values, (list, tuple)) else [values])
                  for n in str(v).split(",") if n.strip()]
-        unknown = [n for n in names if n not in known and n != all_word]
+        unknown = [n for n in names if n not in names_known and n != all_word]
         if unknown or not names:
-            raise click.BadParameter(f"{', '.join(unknown) or 'nothing'}: choose from {', '.join(known)}"
+            raise click.BadParameter(f"{', '.join(unknown) or 'nothing'}: choose from {', '.join(names_known)}"
                                      + (f" or {all_word}" if all_word else ""), ctx, param)
-        chosen = list(known) if all_word in names else names
+        chosen = list(names_known) if all_word in names else names
         return list(dict.fromkeys(chosen))  # in the order given, each once
 
     return parse
@@ -162,10 +161,6 @@ def lab_cmd(hosts, storage_cmd, worker_cmd, cpus, memory, boot_timeout, timeout,
     sys.exit(code)
 
 
-def _pick_device(name: str | None) -> devices.Device:
-    return devices.choose(name)
-
-
 @cli.command("roundtrip")
 @click.option("--device", "-d", envvar="RDMABENCH_DEVICE", metavar="NAME",
               help="RDMA device [$RDMABENCH_DEVICE, else the only one].")
@@ -179,7 +174,7 @@ def roundtrip_cmd(device, gid_index, size, engine):
     A quick proof that the device moves bytes: QP A writes a pattern into QP B's
     buffer, then reads a second pattern back from it; both are checked byte by byte.
     """
-    dev = _pick_device(device)
+    dev = devices.choose(device)
     gid = gid_index if gid_index is not None else dev.ports[0].recommended_gid_index
     if gid is None:
         raise RdmabenchError(f"{dev.name} port 1 has no GID; give its netdev an address (see `rdmabench devices`)")
@@ -308,7 +303,7 @@ def run_cmd(tests_, device, peer, size, sizes, iters, duration, warmup, depth, c
                              slots=slots)
     except ValueError as err:
         raise click.UsageError(str(err)) from None
-    dev = _pick_device(device)
+    dev = devices.choose(device)
     progress = lambda msg: click.echo(f"running {msg} ...", err=True)  # noqa: E731
     if peer:
         host, port = _peer(peer)
@@ -353,7 +348,7 @@ def crosscheck_cmd(device, peer, sizes, only, repeat, bw_iters, lat_iters, timeo
     except ValueError as err:
         raise click.BadParameter(str(err), param_hint="--sizes") from None
     chosen = only
-    dev = _pick_device(device)
+    dev = devices.choose(device)
     result = crosscheck.run(dev.name, _peer(peer) if peer else None, size_list, repeat=repeat, bw_iters=bw_iters,
                             lat_iters=lat_iters, timeout_ms=timeout_ms, only=chosen,
                             progress=lambda m: click.echo(f"running {m} ...", err=True))

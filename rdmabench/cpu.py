@@ -100,8 +100,7 @@ def per_gb(client: dict, server: dict, moved: int) -> dict | None:
     if not moved:
         return None
     gb = moved / 1e9
-    proc = lambda c: c["process"].get("cpu_s", c["process"]["user_s"] + c["process"]["system_s"])  # noqa: E731
-    out = {"client_process": proc(client) / gb, "server_process": proc(server) / gb}
+    out = {"client_process": client["process"]["cpu_s"] / gb, "server_process": server["process"]["cpu_s"] / gb}
     for side, cpu in (("client", client), ("server", server)):
         if cpu.get("measurable", True):
             out[f"{side}_system"] = cpu["system"]["busy_s"] / gb

@@ -20,29 +20,34 @@ class BadMessage(RdmabenchError):
 
 
 @dataclass(frozen=True)
-class Int:
-    lo: int = 0
-    hi: int = (1 << 63) - 1
+class Num:
+    """A finite number (an int or a float) in lo..hi."""
+
+    lo: float = 0.0
+    hi: float = 1e12
+    what = "a number"
+
+    def _is(self, v) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
     def check(self, v, name):
-        if not isinstance(v, int) or isinstance(v, bool):
-            raise BadMessage(f"field {name!r} must be an integer, not {_kind(v)}")
+        if not self._is(v):
+            raise BadMessage(f"field {name!r} must be {self.what}, not {_kind(v)}")
         if not self.lo <= v <= self.hi:
-            raise BadMessage(f"field {name!r} is {v}, outside {self.lo}..{self.hi}")
+            raise BadMessage(f"field {name!r} is {v}, outside {_num(self.lo)}..{_num(self.hi)}")
         return v
 
 
 @dataclass(frozen=True)
-class Num:
-    lo: float = 0.0
-    hi: float = 1e12
+class Int(Num):
+    """An integer (not a boolean, not a float) in lo..hi."""
 
-    def check(self, v, name):
-        if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
-            raise BadMessage(f"field {name!r} must be a number, not {_kind(v)}")
-        if not self.lo <= v <= self.hi:
-            raise BadMessage(f"field {name!r} is {v}, outside {self.lo:g}..{self.hi:g}")
-        return v
+    lo: int = 0
+    hi: int = (1 << 63) - 1
+    what = "an integer"
+
+    def _is(self, v) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
 
 
 @dataclass(frozen=True)
@@ -119,6 +124,12 @@ def fields(msg, spec: dict, where: str) -> dict:
     return out
 
 
+def _num(x) -> str:
+    return f"{x:g}" if isinstance(x, float) else str(x)
+
+
 def _kind(v) -> str:
+    if isinstance(v, float) and not math.isfinite(v):
+        return "a non-finite number"
     return {type(None): "null", bool: "a boolean", int: "an integer", float: "a number", str: "a string",
             list: "a list", dict: "an object"}.get(type(v), type(v).__name__)

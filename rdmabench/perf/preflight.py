@@ -41,10 +41,10 @@ def check(o: RunOptions, dev: Device, both_ends_here: bool, warn: Callable[[str]
         if max_msg and size > max_msg:
             raise RdmabenchError(f"size {size} is above {dev.name}'s maximum message size {max_msg}")
     ends = 2 if both_ends_here else 1
-    need = max((o.registered_bytes(t, s) for t, s in o.plan()), default=0) * ends
+    test, size = max(o.plan(), key=lambda ts: o.registered_bytes(*ts))
+    need = o.registered_bytes(test, size) * ends
     free = psutil.virtual_memory().available
     if need > free * 0.8:
-        test, size = max(o.plan(), key=lambda ts: o.registered_bytes(*ts))
         raise RdmabenchError(f"{test} at {format_size(size)} registers {format_size(need)} "
                              f"({'both ends on this host, ' if ends == 2 else ''}{o.qps} QP(s) x "
                              f"{o.slots_for(test, size) or o.depth} buffers x {format_size(size)}), more than the "

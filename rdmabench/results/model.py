@@ -17,6 +17,7 @@ import datetime as _dt
 import gzip
 import json
 import os
+import secrets
 import socket
 import sys
 import tempfile
@@ -38,12 +39,6 @@ class ResultFileError(RdmabenchError):
 def results_folder() -> Path:
     """Where results go unless a command is given a path: $RDMABENCH_RESULTS (the lab sets it), else ./results."""
     return Path(os.environ.get("RDMABENCH_RESULTS") or "results")
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 @dataclass
@@ -103,9 +98,9 @@ class Result:
         data = json.dumps(self.to_dict(), indent=1, allow_nan=False).encode()
         if path.suffix == ".gz":
             data = gzip.compress(data)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies, as to any file
         try:
-            os.fchmod(fd, 0o666 & ~_umask())  # as any file the user writes, not mkstemp's 0600
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
                 f.flush()

@@ -68,9 +68,7 @@ class LocalHost:
     def item(self, d: dict) -> Item:
         if d["kind"] == "blob":
             miner, number = confine.sector_numbers(d["sector_id"])
-            if d.get("sector_size") not in sector.GEOMETRY:
-                raise confine.PathRefused(f"sector_size: {d.get('sector_size')!r} is not a size Lotus seals")
-            return c1.item(d["sector_size"], miner, number)
+            return c1.item(d["sector_size"], miner, number)  # a size Lotus does not seal: WorkloadError
         return Item(kind=d["kind"], lotus_type=d["lotus_type"], sector_id=d["sector_id"],
                     source=confine.item_path(self.storage_root, d["lotus_type"], d["sector_id"]),
                     destination=self._destination(d), size=d["size"],
