@@ -19,9 +19,10 @@ from pathlib import Path
 from .. import confine, transports
 from ..cpu import CpuMeter
 from ..errors import RdmabenchError
-from ..transports.base import KINDS, Context, Item
+from ..transports.base import Context
 from ..wirecheck import Bool, Int, Opt, Str
 from ..workloads import c1, sector
+from ..workloads.item import KINDS, Item
 
 # One item as it travels: what LocalHost.item() accepts.
 ITEM = {"kind": Str(choices=KINDS), "lotus_type": Str(choices=confine.LOTUS_TYPES), "sector_id": Str(max_len=64),

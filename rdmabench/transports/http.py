@@ -14,7 +14,8 @@ The two halves are usable on their own:
 
 from __future__ import annotations
 
-from .base import Capabilities, Context, Item, PassiveEnd, TransferRecord, Transport, TransportError, register
+from ..workloads.item import Item
+from .base import Capabilities, Context, PassiveEnd, TransferRecord, Transport, TransportError, register
 from .http_client import FetchError, IncompleteTransfer, fetch
 from .http_server import ServerHandle, serve
 from .jsonrpc import send_c1, serve_rpc

@@ -43,7 +43,8 @@ from pathlib import Path
 
 from .. import integrity
 from ..nfs import mounts
-from .base import Capabilities, Context, Item, TransferRecord, Transport, TransportError, register
+from ..workloads.item import Item
+from .base import Capabilities, Context, TransferRecord, Transport, TransportError, register
 
 BUFFER = 1 << 20
 COLD_MODES = ("remount", "drop_caches", "none")

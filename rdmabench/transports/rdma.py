@@ -42,7 +42,8 @@ import time
 
 from .. import auth, confine, integrity
 from ..errors import RdmabenchError
-from .base import Capabilities, Context, Item, PassiveEnd, TransferRecord, Transport, TransportError, register
+from ..workloads.item import Item
+from .base import Capabilities, Context, PassiveEnd, TransferRecord, Transport, TransportError, register
 from .rdma_common import (CHUNK, INFLIGHT, TIMEOUT_MS, Wire, blob_digest, default_device, fx, open_endpoint)
 from .rdma_server import RdmaServer, main, serve
 

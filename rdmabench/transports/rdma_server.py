@@ -26,7 +26,8 @@ import psutil
 from .. import auth, confine, integrity
 from ..errors import RdmabenchError
 from ..wirecheck import BadMessage, Bool, Dict, Int, ListOf, Opt, Str, fields
-from .base import KINDS, TransportError
+from ..workloads.item import KINDS
+from .base import TransportError
 from .rdma_common import TIMEOUT_MS, Wire, blob_digest, fx, open_endpoint
 
 MAX_BLOB = 512 << 20  # a C1 output is ~40 MB; a blob is held in memory, so it is bounded

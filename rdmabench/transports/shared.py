@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 
 from .. import integrity
-from .base import Capabilities, Context, Item, TransferRecord, Transport, TransportError, register
+from ..workloads.item import Item
+from .base import Capabilities, Context, TransferRecord, Transport, TransportError, register
 
 BUFFER = 1 << 20
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 
 from . import pattern
+from .item import Item
 from .sector import GEOMETRY, GiB, KiB, MiB, parse_sector_size
 
 C1_BYTES = {
@@ -56,10 +57,9 @@ def check(blob: bytes, sector_size: int | str) -> None:
     json.loads(blob)
 
 
-def item(sector_size: int | str, miner: int = 1000, number: int = 1):
+def item(sector_size: int | str, miner: int = 1000, number: int = 1) -> Item:
     """The C1 -> C2 hand-off as a transport Item (a blob carried in memory, with its digest)."""
     from .. import integrity
-    from ..transports.base import Item
 
     blob = c1_output(sector_size, miner, number)
     h = integrity.new_hasher()

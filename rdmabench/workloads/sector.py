@@ -27,6 +27,7 @@ from .. import integrity
 from ..errors import RdmabenchError
 from ..units import format_size, parse_size
 from . import pattern
+from .item import Item
 
 KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
 STAGES = ("pc1", "pc2", "finalized")
@@ -261,8 +262,6 @@ def _reusable(root: Path, sector: SectorShape, f: SectorFile, manifest: dict, re
 
 def items(gen: Generated, dest_root: Path | str):
     """The transport items of a generated sector: the sealed file, then the cache directory."""
-    from ..transports.base import Item
-
     dest_root = Path(dest_root)
     s, sid = gen.shape, gen.shape.sector_id
     return [

@@ -146,3 +146,15 @@ def test_c1_item():
     it = c1.item("2KiB", 1000, 2)
     assert it.kind == "blob" and it.size == 100_000 and it.data == c1.c1_output("2KiB", 1000, 2)
     assert it.sector_id == "s-t01000-2" and len(it.digest) == 32
+
+
+def test_workloads_know_no_transport():
+    """Imports point down: the workloads (and the Item they hand out) load without any transport."""
+    import subprocess
+    import sys
+
+    code = ("import sys, rdmabench.workloads.sector, rdmabench.workloads.c1; "
+            "rdmabench.workloads.c1.item('2KiB'); "
+            "print([m for m in sys.modules if m.startswith(('rdmabench.transports', 'rdmabench.transfer'))])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
