@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 from scipy import stats
 
+from ..transports.base import KNOWN
 from ..units import format_size
 from .frames import BANDWIDTH_TESTS, LATENCY_TESTS, Tables, metric_for
 
@@ -29,7 +30,7 @@ CONTEXT_CHECKS = [("hardware", "hardware"), ("environment", "environment"), ("de
 VERBS_OPTIONS = ("qps", "bidir", "engine", "connect", "iterations")
 TEST_ORDER = BANDWIDTH_TESTS + LATENCY_TESTS  # perftest's order
 HANDOFFS = ("pc1-pc2", "finalize", "c1-c2")  # the pipeline's order
-TRANSPORTS = ("http", "jsonrpc", "shared", "rdma-write", "rdma-read", "nfs-rdma", "nfs-tcp")  # today's first
+TRANSPORTS = KNOWN  # the registry's order: today's (http) first
 UNITS = {"bw_avg_MiBps": "MiB/s", "throughput_MiBps": "MiB/s"}
 
 

@@ -17,11 +17,12 @@ import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import FixedLocator, FuncFormatter  # noqa: E402
 
+from ..transports.base import KNOWN  # noqa: E402
 from ..units import format_size  # noqa: E402
 from .frames import BANDWIDTH_TESTS, LATENCY_TESTS, Tables  # noqa: E402
 
 HANDOFFS = ("pc1-pc2", "finalize", "c1-c2")
-TRANSPORTS = ("http", "jsonrpc", "shared", "rdma-write", "rdma-read", "nfs-rdma", "nfs-tcp")
+TRANSPORTS = KNOWN  # the registry's order: today's (http) first
 CPU_KEYS = [("cpu_s_per_gb.client_system", "client, system-wide"), ("cpu_s_per_gb.client_process", "client, process"),
             ("cpu_s_per_gb.server_system", "server, system-wide"), ("cpu_s_per_gb.server_process", "server, process")]
 MAX_CDF_SIZES = 4
@@ -161,7 +162,7 @@ def transfer_times(t: Tables) -> list[Plot]:
             g = g.reindex(transports)
             bars = ax.bar(x + (i - (len(runs) - 1) / 2) * width, g["mean"], width, yerr=g["std"].fillna(0),
                           capsize=3, label=run if len(runs) > 1 else None, color=None if len(runs) > 1 else
-                          [("#c0504d" if tp in ("http", "jsonrpc") else "#4f81bd") for tp in transports])
+                          [("#c0504d" if tp == TRANSPORTS[0] else "#4f81bd") for tp in transports])
             for bar, mibps, sd in zip(bars, g["mibps"], g["std"].fillna(0)):
                 if mibps == mibps:
                     ax.annotate(f"{mibps:,.0f} MiB/s", (bar.get_x() + bar.get_width() / 2, bar.get_height() + sd),

@@ -7,7 +7,7 @@ plus the envelope). go-jsonrpc caps a request at 100 MiB; so does this server.
 
 ``serve_rpc(bind, port, token)`` runs a small real JSON-RPC server that parses the request,
 decodes the base64, checks the payload is a JSON object (parsing it is C2's work), and answers with a 1,920-byte "proof"
-(the size of a real one), base64 too. It reports the XXH3-128 of what it decoded in the
+(the size of a real one: the payload's digest repeated), base64 too. It reports the XXH3-128 of what it decoded in the
 ``X-Rdmabench-Digest`` response header, which the client compares with its own.
 ``send_c1(url, token, payload, ...)`` makes one such call and returns a TransferRecord whose
 ``bytes`` is the payload and ``wire_bytes`` everything sent and received over the socket.
@@ -28,7 +28,6 @@ from urllib.parse import urlsplit
 
 from .. import integrity
 from ..errors import RdmabenchError
-from ..workloads import pattern
 from .base import TransferRecord
 from .http_server import http_url, stop_server
 
@@ -89,7 +88,7 @@ class _Handler(BaseHTTPRequestHandler):
         digest.update(payload)
         with self.server.lock:
             self.server.received.append({"sector": ref, "bytes": len(payload), "digest": digest.hexdigest()})
-        proof = base64.b64encode(pattern.block(f"proof/{ref}", 0)[:PROOF_BYTES]).decode()
+        proof = base64.b64encode(bytes.fromhex(digest.hexdigest()) * (PROOF_BYTES // 16)).decode()  # size, not content
         self._reply(200, {"jsonrpc": "2.0", "id": rpc_id, "result": proof},
                     {"X-Rdmabench-Digest": digest.hexdigest()})
 

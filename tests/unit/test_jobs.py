@@ -137,12 +137,12 @@ def test_what_if_arithmetic(tmp_path):
     assert f.loc[("pc1-pc2", "rdma-write"), "seconds"] == pytest.approx(b["pc1-pc2"] / (400 * MiB))
     assert f.loc[("pc1-pc2", "rdma-write"), "vs_today"] == pytest.approx(4.0)
     assert f.loc[("pc1-pc2", "nfs-rdma"), "vs_today"] == pytest.approx(2.5)
-    assert f.loc[("c1-c2", "jsonrpc"), "today"]  # the C1 output goes over JSON-RPC today, not the HTTP fetch
+    assert f.loc[("c1-c2", "http"), "today"]  # the C1 output goes over JSON-RPC today (the http transport's blob path)
     assert f.loc[("c1-c2", "rdma-write"), "vs_today"] == pytest.approx(5.0)
     assert list(w.tasks["task"]) == ["AP", "PC1", "PC2", "C1", "C2", "FIN"]
     p = w.pipeline.set_index("scenario")
     c1 = 2 * 38_700_000  # two hops of the raw C1 output: the rows' throughput counts payload bytes
-    assert f.loc[("c1-c2", "jsonrpc"), "bytes"] == b["c1-c2"]  # base64 on the wire today
+    assert f.loc[("c1-c2", "http"), "bytes"] == b["c1-c2"]  # base64 on the wire today
     assert f.loc[("c1-c2", "rdma-write"), "bytes"] == c1  # raw bytes over RDMA
     today_fetch = b["pc1-pc2"] / (100 * MiB) + b["finalize"] / (100 * MiB) + c1 / (10 * MiB)
     assert p.loc["today", "tasks_s"] == pytest.approx(TASKS_S)
@@ -153,7 +153,7 @@ def test_what_if_arithmetic(tmp_path):
     # nfs-rdma was not measured for the C1 output: today's JSON-RPC stays there
     nfs_fetch = b["pc1-pc2"] / (250 * MiB) + b["finalize"] / (250 * MiB) + c1 / (10 * MiB)
     assert p.loc["nfs-rdma", "fetch_s"] == pytest.approx(nfs_fetch)
-    assert "c1-c2: jsonrpc" in p.loc["nfs-rdma", "transports"]
+    assert "c1-c2: http" in p.loc["nfs-rdma", "transports"]
     assert any("nfs-rdma was not measured at c1-c2" in n for n in w.notes)
 
 
@@ -186,15 +186,6 @@ def test_what_if_says_when_it_is_illustrative(tmp_path):
     assert not hw.illustrative and "ILLUSTRATIVE" not in whatif.render(hw)
 
 
-def test_what_if_without_jsonrpc_uses_http_for_c1(tmp_path):
-    rates = {k: v for k, v in crafted.TRANSFER_MIBPS.items() if k[1] != "jsonrpc"}
-    rates[("c1-c2", "http")] = 20.0
-    w = what_if(tmp_path, mibps=rates)
-    f = w.fetches.set_index(["handoff", "transport"])
-    assert f.loc[("c1-c2", "http"), "today"]
-    assert f.loc[("c1-c2", "rdma-write"), "vs_today"] == pytest.approx(2.5)
-
-
 def test_jobs_command_reports_bad_lines_and_goes_on(tmp_path):
     bad = tmp_path / "jobs-bad.log"
     bad.write_text(LOG.read_text() + "ip-1\t77a69335\t2\tPC1\t2021-07-30 00:05:00\t2021-07-30 03:05:00\t-3h\n")
@@ -210,7 +201,7 @@ def test_jobs_command_what_if(tmp_path):
     out = CliRunner().invoke(cli, ["jobs", str(LOG), "--what-if", str(path), "--sector-size", "32GiB"])
     assert out.exit_code == 0, out.output
     assert "ILLUSTRATIVE ONLY" in out.stdout and "What-if for one 32 GiB sector" in out.stdout
-    assert "pc1-pc2   http (today)     448.0 GiB" in out.stdout
+    assert "pc1-pc2   http (today)  448.0 GiB" in out.stdout
     assert "1h16m" in out.stdout  # 481,036,337,120 B at 100 MiB/s = 4587.5 s
     md = CliRunner().invoke(cli, ["jobs", str(LOG), "--what-if", str(path), "--format", "md"])
     assert "### A sector's time in the pipeline (tasks + fetches)" in md.stdout

@@ -10,7 +10,7 @@ Known answers:
 - read_bw 64 KiB in B: 800, 1000, 1200: spread 20% of the mean (warned).
 - B ran at active MTU 1024 and kernel 6.12 where A had 4096 and 6.1 (warned).
 - transfer: http 100 MiB/s, rdma-write 400 MiB/s, nfs-rdma 250 MiB/s (pc1-pc2 and finalize), C1->C2 over
-  jsonrpc 10 MiB/s and rdma-write 50 MiB/s; measured on rxe under emulation.
+  http (JSON-RPC) 10 MiB/s and rdma-write 50 MiB/s; measured on rxe under emulation.
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ def verbs_sweep() -> Result:
 TRANSFER_MIBPS = {
     ("pc1-pc2", "http"): 100.0, ("pc1-pc2", "rdma-write"): 400.0, ("pc1-pc2", "nfs-rdma"): 250.0,
     ("finalize", "http"): 100.0, ("finalize", "rdma-write"): 400.0, ("finalize", "nfs-rdma"): 250.0,
-    ("c1-c2", "jsonrpc"): 10.0, ("c1-c2", "rdma-write"): 50.0,
+    ("c1-c2", "http"): 10.0, ("c1-c2", "rdma-write"): 50.0,
 }
 TRANSFER_BYTES = {"pc1-pc2": 41_943_008, "finalize": 8_407_392 + 2000, "c1-c2": 281_000}  # 8 MiB sector
 
@@ -129,7 +129,7 @@ def transfer_result(emulated: bool = True, mibps: dict | None = None) -> Result:
             thr = rate * wobble
             seconds = moved / (thr * MiB)
             gb = moved / 1e9
-            cs = {"http": 2.0, "jsonrpc": 3.0}.get(transport, 0.3)
+            cs = {"http": 2.0}.get(transport, 0.3)
             rows.append({"handoff": handoff, "transport": transport, "sector": "8MiB", "scale": 1.0,
                          "repetition": rep, "bytes": moved, "seconds": seconds, "throughput_MiBps": thr,
                          "verified": True, "files": 1 if handoff == "c1-c2" else 14,
