@@ -34,7 +34,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from .errors import RdmabenchError
-from .transports.base import KNOWN as TRANSPORTS
+from .transports.base import known as known_transports
 from .workloads import sector
 
 HANDOFFS = ("pc1-pc2", "finalize", "c1-c2")
@@ -147,14 +147,14 @@ def loads(text: str, path: Path | str = "<string>") -> Scenario:
         return tuple(seen)
 
     handoffs = names("handoffs", HANDOFFS, "hand-off")
-    transports = names("transports", TRANSPORTS, "transport")
+    transports = names("transports", known_transports(), "transport")
     per_handoff = {}
     for h, values in data.get("transports_for", {}).items():
         if h not in handoffs:
             raise ConfigError(f"{where}: transports_for.{h}: not one of this scenario's handoffs "
                               f"({', '.join(handoffs)})")
         _check_type(where, f"transports_for.{h}", values, list)
-        per_handoff[h] = names(f"transports_for.{h}", TRANSPORTS, "transport", values)
+        per_handoff[h] = names(f"transports_for.{h}", known_transports(), "transport", values)
     for h in handoffs:
         for t in per_handoff.get(h, transports):
             problem = _cannot_carry(t, h)
@@ -219,7 +219,7 @@ def _cannot_carry(transport: str, handoff: str) -> str | None:
     from . import transports
 
     kind = "blob" if HANDOFF_STAGE[handoff] is None else "file"
-    kinds = transports.get(transport).capabilities.kinds
+    kinds = transports.capabilities(transport).kinds
     if kind in kinds:
         return None
     if kind == "blob":

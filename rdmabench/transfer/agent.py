@@ -67,10 +67,10 @@ class Agent:
     @staticmethod
     def _check_transport(name: str) -> None:
         try:
-            cls = type(transports.get(name))
+            caps = transports.capabilities(name)
         except RdmabenchError as err:
             raise BadMessage(str(err)) from None
-        if cls.capabilities.client_only:
+        if caps.client_only:
             raise BadMessage(f"transport {name!r} runs only on the worker (its other end is a kernel server)")
 
     def close(self) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from .. import config, devices
+from .. import config, devices, transports
 from ..workloads import sector
 from ..errors import RdmabenchError
 from ..perf.control import Channel
@@ -17,8 +17,13 @@ from . import runner
 from .hosts import LocalHost, RemoteHost
 
 
+def needing(scenario: config.Scenario, capability: str) -> list[str]:
+    """The scenario's transports that declare ``capability`` (e.g. "needs_device")."""
+    return [t for t in scenario.transports if getattr(transports.capabilities(t), capability)]
+
+
 def _device(name: str | None, gid_index: int | None) -> dict:
-    """The RDMA device for the rdma-* transports; none is needed for http, shared or NFS."""
+    """The RDMA device for the transports that need one (the capability needs_device)."""
     dev = devices.choose(name, required=False)  # two devices and none named: an error, as for `run`
     if dev is None:
         return {}
@@ -50,10 +55,10 @@ def run_scenario(path: Path, device: str | None, gid_index: int | None, peer: tu
                  wait: float, output: Path | None, scale: str | None = None, repetitions: int | None = None,
                  folder: Path | None = None) -> None:
     scenario = overridden(config.load(path), scale, repetitions, folder)  # a bad file is refused before anything runs
-    rdma = {"rdma-write", "rdma-read"} & set(scenario.transports)
+    rdma = needing(scenario, "needs_device")
     opts = _device(device, gid_index) if (rdma or device) else {}
     if rdma and not opts:
-        raise RdmabenchError(f"{path}: transports {', '.join(sorted(rdma))} need an RDMA device and this host has none")
+        raise RdmabenchError(f"{path}: transports {', '.join(rdma)} need an RDMA device and this host has none")
     chan = None
     try:
         if peer:
@@ -63,7 +68,7 @@ def run_scenario(path: Path, device: str | None, gid_index: int | None, peer: tu
             peer_ctx = hello["context"]
             bind = chan.sock.getsockname()[0]  # this host's address on the path to the storage host
             storage = RemoteHost(chan, scenario.token)
-            if any(t.startswith("nfs-") for t in scenario.transports):
+            if needing(scenario, "needs_export"):
                 # the storage host exports its serve root (`rdmabench.nfs.server start --export ROOT`)
                 opts.update(server=peer[0], nfs_export=hello.get("root"))
         else:

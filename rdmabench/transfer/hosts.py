@@ -84,7 +84,7 @@ class LocalHost:
 
     # -- the two ends
     def start_passive(self, transport: str, kind: str, options: dict | None = None) -> dict | None:
-        end = transports.get(transport).start_passive(self.context(options=options), kind)
+        end = transports.lookup(transport).start_passive(self.context(options=options), kind)
         self._passive = end
         return end.info if end else None
 

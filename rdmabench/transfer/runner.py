@@ -51,20 +51,22 @@ def run(scenario: Scenario, worker: LocalHost, storage: LocalHost | RemoteHost, 
                   options={"config": str(scenario.path), "scenario": scenario.raw, **(options or {})}, rows=rows)
 
 
+def _ends(caps: transports.Capabilities, kind: str, source, dest, worker, storage, options: dict):
+    """(active host, passive host or None, the transfer's options): decided by the capabilities alone."""
+    pull = source is storage  # towards the worker
+    if caps.needs_export and options.get("nfs_export"):  # pulls read the storage root, pushes land in the work root
+        options = {**options, "export": f"{options['nfs_export']}/{'storage' if pull else 'work'}"}
+    if caps.client_only:  # the worker runs both directions; the other end is a server rdmabench does not start
+        return worker, None, {**options, "direction": "pull" if pull else "push"}
+    active = source if caps.active_side(kind) == "source" else dest
+    return active, (dest if active is source else source), options
+
+
 def _transfer(handoff, shape, transport, rep, descs, source, dest, worker, storage, options) -> dict:
-    cls = transports.get(transport)
+    caps = transports.capabilities(transport)
     kind = descs[0]["kind"]
-    if cls.capabilities.client_only:  # e.g. NFS: the client runs on the worker, a kernel server is the other end
-        active, passive = worker, None
-        pull = source is storage
-        options = {**options, "direction": "pull" if pull else "push"}
-        if options.get("nfs_export"):  # pulls read the storage root, pushes land in the work root
-            options["export"] = f"{options['nfs_export']}/{'storage' if pull else 'work'}"
-    else:
-        side = cls.active_side(kind)
-        active = dest if side == "dest" else source
-        passive = source if active is dest else dest
-    if not cls.capabilities.in_place:
+    active, passive, options = _ends(caps, kind, source, dest, worker, storage, options)
+    if not caps.in_place:
         dest.expect(descs)  # what does not exist there yet is this run's to clean up afterwards
     info = passive.start_passive(transport, kind, options) if passive else None
     try:
@@ -77,7 +79,7 @@ def _transfer(handoff, shape, transport, rep, descs, source, dest, worker, stora
         observed = passive.stop_passive() if passive else {}
     received = {o["item"]: o for o in observed.get("received", [])}
     verified = all(r["verified"] and received.get(r["item"], {}).get("verified", True) for r in records)
-    if not cls.capabilities.in_place:
+    if not caps.in_place:
         dest.cleanup(descs)
     row = {
         "handoff": handoff, "transport": transport, "sector": shape.label, "sector_size": shape.sector_size,

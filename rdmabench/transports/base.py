@@ -2,7 +2,7 @@
 
     class MyTransport(Transport):
         name = "my-transport"
-        capabilities = Capabilities(kinds={"file", "dir"}, pull=True)
+        capabilities = Capabilities(kinds=frozenset({"file", "dir"}))  # every fact the runner needs
 
         def prepare(self, ctx: Context) -> None: ...     # connect, register memory, start servers
         def move(self, item: Item) -> TransferRecord: ... # move one item, verified, timed
@@ -49,14 +49,21 @@ class TransportError(RdmabenchError):
 
 @dataclass(frozen=True)
 class Capabilities:
-    kinds: frozenset[str] = frozenset({"file", "dir"})
-    push: bool = False  # the source side initiates (RDMA WRITE)
-    pull: bool = True   # the destination side initiates (Lotus's GET, RDMA READ)
-    client_only: bool = False  # both directions run on the worker; the other end is a kernel server (NFS)
-    in_place: bool = False  # nothing is copied: the next task reads the files where they are (shared storage)
+    """Every fact the runner and the CLI need about a transport: they decide by these, never by its name."""
 
-    def supports(self, item: "Item") -> bool:
-        return item.kind in self.kinds
+    kinds: frozenset[str] = frozenset({"file", "dir"})  # what it can move (see KINDS)
+    # The kinds whose active end (the one that calls prepare/move) runs on the source host: a push (RDMA WRITE,
+    # a JSON-RPC POST) or a read in place. Every other kind's runs on the destination host: a pull (GET, RDMA READ).
+    source_active: frozenset[str] = frozenset()
+    client_only: bool = False   # both directions run on the worker, told which by options["direction"]; the other
+                                # end is a server rdmabench does not start (the kernel's NFS server)
+    in_place: bool = False      # nothing is copied: the item is read where it is, so there is no destination to clean
+    needs_device: bool = False  # the hosts that run it need an RDMA device (options["device"], ["gid_index"])
+    needs_export: bool = False  # the storage host exports its root; options["server"] and ["export"] name it
+
+    def active_side(self, kind: str) -> str:
+        """'source' or 'dest': the host whose end moves an item of this kind (see ``source_active``)."""
+        return "source" if kind in self.source_active else "dest"
 
 
 @dataclass
@@ -119,15 +126,10 @@ class PassiveEnd:
 
 class Transport(ABC):
     """See the module docstring. Two hosts: the runner calls ``start_passive`` on one host and
-    ``prepare``/``move``/``teardown`` on the other; which end is active is ``active_side(kind)``."""
+    ``prepare``/``move``/``teardown`` on the other; which end is active is ``capabilities.active_side(kind)``."""
 
     name: str = ""
     capabilities: Capabilities = Capabilities()
-
-    @classmethod
-    def active_side(cls, kind: str) -> str:
-        """'dest' when the receiver drives (a pull: GET, RDMA READ), 'source' when the sender does (a push)."""
-        return "source" if cls.capabilities.push and not cls.capabilities.pull else "dest"
 
     @classmethod
     def start_passive(cls, ctx: "Context", kind: str) -> PassiveEnd | None:
@@ -171,17 +173,32 @@ def _load(name: str) -> type[Transport] | None:
     return _REGISTRY.get(name)
 
 
-def get(name: str) -> Transport:
-    """A new instance of the transport called ``name``; TransportError if unknown or not built yet."""
+def lookup(name: str) -> type[Transport]:
+    """The class of the transport called ``name``; TransportError if unknown or not built yet."""
     if name not in _MODULES and name not in _REGISTRY:
-        raise TransportError(f"unknown transport {name!r}; known: {', '.join(KNOWN)}")
+        raise TransportError(f"unknown transport {name!r}; known: {', '.join(known())}")
     cls = _load(name)
     if cls is None:
         raise TransportError(f"transport {name!r} is not implemented in this version of rdmabench "
                              f"(it will live in {_MODULES[name]}); available: {', '.join(names())}")
-    return cls()
+    return cls
+
+
+def get(name: str) -> Transport:
+    """A new instance of the transport called ``name``; TransportError if unknown or not built yet."""
+    return lookup(name)()
+
+
+def capabilities(name: str) -> Capabilities:
+    """What the transport called ``name`` declares; TransportError if unknown or not built yet."""
+    return lookup(name).capabilities
+
+
+def known() -> tuple[str, ...]:
+    """Every name a scenario may use: KNOWN, then any transport registered from elsewhere."""
+    return tuple(dict.fromkeys([*KNOWN, *_REGISTRY]))
 
 
 def names() -> list[str]:
-    """Transports that can be used now (known and implemented), in KNOWN's order."""
-    return [name for name in KNOWN if _load(name) is not None]
+    """Transports that can be used now (known and implemented), in known()'s order."""
+    return [name for name in known() if _load(name) is not None]

@@ -27,17 +27,14 @@ __all__ = ["HttpTransport", "serve", "fetch", "serve_rpc", "send_c1", "ServerHan
 @register
 class HttpTransport(Transport):
     name = "http"
-    capabilities = Capabilities(kinds=frozenset({"file", "dir", "blob"}), push=False, pull=True)
+    # a C1 output is POSTed by its sender (JSON-RPC); files are fetched with GET by their receiver
+    capabilities = Capabilities(kinds=frozenset({"file", "dir", "blob"}), source_active=frozenset({"blob"}))
 
     def __init__(self):
         self._server = None
         self._rpc = None
         self.url = None
         self.rpc_url = None
-
-    @classmethod
-    def active_side(cls, kind: str) -> str:
-        return "source" if kind == "blob" else "dest"  # a C1 output is POSTed; files are fetched with GET
 
     @classmethod
     def start_passive(cls, ctx: Context, kind: str) -> PassiveEnd:

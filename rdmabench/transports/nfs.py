@@ -31,8 +31,9 @@ port, rsize, wsize, nconnect, timeo, retrans, soft) and ``extra["cold"]``.
 
 Two hosts: the kernel NFS server is the passive end, which rdmabench does not start from here
 (``python -m rdmabench.nfs.server start`` on the storage host), so ``start_passive`` returns None.
-``active_side`` is "dest" for a pull and "source" for a push by Lotus's naming, but the runner always
-runs NFS copies on the worker host: the worker is both the NFS client and, for a push, the source.
+Its capabilities say so: ``client_only`` (the runner runs every copy on the worker, which is both the
+NFS client and, for a push, the source, and sets ``direction``) and ``needs_export`` (the storage
+host's export: ``server`` and ``export``).
 """
 
 from __future__ import annotations
@@ -99,18 +100,13 @@ def _under(path: Path | None, root: Path) -> bool:
 
 class _NfsTransport(Transport):
     proto = ""
-    capabilities = Capabilities(kinds=frozenset({"file", "dir"}), push=True, pull=True, client_only=True)
+    capabilities = Capabilities(kinds=frozenset({"file", "dir"}), client_only=True, needs_export=True)
 
     def __init__(self):
         self.mountpoint: Path | None = None
         self._owned = False
         self._mount_args: dict | None = None
         self.cold = "none"
-
-    @classmethod
-    def active_side(cls, kind: str) -> str:
-        # Pull by default (PC1 -> PC2). The runner runs every NFS copy on the worker host either way.
-        return "dest"
 
     def prepare(self, ctx: Context) -> None:
         o = ctx.options

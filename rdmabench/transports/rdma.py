@@ -13,7 +13,7 @@ Two connections join the ends:
   pread into a slot, "ready", RDMA READ, pwrite, next request.
 
 rdma-write: the passive end is the destination (``start_passive`` on the host that receives;
-``active_side`` "source"). It writes under a temporary name (integrity.atomic_destination), digests
+``capabilities.active_side`` "source"). It writes under a temporary name (integrity.atomic_destination), digests
 what it wrote, renames only a verified item into ``<root>/<type>/<id>``, and answers the verdict on
 the control connection before the source's ``move`` returns: the record's ``verified`` is the
 receiver's. A blob (the C1 output) is received into memory and its XXH3-128 checked.
@@ -156,11 +156,8 @@ class RdmaWrite(_RdmaTransport):
 
     name = "rdma-write"
     mode = "write"
-    capabilities = Capabilities(kinds=frozenset({"file", "dir", "blob"}), push=True, pull=False)
-
-    @classmethod
-    def active_side(cls, kind: str) -> str:
-        return "source"
+    capabilities = Capabilities(kinds=frozenset({"file", "dir", "blob"}),
+                                source_active=frozenset({"file", "dir", "blob"}), needs_device=True)
 
     def move(self, item: Item) -> TransferRecord:
         fds: list[int] = []
@@ -212,7 +209,7 @@ class RdmaRead(_RdmaTransport):
 
     name = "rdma-read"
     mode = "read"
-    capabilities = Capabilities(kinds=frozenset({"file", "dir"}), push=False, pull=True)
+    capabilities = Capabilities(kinds=frozenset({"file", "dir"}), needs_device=True)
 
     def generate(self, sector_size: str | int, stage: str, scale="1", miner: int = 1000, number: int = 1) -> dict:
         """Ask the source end to write a sector shape into its root (workloads.sector.generate)."""

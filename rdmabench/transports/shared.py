@@ -39,11 +39,9 @@ def _read_file(path: Path, buf: bytearray, cold: bool) -> tuple[int, str]:
 @register
 class SharedTransport(Transport):
     name = "shared"
-    capabilities = Capabilities(kinds=frozenset({"file", "dir"}), push=False, pull=True, in_place=True)
-
-    @classmethod
-    def active_side(cls, kind: str) -> str:
-        return "source"  # nothing moves: the next task reads the files where they already are
+    # nothing moves: the next task reads the files where they already are, on the source host
+    capabilities = Capabilities(kinds=frozenset({"file", "dir"}), source_active=frozenset({"file", "dir"}),
+                                in_place=True)
 
     def prepare(self, ctx: Context) -> None:
         self.cold = bool(ctx.options.get("cold", False))
