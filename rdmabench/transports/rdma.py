@@ -26,9 +26,8 @@ temporary is removed, the session is closed (the next ``move`` opens a new one);
 ever read.
 
 The passive end lives in rdma_server.py (``python -m rdmabench.transports.rdma serve --bind IP
---root DIR --mode write|read --port N`` runs one until killed; in read mode it also answers a
-"generate" request, so a pull needs nothing prepared on that host); what both ends share is in
-rdma_common.py. Every control connection starts with the shared-secret handshake (rdmabench.auth).
+--root DIR --mode write|read --port N`` runs one until killed; it moves only what is already in its
+root); what both ends share is in rdma_common.py. Every control connection starts with the shared-secret handshake (rdmabench.auth).
 Options (``ctx.options``): device, gid_index (default: the only device and
 its recommended GID), chunk, inflight, timeout_ms (no progress for that long fails; 30000).
 """
@@ -210,16 +209,6 @@ class RdmaRead(_RdmaTransport):
     name = "rdma-read"
     mode = "read"
     capabilities = Capabilities(kinds=frozenset({"file", "dir"}), needs_device=True)
-
-    def generate(self, sector_size: str | int, stage: str, scale="1", miner: int = 1000, number: int = 1) -> dict:
-        """Ask the source end to write a sector shape into its root (workloads.sector.generate)."""
-        wire, _ = self._session()
-        wire.send({"op": "generate", "sector_size": sector_size, "stage": stage, "scale": str(scale),
-                   "miner": miner, "number": number})
-        reply = wire.recv()
-        if not reply.get("ok"):
-            raise TransportError(f"rdma-read: the source could not generate the sector: {reply.get('error')}")
-        return reply
 
     def move(self, item: Item) -> TransferRecord:
         if item.destination is None or item.kind not in ("file", "dir"):

@@ -6,8 +6,8 @@ confined under the root, symlinks included (``confine``). A bad request is answe
 ``{"ok": false, "error": ...}`` and that session ends; the server goes on accepting.
 
 Two hosts: ``python -m rdmabench.transports.rdma serve --bind IP --root DIR --mode write|read
---port N`` runs one until killed; in read mode it also answers a "generate" request (a sector
-shape written with workloads.sector.generate into its root, refused beyond its free space).
+--port N`` runs one until killed. It only moves what is in its root: what is there to move is the
+runner's business (``transfer.hosts``: ``generate`` on the host that holds the data).
 """
 
 from __future__ import annotations
@@ -44,11 +44,6 @@ class FileEntry:
         return [v[0], Int(0, 1 << 50).check(v[1], f"{name}[1]"), Opt(Str(max_len=128)).check(v[2], f"{name}[2]")]
 
 
-class SectorSize:
-    def check(self, v, name):
-        return Str(max_len=32).check(v, name) if isinstance(v, str) else Int(1, 1 << 40).check(v, name)
-
-
 ITEM = {"type": Str(max_len=32), "id": Str(max_len=64)}
 REQUESTS = {
     "hello": {"mode": Str(choices=("write", "read")), "chunk": Int(4096, 64 << 20), "inflight": Int(1, 1024),
@@ -56,8 +51,6 @@ REQUESTS = {
     "put": {**ITEM, "kind": Str(choices=KINDS), "size": Int(0, 1 << 50), "digest": Opt(Str(max_len=128)),
             "files": ListOf(FileEntry(), 100_000)},
     "get": ITEM,
-    "generate": {"sector_size": SectorSize(), "stage": Str(max_len=32), "scale": Opt(Str(max_len=64)),
-                 "miner": Opt(Int(0, 10**15)), "number": Opt(Int(0, 10**15))},
     "verdict": {"verified": Bool(), "digest": Opt(Str(max_len=128))},
     "bye": {},
 }
@@ -123,12 +116,12 @@ class RdmaServer:
             ep = open_endpoint(self.options, hello["chunk"], hello["inflight"])
             wire.send({"ok": True, "qp": ep.local_info()})
             ep.connect(hello["qp"])
-            ops = ("put", "bye") if self.mode == "write" else ("get", "generate", "bye")
+            ops = ("put", "bye") if self.mode == "write" else ("get", "bye")
             while True:
                 msg = request(wire.recv(), *ops)
                 if msg["op"] == "bye":
                     return
-                getattr(self, {"put": "_receive", "get": "_serve", "generate": "_generate"}[msg["op"]])(wire, ep, msg)
+                getattr(self, {"put": "_receive", "get": "_serve"}[msg["op"]])(wire, ep, msg)
         except Exception as exc:  # one session's failure never stops the server
             if not isinstance(exc, TransportError) or "closed the control" not in str(exc):
                 with self._lock:
@@ -237,19 +230,6 @@ class RdmaServer:
         with self._lock:
             self.served.append({"item": f"{msg['type']}/{msg['id']}", "bytes": sum(s for _, s, _ in files),
                                 "verified": bool(verdict.get("verified")), "digest": verdict.get("digest")})
-
-    def _generate(self, wire: Wire, ep, msg: dict) -> None:
-        from ..workloads import sector
-        try:
-            gen = sector.generate(sector.shape(msg["sector_size"], msg["stage"], scale=msg["scale"] or 1,
-                                               miner=msg["miner"] if msg["miner"] is not None else 1000,
-                                               number=msg["number"] if msg["number"] is not None else 1), self.root)
-        except (RdmabenchError, OSError, ValueError) as exc:
-            wire.send({"ok": False, "error": str(exc)})
-            return
-        wire.send({"ok": True, "sector_id": gen.shape.sector_id, "sealed_digest": gen.sealed_digest,
-                   "cache_digest": gen.cache_digest, "sealed_bytes": gen.shape.sealed_bytes,
-                   "cache_bytes": gen.shape.cache_bytes})
 
     def stop(self) -> dict:
         self._stop.set()

@@ -4,8 +4,9 @@ runs two passive ends (see the Makefile's test-lab-two):
     python -m rdmabench.transports.rdma serve --bind $RDMABENCH_IP --port 7600 --root /tmp/rdma-store --mode write
     python -m rdmabench.transports.rdma serve --bind $RDMABENCH_IP --port 7601 --root /tmp/rdma-store --mode read
 
-Pull: the storage end generates a scaled sector into its root on request (the "generate" message),
-the worker pulls it and checks the digests the generator reported. Push then pull back: the worker
+Pull: the storage host's `rdmabench serve` generates a scaled sector and starts an rdma-read passive end
+on it (the runner's own path, transfer.hosts.RemoteHost: a passive end never generates workloads); the
+worker pulls it and checks the digests the generator reported. Push then pull back: the worker
 pushes its own sector (the storage receiver verifies and reports), then pulls it back from the
 same root into a second directory and compares digests."""
 
@@ -15,6 +16,8 @@ import time
 import pytest
 
 from rdmabench import integrity, transports
+from rdmabench.perf.control import DEFAULT_PORT, Channel
+from rdmabench.transfer.hosts import RemoteHost
 from rdmabench.transports.base import Context, Item
 from rdmabench.workloads import sector
 
@@ -56,17 +59,30 @@ def pull_items(shape, dst, sealed_digest, cache_digest):
 
 
 def test_pull_a_sector_generated_on_storage(lab_env, peer, tmp_path):
-    t = open_transport(lab_env, peer, "rdma-read", READ_PORT, tmp_path, tmp_path / "dst")
+    chan = Channel.connect(peer, DEFAULT_PORT, timeout=10, wait=120)  # the storage guest's `rdmabench serve`
     try:
-        made = t.generate(number=11, **SHAPE)
-        shape = sector.shape(SHAPE["sector_size"], SHAPE["stage"], scale=SHAPE["scale"], number=11)
-        assert made["sector_id"] == shape.sector_id
-        recs = [t.move(i) for i in pull_items(shape, tmp_path / "dst", made["sealed_digest"], made["cache_digest"])]
+        chan.send("hello", tool="rdmabench")
+        chan.recv(30, "hello")
+        storage = RemoteHost(chan, "rdmabench")
+        made = {d["kind"]: d for d in storage.generate(32 << 30, SHAPE["stage"], SHAPE["scale"], 1000, 11)}
+        info = storage.start_passive("rdma-read", "file")
+        try:
+            t = open_transport(lab_env, peer, "rdma-read", info["port"], tmp_path, tmp_path / "dst")
+            shape = sector.shape(SHAPE["sector_size"], SHAPE["stage"], scale=SHAPE["scale"], number=11)
+            try:
+                recs = [t.move(i) for i in pull_items(shape, tmp_path / "dst", made["file"]["digest"],
+                                                      made["dir"]["digest"])]
+            finally:
+                t.teardown()
+        finally:
+            served = storage.stop_passive()
+        chan.send("bye")
     finally:
-        t.teardown()
+        chan.close()
     assert all(r.verified for r in recs), recs
-    assert integrity.digest(tmp_path / "dst" / "sealed" / shape.sector_id) == made["sealed_digest"]
-    assert integrity.digest(tmp_path / "dst" / "cache" / shape.sector_id) == made["cache_digest"]
+    assert [s["verified"] for s in served["served"]] == [True, True]  # the source heard the verdicts
+    assert integrity.digest(tmp_path / "dst" / "sealed" / shape.sector_id) == made["file"]["digest"]
+    assert integrity.digest(tmp_path / "dst" / "cache" / shape.sector_id) == made["dir"]["digest"]
     total = sum(r.bytes for r in recs)
     print(f"\nrdma-read across the link: {total / sum(r.seconds for r in recs) / 2**20:.1f} MiB/s "
           "(rxe under TCG emulation)")
