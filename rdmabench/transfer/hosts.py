@@ -13,7 +13,6 @@ saw absent before the transfer: a host never removes anything that was there bef
 from __future__ import annotations
 
 import shutil
-from dataclasses import asdict
 from pathlib import Path
 
 from .. import confine, transports
@@ -21,6 +20,7 @@ from ..cpu import CpuMeter
 from ..errors import RdmabenchError
 from ..transports.base import Context
 from ..wirecheck import Bool, Int, Opt, Str
+from .measure import timed_move
 from ..workloads import c1, sector
 from ..workloads.item import KINDS, Item
 
@@ -97,7 +97,7 @@ class LocalHost:
         t = transports.get(transport)
         t.prepare(self.context(peer_info, options))
         try:
-            return [record_dict(t.move(item)) for item in items]
+            return [timed_move(t, item) for item in items]
         finally:
             t.teardown()
 
@@ -134,10 +134,6 @@ class LocalHost:
     def close(self) -> None:
         if self._passive:
             self.stop_passive()
-
-
-def record_dict(rec) -> dict:
-    return asdict(rec)
 
 
 class RemoteHost:

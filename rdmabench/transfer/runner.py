@@ -14,14 +14,12 @@ from __future__ import annotations
 from typing import Callable
 
 from .. import transports
-from ..cpu import per_gb as cpu_per_gb
 from ..config import HANDOFF_STAGE, Scenario
 from ..errors import RdmabenchError
 from ..results import context
 from ..results.model import Result
 from .hosts import LocalHost, RemoteHost
-
-MIB = 1 << 20
+from .measure import MIB, figures
 SOURCE_IS_STORAGE = {"pc1-pc2": True, "finalize": False, "c1-c2": False}
 
 
@@ -81,22 +79,25 @@ def _transfer(handoff, shape, transport, rep, descs, source, dest, worker, stora
     verified = all(r["verified"] and received.get(r["item"], {}).get("verified", True) for r in records)
     if not caps.in_place:
         dest.cleanup(descs)
-    row = {
-        "handoff": handoff, "transport": transport, "sector": shape.label, "sector_size": shape.sector_size,
-        "scale": str(shape.scale), "repetition": rep, "files": sum(d.get("files", 1) for d in descs), "bytes": moved,
-        "seconds": sum(r["seconds"] for r in records), "verified": verified,
-        "source": getattr(source, "name", "?"), "destination": getattr(dest, "name", "?"),
-        "active_end": getattr(active, "name", "?"), "items": records, "cpu": cpu,
-        "cpu_roles": {"client": "worker", "server": "storage"},
-    }
-    row["throughput_MiBps"] = moved / row["seconds"] / MIB if row["seconds"] > 0 else 0.0
-    per_gb = cpu_per_gb(cpu["client"], cpu["server"], moved)
-    if per_gb:
-        row["cpu_s_per_gb"] = per_gb
     if not verified:
         raise TransferFailed(f"{handoff} {shape.label} over {transport}: the receiver could not verify the bytes "
                              f"({[r['item'] for r in records if not r['verified']]})")
-    return row
+    return _row(handoff, shape, transport, rep, descs, source, dest, active, records, cpu, verified)
+
+
+def _row(handoff, shape, transport, rep, descs, source, dest, active, records, cpu, verified) -> dict:
+    """The result row of one transfer (the only place one is built); its figures come from measure.figures."""
+    moved = sum(r["bytes"] for r in records)
+    seconds = sum(r["seconds"] for r in records)
+    return {
+        "handoff": handoff, "transport": transport, "sector": shape.label, "sector_size": shape.sector_size,
+        "scale": str(shape.scale), "repetition": rep, "files": sum(d.get("files", 1) for d in descs), "bytes": moved,
+        "seconds": seconds, "verified": verified,
+        "source": getattr(source, "name", "?"), "destination": getattr(dest, "name", "?"),
+        "active_end": getattr(active, "name", "?"), "items": records, "cpu": cpu,
+        "cpu_roles": {"client": "worker", "server": "storage"},
+        **figures(moved, seconds, cpu["client"], cpu["server"]),
+    }
 
 
 def _cpu_cell(values: list[float]) -> str:

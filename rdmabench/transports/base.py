@@ -5,14 +5,16 @@
         capabilities = Capabilities(kinds=frozenset({"file", "dir"}))  # every fact the runner needs
 
         def prepare(self, ctx: Context) -> None: ...     # connect, register memory, start servers
-        def move(self, item: Item) -> TransferRecord: ... # move one item, verified, timed
+        def ready(self, item: Item) -> None: ...         # optional, untimed: a cold cache before the move
+        def move(self, item: Item) -> TransferRecord: ... # move one item, verified (the runner times it)
         def teardown(self) -> None: ...                  # release everything prepare() took
 
     register(MyTransport)          # or @register on the class
 
-The runner only ever calls ``prepare`` once, ``move`` once per item and repetition, and
-``teardown`` once (also after an error). A transport never generates workloads and never
-prints. ``move`` must leave either the complete, verified item at ``item.destination`` or
+The runner only ever calls ``prepare`` once, ``ready`` then ``move`` once per item and repetition,
+and ``teardown`` once (also after an error). A transport never generates workloads, never prints
+and never times its move: the runner reads the clock around ``move`` (transfer.measure); a
+transport may report the phases it knows of in ``TransferRecord.phases``. ``move`` must leave either the complete, verified item at ``item.destination`` or
 nothing there (see ``integrity.atomic_destination``), and must never modify ``item.source``.
 
 Names the suite knows are in ``KNOWN``; each lives in the module given in ``_MODULES``,
@@ -68,26 +70,17 @@ class Capabilities:
 
 @dataclass
 class TransferRecord:
-    """What one move did. ``verified`` is True only if the receiver checked the digest and it matched."""
+    """What one move did. ``verified`` is True only if the receiver checked the digest and it matched.
+    How long it took is the runner's to measure (transfer.measure.timed_move)."""
 
     transport: str
     item: str            # "<lotus_type>/<sector_id>"
     bytes: int           # payload bytes delivered
-    seconds: float       # wall time, request to the item in place (verification included)
     verified: bool
     digest: str | None
     wire_bytes: int | None = None  # bytes on the wire, when the transport knows (HTTP headers, base64, tar)
     extra: dict = field(default_factory=dict)
-
-    @property
-    def gbps(self) -> float:
-        return self.bytes * 8 / self.seconds / 1e9 if self.seconds > 0 else 0.0
-
-    def to_row(self) -> dict:
-        row = {"transport": self.transport, "item": self.item, "bytes": self.bytes, "seconds": self.seconds,
-               "gbps": self.gbps, "verified": self.verified, "digest": self.digest, "wire_bytes": self.wire_bytes}
-        row.update(self.extra)
-        return row
+    phases: dict = field(default_factory=dict)  # seconds of the parts it knows of, e.g. {"verify_s": 0.4}
 
 
 @dataclass
@@ -138,6 +131,9 @@ class Transport(ABC):
 
     @abstractmethod
     def prepare(self, ctx: Context) -> None: ...
+
+    def ready(self, item: Item) -> None:
+        """Untimed, just before ``move``: set up what the measurement assumes (a cold page cache, a fresh mount)."""
 
     @abstractmethod
     def move(self, item: Item) -> TransferRecord: ...

@@ -55,13 +55,17 @@ class HttpTransport(Transport):
             self.url = self._server.url
         self.rpc_url = (ctx.peer_info or {}).get("rpc_url") or ctx.options.get("rpc_peer")
 
+    def ready(self, item: Item) -> None:
+        if item.kind == "blob" and self.rpc_url is None:  # no C2 side named: one on this host, started untimed
+            self._rpc = serve_rpc(self.ctx.bind, 0, self.ctx.token)
+            self.rpc_url = self._rpc.url
+
     def move(self, item: Item) -> TransferRecord:
         if item.kind == "blob":
             if item.data is None:
                 raise TransportError(f"http: blob {item.lotus_type}/{item.sector_id} has no data")
             if self.rpc_url is None:
-                self._rpc = serve_rpc(self.ctx.bind, 0, self.ctx.token)
-                self.rpc_url = self._rpc.url
+                raise TransportError("http: no JSON-RPC server to send the C1 output to (ready() starts one)")
             miner, number = _split_id(item.sector_id)
             rec = send_c1(self.rpc_url, self.ctx.token, item.data, miner=miner, number=number,
                           item=f"{item.lotus_type}/{item.sector_id}")

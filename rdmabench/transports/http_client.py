@@ -16,7 +16,6 @@ import os
 import re
 import socket
 import tarfile
-import time
 from pathlib import Path
 from typing import Callable
 from urllib.parse import urlsplit
@@ -216,7 +215,6 @@ def fetch(url_base: str, token: str, type: str, id: str, dest_root: Path | str, 
         integrity.check_free_space(dest_root, need)
     final = typedir / id
     temp = typedir / "fetching" / id
-    t0 = time.perf_counter()
     sock, netloc, prefix = _connect(url_base, timeout)
     got = 0
     try:
@@ -243,8 +241,7 @@ def fetch(url_base: str, token: str, type: str, id: str, dest_root: Path | str, 
                 integrity.check_free_space(typedir, int(headers["content-length"]))
                 got, dest.digest = _receive_file(s, int(headers["content-length"]), temp, progress)
                 kind = "file"
-        seconds = time.perf_counter() - t0
-        return TransferRecord(transport=transport, item=f"{type}/{id}", bytes=got, seconds=seconds,
+        return TransferRecord(transport=transport, item=f"{type}/{id}", bytes=got,
                               verified=dest.verified, digest=dest.digest, wire_bytes=s.wire,
                               extra={"kind": kind, "destination": str(final)})
     finally:

@@ -21,7 +21,6 @@ import hmac
 import json
 import socket
 import threading
-import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
@@ -155,13 +154,12 @@ def send_c1(url: str, token: str, payload: bytes, *, miner: int = 1000, number: 
             timeout: float | None = 120.0, item: str | None = None) -> TransferRecord:
     """POST one ``Filecoin.SealCommit2`` carrying ``payload`` (the C1 output) to ``url`` (…/rpc/v0).
 
-    Timed from the start of the base64 encoding to the parsed reply. ``verified`` is True when the
+    The caller times it (transfer.measure: from the base64 encoding to the parsed reply). ``verified`` is True when the
     server's digest of what it decoded equals ours. Raises RpcError on any failure.
     """
     u = urlsplit(url)
     if u.scheme != "http" or not u.hostname:
         raise RpcError(f"{url!r} is not an http:// URL")
-    t0 = time.perf_counter()
     ref = json.dumps({"ID": {"Miner": miner, "Number": number}, "ProofType": proof_type}, separators=(",", ":"))
     b64 = base64.b64encode(payload)
     body = b"".join([b'{"jsonrpc":"2.0","method":"', METHOD.encode(), b'","params":[', ref.encode(), b',"',
@@ -175,7 +173,6 @@ def send_c1(url: str, token: str, payload: bytes, *, miner: int = 1000, number: 
             raw = _recv_all(sock)
     except OSError as err:
         raise RpcError(f"POST {url}: {err.strerror or err}") from None
-    seconds = time.perf_counter() - t0
     header, _, reply = raw.partition(b"\r\n\r\n")
     lines = header.decode("latin-1").split("\r\n")
     status = int(lines[0].split()[1]) if lines and len(lines[0].split()) > 1 else 0
@@ -192,7 +189,7 @@ def send_c1(url: str, token: str, payload: bytes, *, miner: int = 1000, number: 
     ours = h.hexdigest()
     proof = base64.b64decode(answer["result"])
     return TransferRecord(
-        transport="http", item=item or f"c1/s-t0{miner}-{number}", bytes=len(payload), seconds=seconds,
+        transport="http", item=item or f"c1/s-t0{miner}-{number}", bytes=len(payload),
         verified=headers.get("x-rdmabench-digest") == ours, digest=ours,
         wire_bytes=len(head) + len(body) + len(raw),
         extra={"kind": "blob", "request_bytes": len(head) + len(body), "base64_bytes": len(b64),

@@ -24,7 +24,9 @@ Verification: a pull hashes the bytes as they are written to the local file (wha
 compares with ``item.digest`` before the rename. A push writes and closes (close-to-open: the close
 flushes to the server), then reads the temporary back through a FRESH mount (or dropped caches), so
 the digest is of what the server holds, not of the client's page cache; only then is it renamed.
-``seconds`` of a push is write + close + rename; the read-back is ``extra["verify_seconds"]``.
+The runner times the move, read-back included as every transport's verification is; a push reports
+its phases, ``transfer_s`` (write + close) and ``verify_s`` (the read-back). A pull's cache is made
+cold in ``ready``, before the clock starts.
 Either way the destination is written under a temporary name beside it and renamed, so it holds the
 whole verified item or nothing. Records carry ``extra["mount"]`` (mounts.mount_options: vers, proto,
 port, rsize, wsize, nconnect, timeo, retrans, soft) and ``extra["cold"]``.
@@ -177,10 +179,14 @@ class _NfsTransport(Transport):
             return "push"
         return "pull"
 
+    def ready(self, item: Item) -> None:
+        if self._direction(item) == "pull":
+            self._make_cold()
+
     def move(self, item: Item) -> TransferRecord:
         if item.kind not in self.capabilities.kinds:
             raise TransportError(f"{self.name}: cannot move a {item.kind}")
-        label = f"{item.lotus_type}/{item.sector_id}"
+        label = item.label
         direction = self._direction(item)
         if direction == "pull":
             src, dst = self._export_path(item, item.source), item.destination
@@ -190,8 +196,6 @@ class _NfsTransport(Transport):
             src, dst = item.source, self._export_path(item, item.destination)
             if src is None:
                 raise TransportError(f"{self.name}: {label} has no source")
-        if direction == "pull":
-            self._make_cold()
         try:
             opts = mounts.check_proto(self.mountpoint, self.proto)  # after a remount too: never mislabel
         except mounts.NfsMountError as err:
@@ -200,7 +204,7 @@ class _NfsTransport(Transport):
             raise TransportError(f"{self.name}: {label}: {src} does not exist"
                                  + (" on the export" if direction == "pull" else ""))
         integrity.check_free_space(Path(dst).parent if Path(dst).parent.exists() else self.mountpoint, item.size)
-        verify_seconds = None
+        phases = {}
         try:
             t0 = time.perf_counter()
             with integrity.atomic_destination(dst, expected=item.digest) as d:
@@ -216,23 +220,20 @@ class _NfsTransport(Transport):
                     else:
                         _drop_caches()
                         d.digest = integrity.digest(d.path)
-                    verify_seconds = time.perf_counter() - t1
+                    phases = {"transfer_s": t1 - t0, "verify_s": time.perf_counter() - t1}
                 else:
                     d.digest = digest
-                t2 = time.perf_counter()
-            t3 = time.perf_counter()
         except OSError as err:
             raise TransportError(f"{self.name}: {label} ({direction}) {src} -> {dst}: {err}") from None
-        seconds = (t3 - t0) - (t2 - t1) if direction == "push" else t3 - t0
         return TransferRecord(
-            transport=self.name, item=label, bytes=total, seconds=seconds,
+            transport=self.name, item=label, bytes=total, phases=phases,
             verified=item.digest is not None and d.verified, digest=d.digest, wire_bytes=None,
             extra={"kind": item.kind, "direction": direction,
                    "cold": self.cold if direction == "pull" else "n/a (push)",
                    "verify": "in-stream digest at the destination" if direction == "pull"
                    else ("read back through a fresh mount" if self._mount_args is not None
                          else "read back after drop_caches" if os.geteuid() == 0 else "read back, warm cache"),
-                   "verify_seconds": verify_seconds, "mount": opts})
+                   "mount": opts})
 
     def teardown(self) -> None:
         if self._owned and self.mountpoint is not None:

@@ -37,7 +37,6 @@ from __future__ import annotations
 import os
 import socket
 import sys
-import time
 
 from .. import auth, confine, integrity
 from ..errors import RdmabenchError
@@ -131,9 +130,9 @@ class _RdmaTransport(Transport):
         self._drop()
         return TransportError(f"rdma-{self.mode}: {item.lotus_type}/{item.sector_id} failed: {exc}{reason}")
 
-    def _record(self, item: Item, seconds: float, verified: bool, digest: str | None, **extra) -> TransferRecord:
-        return TransferRecord(transport=self.name, item=f"{item.lotus_type}/{item.sector_id}", bytes=item.size,
-                              seconds=seconds, verified=verified, digest=digest, wire_bytes=item.size,
+    def _record(self, item: Item, verified: bool, digest: str | None, **extra) -> TransferRecord:
+        return TransferRecord(transport=self.name, item=item.label, bytes=item.size,
+                              verified=verified, digest=digest, wire_bytes=item.size,
                               extra={"chunk": self.chunk, "inflight": self.inflight,
                                      "registered_bytes": self.registered_bytes, **extra})
 
@@ -172,7 +171,6 @@ class RdmaWrite(_RdmaTransport):
             files = [[item.sector_id, os.stat(item.source).st_size, None]]
             expected = item.digest or integrity.digest_file(item.source)
         wire, ep = self._session()
-        t0 = time.perf_counter()
         try:
             if item.kind != "blob":
                 fds = [os.open(item.source / n if item.kind == "dir" else item.source, os.O_RDONLY)
@@ -194,11 +192,10 @@ class RdmaWrite(_RdmaTransport):
         finally:
             for fd in fds:
                 os.close(fd)
-        seconds = time.perf_counter() - t0
         if not verdict.get("ok"):
             self._drop()
             raise TransportError(f"rdma-write: {item.lotus_type}/{item.sector_id}: {verdict.get('error')}")
-        return self._record(item, seconds, bool(verdict["verified"]) and verdict.get("digest") == expected,
+        return self._record(item, bool(verdict["verified"]) and verdict.get("digest") == expected,
                             verdict.get("digest"), source_io_s=io_ns / 1e9)
 
 
@@ -216,7 +213,6 @@ class RdmaRead(_RdmaTransport):
                                  "destination")
         integrity.check_free_space(item.destination.parent, item.size)
         wire, ep = self._session()
-        t0 = time.perf_counter()
         wire.send({"op": "get", "type": item.lotus_type, "id": item.sector_id})
         listing = wire.recv()
         if not listing.get("ok"):
@@ -248,10 +244,9 @@ class RdmaRead(_RdmaTransport):
             verified = d.verified
         except integrity.IntegrityError:
             verified = False
-        seconds = time.perf_counter() - t0
         if self.wire is not None:
             self.wire.send({"op": "verdict", "verified": verified, "digest": got})
-        return self._record(item, seconds, verified, got, dest_io_s=io_ns / 1e9)
+        return self._record(item, verified, got, dest_io_s=io_ns / 1e9)
 
 
 

@@ -2,7 +2,7 @@
 
 This is the seed's "scenario 2" (the same storage path attached on several hosts): nothing is
 copied, and the cost is the next task reading every byte. ``move`` reads the item's source with
-the same 1 MiB buffer and hash as every other transport's receiver, and times that. With
+the same 1 MiB buffer and hash as every other transport's receiver (the runner times that). With
 ``ctx.options["cold"] = True`` the files' pages are dropped from the page cache first
 (posix_fadvise DONTNEED), so the read comes from the device as it would on a fresh mount.
 """
@@ -10,7 +10,6 @@ the same 1 MiB buffer and hash as every other transport's receiver, and times th
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 from .. import integrity
@@ -50,7 +49,6 @@ class SharedTransport(Transport):
     def move(self, item: Item) -> TransferRecord:
         if item.source is None or not item.source.exists():
             raise TransportError(f"shared: {item.lotus_type}/{item.sector_id}: {item.source} does not exist")
-        t0 = time.perf_counter()
         if item.kind == "dir":
             entries = []
             for name, _size in integrity.dir_entries(item.source):
@@ -59,9 +57,8 @@ class SharedTransport(Transport):
             total, digest = sum(e[1] for e in entries), integrity.combine(entries)
         else:
             total, digest = _read_file(item.source, self.buf, self.cold)
-        seconds = time.perf_counter() - t0
-        return TransferRecord(transport=self.name, item=f"{item.lotus_type}/{item.sector_id}", bytes=total,
-                              seconds=seconds, verified=item.digest is not None and digest == item.digest,
+        return TransferRecord(transport=self.name, item=item.label, bytes=total,
+                              verified=item.digest is not None and digest == item.digest,
                               digest=digest, wire_bytes=0,
                               extra={"kind": item.kind, "in_place": True, "cold": self.cold,
                                      "digest_ok": None if item.digest is None else digest == item.digest})

@@ -11,6 +11,7 @@ import time
 import pytest
 
 from rdmabench import integrity, transports
+from rdmabench.transfer.measure import timed_move
 from rdmabench.transports import http_client, http_server, jsonrpc
 from rdmabench.transports.http import HttpTransport
 from rdmabench.workloads import c1, sector
@@ -266,15 +267,16 @@ def test_transport_interface(sealed_sector, tmp_path):
     t.prepare(transports.Context(storage_root=sealed_sector.root, work_root=tmp_path / "w", token=TOKEN))
     try:
         for item in sector.items(sealed_sector, tmp_path / "w"):
-            rec = t.move(item)
-            assert rec.verified and rec.bytes == item.size and item.destination.exists()
+            rec = timed_move(t, item)  # the runner's way: ready(), then move() inside its clock
+            assert rec["verified"] and rec["bytes"] == item.size and item.destination.exists()
+            assert rec["seconds"] > 0 and rec["item"] == item.label
         blob = c1.c1_output("8MiB")
         d = integrity.new_hasher()
         d.update(blob)
-        rec = t.move(transports.Item(kind="blob", lotus_type="c1", sector_id="s-t01000-1", source=None,
-                                     destination=None, size=len(blob), digest=d.hexdigest(), data=blob))
-        assert rec.verified and rec.bytes == 211_000 and rec.extra["base64_bytes"] == 281_336
-        assert rec.wire_bytes > rec.extra["base64_bytes"]
+        rec = timed_move(t, transports.Item(kind="blob", lotus_type="c1", sector_id="s-t01000-1", source=None,
+                                            destination=None, size=len(blob), digest=d.hexdigest(), data=blob))
+        assert rec["verified"] and rec["bytes"] == 211_000 and rec["extra"]["base64_bytes"] == 281_336
+        assert rec["wire_bytes"] > rec["extra"]["base64_bytes"]
     finally:
         t.teardown()
 

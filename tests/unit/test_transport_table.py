@@ -2,6 +2,7 @@
 never heard of, registered here, are driven by their capabilities alone."""
 
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -35,9 +36,14 @@ def calls():
                 self.ctx = ctx
                 log.append(("prepare", name, ctx.storage_root.parent.name, dict(ctx.options), ctx.peer_info))
 
+            def ready(self, item):
+                log.append(("ready", name, item.label))
+                time.sleep(0.2 if "slow-ready" in name else 0)  # untimed: never in the figures
+
             def move(self, item):
-                return TransferRecord(transport=name, item=item.label, bytes=item.size, seconds=0.001, verified=True,
-                                      digest=item.digest)
+                time.sleep(0.05 if "slow" in name else 0)
+                return TransferRecord(transport=name, item=item.label, bytes=item.size, verified=True,
+                                      digest=item.digest, phases={"verify_s": 0.01})
 
         Fake.name = name
         transports.register(Fake)
@@ -67,7 +73,8 @@ def test_a_pull_runs_on_the_destination_a_push_on_the_source(tmp_path, calls):
     ends = {(r["handoff"], r["transport"]): r["active_end"] for r in result.rows}
     assert ends == {("pc1-pc2", pull): "worker", ("finalize", pull): "storage",
                     ("pc1-pc2", push): "storage", ("finalize", push): "worker"}
-    pairs = list(zip(calls.log[::2], calls.log[1::2]))  # per transfer: the passive end starts, the active prepares
+    log = [c for c in calls.log if c[0] != "ready"]
+    pairs = list(zip(log[::2], log[1::2]))  # per transfer: the passive end starts, the active prepares
     assert [(p[0], a[0]) for p, a in pairs] == [("passive", "prepare")] * 4
     assert {(a[1], a[2]) for _, a in pairs} == {(pull, "worker"), (pull, "storage"), (push, "storage"), (push, "worker")}
     assert all(p[1] == a[1] and p[2] != a[2] for p, a in pairs)  # each transfer's passive end ran on the other host
@@ -103,6 +110,19 @@ def test_in_place_leaves_the_destination_alone(tmp_path, calls, monkeypatch):
     assert touched == []
     runner.run(scenario(tmp_path, [copy], ("pc1-pc2",)), worker, storage)
     assert touched == [("expect", "worker"), ("cleanup", "worker")]
+
+
+def test_the_runner_times_each_move_and_records_the_phases(tmp_path, calls):
+    name = calls.make("fake-slow-ready", Capabilities())
+    worker, storage = hosts(tmp_path)
+    row = runner.run(scenario(tmp_path, [name], ("pc1-pc2",)), worker, storage).rows[0]
+    assert [c[2] for c in calls.log if c[0] == "ready"] == [i["item"] for i in row["items"]]  # before each move
+    for item in row["items"]:
+        assert 0.05 <= item["seconds"] < 0.2  # the move's wall time, not ready()'s
+        assert item["phases"] == {"verify_s": 0.01}
+    assert row["seconds"] == sum(i["seconds"] for i in row["items"])
+    assert row["throughput_MiBps"] == pytest.approx(row["bytes"] / row["seconds"] / (1 << 20))
+    assert set(row["cpu_s_per_gb"]) >= {"client_process", "server_process"}
 
 
 def test_the_cli_asks_for_a_device_only_for_what_needs_one(tmp_path, calls, monkeypatch):

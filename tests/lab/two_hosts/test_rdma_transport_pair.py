@@ -18,6 +18,7 @@ import pytest
 from rdmabench import integrity, transports
 from rdmabench.perf.control import DEFAULT_PORT, Channel
 from rdmabench.transfer.hosts import RemoteHost
+from rdmabench.transfer.measure import timed_move
 from rdmabench.transports.base import Context, Item
 from rdmabench.workloads import sector
 
@@ -70,8 +71,8 @@ def test_pull_a_sector_generated_on_storage(lab_env, peer, tmp_path):
             t = open_transport(lab_env, peer, "rdma-read", info["port"], tmp_path, tmp_path / "dst")
             shape = sector.shape(SHAPE["sector_size"], SHAPE["stage"], scale=SHAPE["scale"], number=11)
             try:
-                recs = [t.move(i) for i in pull_items(shape, tmp_path / "dst", made["file"]["digest"],
-                                                      made["dir"]["digest"])]
+                recs = [timed_move(t, i) for i in pull_items(shape, tmp_path / "dst", made["file"]["digest"],
+                                                             made["dir"]["digest"])]
             finally:
                 t.teardown()
         finally:
@@ -79,12 +80,12 @@ def test_pull_a_sector_generated_on_storage(lab_env, peer, tmp_path):
         chan.send("bye")
     finally:
         chan.close()
-    assert all(r.verified for r in recs), recs
+    assert all(r["verified"] for r in recs), recs
     assert [s["verified"] for s in served["served"]] == [True, True]  # the source heard the verdicts
     assert integrity.digest(tmp_path / "dst" / "sealed" / shape.sector_id) == made["file"]["digest"]
     assert integrity.digest(tmp_path / "dst" / "cache" / shape.sector_id) == made["dir"]["digest"]
-    total = sum(r.bytes for r in recs)
-    print(f"\nrdma-read across the link: {total / sum(r.seconds for r in recs) / 2**20:.1f} MiB/s "
+    total = sum(r["bytes"] for r in recs)
+    print(f"\nrdma-read across the link: {total / sum(r['seconds'] for r in recs) / 2**20:.1f} MiB/s "
           "(rxe under TCG emulation)")
 
 
@@ -93,11 +94,11 @@ def test_push_then_pull_back(lab_env, peer, tmp_path):
                           tmp_path / "src")
     w = open_transport(lab_env, peer, "rdma-write", WRITE_PORT, gen.root, tmp_path / "unused")
     try:
-        pushed = [w.move(i) for i in sector.items(gen, tmp_path / "unused")]
+        pushed = [timed_move(w, i) for i in sector.items(gen, tmp_path / "unused")]
     finally:
         w.teardown()
-    assert all(r.verified for r in pushed), pushed  # the storage receiver's verdicts
-    assert [r.digest for r in pushed] == [gen.sealed_digest, gen.cache_digest]
+    assert all(r["verified"] for r in pushed), pushed  # the storage receiver's verdicts
+    assert [r["digest"] for r in pushed] == [gen.sealed_digest, gen.cache_digest]
     assert not (tmp_path / "unused").exists()  # the push landed on storage, not here
     r = open_transport(lab_env, peer, "rdma-read", READ_PORT, gen.root, tmp_path / "back")
     try:
@@ -108,6 +109,6 @@ def test_push_then_pull_back(lab_env, peer, tmp_path):
     sid = gen.shape.sector_id
     assert integrity.digest(tmp_path / "back" / "sealed" / sid) == gen.sealed_digest
     assert integrity.digest(tmp_path / "back" / "cache" / sid) == gen.cache_digest
-    total = sum(x.bytes for x in pushed)
-    print(f"\nrdma-write across the link: {total / sum(x.seconds for x in pushed) / 2**20:.1f} MiB/s "
+    total = sum(x["bytes"] for x in pushed)
+    print(f"\nrdma-write across the link: {total / sum(x['seconds'] for x in pushed) / 2**20:.1f} MiB/s "
           "(rxe under TCG emulation)")

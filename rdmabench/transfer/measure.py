@@ -1,0 +1,43 @@
+"""Where a transfer's figures are computed, and nowhere else: the wall time of each move, the
+throughput of a transfer, its CPU-seconds per GB.
+
+A transport does not time itself: ``timed_move`` calls its ``ready`` (untimed: a cold cache, a
+fresh mount), then reads the clock around its ``move``. A transport may report the phases it
+knows of (``TransferRecord.phases``, e.g. ``{"transfer_s": ..., "verify_s": ...}``); they are
+recorded beside the wall time, which stays the figure: every transport's ``seconds`` runs from
+the request to the verified item in place.
+"""
+
+from __future__ import annotations
+
+import time
+
+from .. import cpu
+from ..transports.base import Transport
+from ..workloads.item import Item
+
+MIB = 1 << 20
+
+
+def timed_move(transport: Transport, item: Item) -> dict:
+    """Move one item; the record as a result row carries it, ``seconds`` the wall time of the move."""
+    transport.ready(item)
+    t0 = time.perf_counter()
+    rec = transport.move(item)
+    seconds = time.perf_counter() - t0
+    return {"transport": rec.transport, "item": rec.item, "bytes": rec.bytes, "seconds": seconds,
+            "verified": rec.verified, "digest": rec.digest, "wire_bytes": rec.wire_bytes, "extra": rec.extra,
+            "phases": rec.phases}
+
+
+def throughput_mibps(nbytes: int, seconds: float) -> float:
+    return nbytes / seconds / MIB if seconds > 0 else 0.0
+
+
+def figures(nbytes: int, seconds: float, cpu_client: dict, cpu_server: dict) -> dict:
+    """A transfer's throughput and, when anything moved, CPU-seconds per GB at both ends (cpu.per_gb)."""
+    out = {"throughput_MiBps": throughput_mibps(nbytes, seconds)}
+    per_gb = cpu.per_gb(cpu_client, cpu_server, nbytes)
+    if per_gb:
+        out["cpu_s_per_gb"] = per_gb
+    return out
