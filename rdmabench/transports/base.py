@@ -14,12 +14,14 @@
 The runner only ever calls ``prepare`` once, ``ready`` then ``move`` once per item and repetition,
 and ``teardown`` once (also after an error). A transport never generates workloads, never prints
 and never times its move: the runner reads the clock around ``move`` (transfer.measure); a
-transport may report the phases it knows of in ``TransferRecord.phases``. ``move`` must leave either the complete, verified item at ``item.destination`` or
-nothing there (see ``integrity.atomic_destination``), and must never modify ``item.source``.
+transport may report the phases it knows of in ``TransferRecord.phases``. ``move`` must leave
+either the complete, verified item at ``item.destination`` or nothing there (see
+``integrity.atomic_destination``), and must never modify ``item.source``. The runner and the CLI
+learn everything else from ``capabilities`` and never test a transport's name.
 
 Names the suite knows are in ``KNOWN``; each lives in the module given in ``_MODULES``,
-imported on first ``get()``: a transport written later only has to exist at that path and
-call ``register``.
+imported on first ``lookup()``: a transport written later only has to exist at that path and
+call ``register`` (one registered from anywhere else is usable too: ``known()``).
 """
 
 from __future__ import annotations
@@ -140,12 +142,6 @@ class Transport(ABC):
 
     def teardown(self) -> None:
         pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.teardown()
 
 
 _REGISTRY: dict[str, type[Transport]] = {}
