@@ -199,7 +199,7 @@ def roundtrip_cmd(device, gid_index, size, engine):
 
 
 def _peer(text: str) -> tuple[str, int]:
-    from .perf.control import DEFAULT_PORT
+    from .wire import DEFAULT_PORT
 
     host, _, port = text.rpartition(":") if text.count(":") == 1 else (text, "", "")
     if not host:
