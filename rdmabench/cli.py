@@ -125,7 +125,7 @@ def lab_cmd(hosts, storage_cmd, worker_cmd, cpus, memory, boot_timeout, timeout,
     Examples:
       rdmabench lab -- rdmabench devices
       rdmabench lab -- 'rdmabench devices && rdmabench roundtrip'
-      rdmabench lab --hosts 2 --storage 'python -m rdmabench.verbs.peer serve --bind $RDMABENCH_IP' \\
+      rdmabench lab --hosts 2 --storage 'rdmabench serve --bind $RDMABENCH_IP' \\
                     --worker 'pytest tests/lab/two_hosts'
 
     Each guest boots Debian's kernel with this host's root filesystem (read-only;
