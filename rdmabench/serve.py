@@ -37,8 +37,8 @@ class Daemon:
         self.context = context.collect(self.dev.name if self.dev else None, self.gid_index)
         dev_name = self.dev.name if self.dev else None
         rdma_options = {"device": dev_name, "gid_index": self.gid_index}
-        self.rdma = {"write": RdmaServer(self.root / "work", "write", rdma_options),
-                     "read": RdmaServer(self.root / "storage", "read", rdma_options)}
+        self.rdma = {"write": RdmaServer(self.root / "work", "write", rdma_options, keep=False),
+                     "read": RdmaServer(self.root / "storage", "read", rdma_options, keep=False)}
         verbs = VerbsService(self.dev, self.gid_index, bind)
         transfer = TransferService(self.root, bind, dev_name, self.gid_index)
         peer = PeerService(bind, dev_name, self.gid_index)

@@ -70,11 +70,14 @@ def request(msg: dict, *kinds: str) -> dict:
 class RdmaServer:
     """A passive end: mode "write" receives into ``root``, mode "read" serves from ``root``."""
 
-    def __init__(self, root: Path | str, mode: str, options: dict | None = None):
+    def __init__(self, root: Path | str, mode: str, options: dict | None = None, keep: bool = True):
+        """``keep``: record what each session moved (and hold received blobs) for ``stop()`` to report;
+        a standing end that serves for days (`rdmabench serve`'s) keeps nothing."""
         if mode not in ("write", "read"):
             raise TransportError(f"rdma: mode must be write or read, not {mode!r}")
         self.root, self.mode, self.options = Path(root), mode, dict(options or {})
         self.service = f"rdma-{mode}"
+        self.keep = keep
         self.timeout_ms = int(self.options.get("timeout_ms", TIMEOUT_MS))
         self.abort_after = int(self.options.get("passive_abort_after", -1))  # test hook
         self.received: list[dict] = []
@@ -139,7 +142,7 @@ class RdmaServer:
             self._fx_or_fail(chan, "fx_recv", ep, buf, size)
             got = blob_digest(buf)
             verified = msg.get("digest") is not None and got == msg["digest"]
-            if verified:
+            if verified and self.keep:
                 self.blobs[name] = bytes(buf)
             self._verdict(chan, name, size, verified, got)
             return
@@ -179,7 +182,8 @@ class RdmaServer:
     def _verdict(self, chan: Channel, name: str, size: int, verified: bool, got: str | None) -> None:
         entry = {"item": name, "bytes": size, "verified": bool(verified), "digest": got}
         with self._lock:
-            self.received.append(entry)
+            if self.keep:
+                self.received.append(entry)
         chan.send_msg({"ok": True, **entry})
 
     def _fx_or_fail(self, chan: Channel, fn: str, ep, io, size: int) -> None:
@@ -217,8 +221,9 @@ class RdmaServer:
                 os.close(fd)
         verdict = request(chan.recv(REPLY_WAIT_S), "verdict")
         with self._lock:
-            self.served.append({"item": f"{msg['lotus_type']}/{msg['id']}", "bytes": sum(s for _, s, _ in files),
-                                "verified": bool(verdict.get("verified")), "digest": verdict.get("digest")})
+            if self.keep:
+                self.served.append({"item": f"{msg['lotus_type']}/{msg['id']}", "bytes": sum(s for _, s, _ in files),
+                                    "verified": bool(verdict.get("verified")), "digest": verdict.get("digest")})
 
     def _generate(self, chan: Channel, ep, msg: dict) -> None:
         from ..workloads import sector
