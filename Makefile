@@ -51,16 +51,13 @@ test-unit: install
 test-lab-one: install
 	$(RDMABENCH) lab --timeout $(LAB_TIMEOUT) -- 'python -m pytest tests/lab/one_host'
 
-# The storage guest runs every server the two-host tests talk to, in the background, and waits on
-# them: its command must not end (that stops the guest and cuts the link) before the worker is done.
-# `rdmabench serve` as the README shows it (device named), rooted in the export so that nfs-* transfers work.
+# The storage guest runs the two servers the two-host tests talk to: the kernel NFS server and
+# `rdmabench serve` (every other far end is a service of it), as the README shows it (device named),
+# rooted in the export so that nfs-* transfers work. serve never returns: the guest stays up until
+# the worker is done.
 TWO_HOST_SERVERS := python -m rdmabench.nfs.server start --export /srv/nfsexp --size 384m \
 	--generate 32GiB:pc1:0.00005 --generate 32GiB:finalized:0.002 && \
-	rdmabench serve --bind $$RDMABENCH_IP -d $$RDMABENCH_DEVICE --root /srv/nfsexp & \
-	python -m rdmabench.transports.rdma serve --bind $$RDMABENCH_IP --port 7600 --root /tmp/rdma-store --mode write & \
-	python -m rdmabench.transports.rdma serve --bind $$RDMABENCH_IP --port 7601 --root /tmp/rdma-store --mode read & \
-	python -m rdmabench.verbs.peer serve --bind $$RDMABENCH_IP --port 7471 --mode both --connections 0 & \
-	wait
+	rdmabench serve --bind $$RDMABENCH_IP -d $$RDMABENCH_DEVICE --root /srv/nfsexp
 
 test-lab-two: install
 	$(RDMABENCH) lab --hosts 2 --timeout $(LAB_TIMEOUT) --storage '$(TWO_HOST_SERVERS)' \

@@ -125,7 +125,7 @@ def lab_cmd(hosts, storage_cmd, worker_cmd, cpus, memory, boot_timeout, timeout,
     Examples:
       rdmabench lab -- rdmabench devices
       rdmabench lab -- 'rdmabench devices && rdmabench roundtrip'
-      rdmabench lab --hosts 2 --storage 'python -m rdmabench.verbs.peer serve --bind $RDMABENCH_IP' \\
+      rdmabench lab --hosts 2 --storage 'rdmabench serve --bind $RDMABENCH_IP' \\
                     --worker 'pytest tests/lab/two_hosts'
 
     Each guest boots Debian's kernel with this host's root filesystem (read-only;
@@ -199,7 +199,7 @@ def roundtrip_cmd(device, gid_index, size, engine):
 
 
 def _peer(text: str) -> tuple[str, int]:
-    from .perf.control import DEFAULT_PORT
+    from .wire import DEFAULT_PORT
 
     host, _, port = text.rpartition(":") if text.count(":") == 1 else (text, "", "")
     if not host:

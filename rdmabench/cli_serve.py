@@ -1,5 +1,5 @@
 """The listening side's commands: `rdmabench serve` and the shared secret it asks every peer for.
-Parse, call, print; the work is in rdmabench.perf.server and rdmabench.auth."""
+Parse, call, print; the work is in rdmabench.serve and rdmabench.auth."""
 
 from __future__ import annotations
 
@@ -12,18 +12,23 @@ import click
 @click.command("serve")
 @click.option("--bind", required=True, metavar="ADDR",
               help="Address to listen on (the server listens only there; e.g. the RDMA netdev's address).")
-@click.option("--port", type=click.IntRange(0, 65535), default=18515, show_default=True, help="Control port (TCP).")
+@click.option("--port", type=click.IntRange(0, 65535), default=18515, show_default=True,
+              help="The one TCP port every service is reached on.")
 @click.option("--device", "-d", envvar="RDMABENCH_DEVICE", metavar="NAME", help="RDMA device [the only one].")
 @click.option("--gid-index", type=click.IntRange(0), help="GID index [the recommended one].")
 @click.option("--clients", type=click.IntRange(1), help="Exit after this many clients [serve forever].")
 @click.option("--root", type=click.Path(file_okay=False), default="/tmp/rdmabench/serve", show_default=True,
-              help="Where sector transfers (run --config) keep this host's files: ROOT/storage, ROOT/work.")
+              help="This host's files for transfers: ROOT/storage (sent from), ROOT/work (received into).")
 def serve_cmd(bind, port, device, gid_index, clients, root):
-    """The far end of `rdmabench run`: wait for clients and run each test with them.
+    """The far end of every rdmabench command: one daemon per storage host.
 
-    Takes clients one after another. The server opens its endpoints on its own
-    device, measures its own CPU and returns its figures, so one result file
-    holds both ends. A client that dies mid-test is dropped; the server goes on.
+    It answers verbs tests and perftest cross-checks (`run --peer`, `crosscheck
+    --peer`), sector transfers (`run --config --peer`), the rdma-write and
+    rdma-read transports' passive ends (receiving into ROOT/work, serving from
+    ROOT/storage) and the pyverbs peer check, all on the one --port. Verbs tests
+    run one at a time; the server opens its endpoints on its own device,
+    measures its own CPU and returns its figures, so one result file holds both
+    ends. A client that dies mid-test is dropped; the server goes on.
 
     Every client must prove it holds the cluster's shared secret before the
     server acts on anything it sends. The secret comes from $RDMABENCH_SECRET,
@@ -37,17 +42,18 @@ def serve_cmd(bind, port, device, gid_index, clients, root):
       rdmabench serve --bind 192.168.10.1 --device mlx5_0
       rdmabench run --peer 192.168.10.1 --device mlx5_0 --test write_bw --sizes 4K:8M
     """
-    from .perf.server import Server
+    from .serve import Daemon
 
-    server = Server(bind, port, device, gid_index, root=root)
-    where = f"device {server.dev.name} GID index {server.gid_index}" if server.dev else "no RDMA device (transfers only)"
-    click.echo(f"rdmabench serve: listening on {bind}:{server.port}, {where}", err=True)
+    daemon = Daemon(bind, port, device, gid_index, root=root, max_clients=clients)
+    where = f"device {daemon.dev.name} GID index {daemon.gid_index}" if daemon.dev else "no RDMA device (transfers only)"
+    click.echo(f"rdmabench serve: listening on {bind}:{daemon.port}, {where}; services "
+               f"{', '.join(daemon.services)}", err=True)
     try:
-        server.serve(clients)
+        daemon.wait()
     except KeyboardInterrupt:
         pass
     finally:
-        server.close()
+        daemon.close()
 
 
 @click.group("secret")

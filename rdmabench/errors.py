@@ -20,5 +20,9 @@ class VerbsError(RdmabenchError):
     """A verbs or rdma_cm operation failed or timed out."""
 
 
+class PeerUnavailable(RdmabenchError):
+    """The peer could not be reached or refused us: nothing was exchanged, retrying is safe."""
+
+
 class LabError(RdmabenchError):
     """The soft-RoCE lab could not be set up, booted or run."""

@@ -8,7 +8,6 @@ measure CPU at both ends, and turn the engines' raw records into one row.
 from __future__ import annotations
 
 import sys
-import threading
 from typing import Callable
 
 from .. import devices
@@ -17,9 +16,9 @@ from ..errors import RdmabenchError
 from ..results import context
 from ..results.model import Result
 from . import engine, metrics, preflight, tests
-from .control import Channel
+from ..wire import Channel, Server
 from .options import RunOptions
-from .server import Server, endpoint_spec, jsonable, run_kwargs
+from .server import VerbsService, endpoint_spec, jsonable, run_kwargs
 
 CM_PORT = 18516
 
@@ -40,10 +39,9 @@ class Client:
         self.context = context.collect(self.dev.name, self.gid_index)
 
     def run(self) -> Result:
-        chan = Channel.connect(self.peer, self.port, timeout=10, wait=self.wait)
+        chan = Channel.connect(self.peer, self.port, "verbs", timeout=10, wait=self.wait)
         try:
-            chan.send("hello", tool="rdmabench")
-            peer_ctx = chan.recv(30, "hello")["context"]
+            peer_ctx = chan.greeting["context"]
             result = Result(kind="verbs", context=self.context, peer_context=peer_ctx,
                             options={**self.o.to_dict(), "device": self.dev.name, "gid_index": self.gid_index,
                                      "peer": f"{self.peer}:{self.port}", "timeout_ms": self.timeout_ms})
@@ -162,9 +160,11 @@ def make_row(test: str, size: int, rep: int, setup: dict, raw: dict, cpu: dict, 
 
 def run_local(options: RunOptions, device: str, **kw) -> Result:
     """No --peer: a server on this host's loopback, both endpoints on the same device (labelled as such)."""
-    server = Server("127.0.0.1", 0, device, options.gid_index, log=lambda msg: None)
-    thread = threading.Thread(target=server.serve, kwargs={"max_clients": 1}, daemon=True)
-    thread.start()
+    dev = devices.require(device)
+    gid_index = options.gid_index if options.gid_index is not None else dev.ports[0].recommended_gid_index
+    far_end = VerbsService(dev, gid_index, "127.0.0.1")
+    server = Server("127.0.0.1", 0, {"verbs": (far_end.handle, lambda: {"context": context.collect(dev.name, gid_index)})},
+                    log=lambda msg: None)
     try:
         client = Client(options, device, "127.0.0.1", server.port, **kw)
         gid = next((g for g in client.dev.ports[0].gids if g.index == client.gid_index), None)

@@ -19,7 +19,7 @@ from ..results import context
 from ..results.model import Result
 from . import perftest
 from .client import Client, run_local
-from .control import Channel
+from ..wire import Channel
 from .options import RunOptions
 
 BW_TARGET = 0.95
@@ -31,10 +31,8 @@ FIGURE = {("bw", "perftest"): "bw_avg_MiBps", ("bw", "rdmabench"): "bw_avg_MiBps
 
 
 def _perftest_remote(host: str, port: int, test: str, size: int, iters: int, dev: str, gid: int) -> dict:
-    chan = Channel.connect(host, port, timeout=10, wait=5)
+    chan = Channel.connect(host, port, "verbs", timeout=10, wait=5)
     try:
-        chan.send("hello", tool="rdmabench")
-        chan.recv(30, "hello")
         chan.send("perftest", test=test, size=size, iters=iters)
         chan.recv(60, "perftest_ready")
         args = perftest.argv(test, dev, gid, size, iters, server=host)

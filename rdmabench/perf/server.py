@@ -1,33 +1,23 @@
-"""`rdmabench serve`: the far end of every verbs test, cross-check and sector transfer.
+"""The verbs service of `rdmabench serve`: the far end of every verbs test and perftest cross-check.
 
-Serves clients one after another on the address it was told to listen on. Each new connection
-must prove it holds the shared secret (rdmabench.auth) within a few seconds; that check runs in a
-thread of its own, so a peer that connects and never speaks delays nobody. A client that dies
-mid-test costs the server that test only; a malformed message (missing or wrong-typed field,
-unknown type, broken JSON, an over-long line) is answered with an error and that connection is
-closed. Either way the next client is served.
+One measurement at a time: a second client waits for the first to finish (two tests sharing a
+device would measure each other). A malformed message (missing or wrong-typed field, unknown type)
+raises BadMessage, which the daemon (rdmabench.wire.Server) answers with an error before it closes
+that connection; the next client is served either way.
 """
 
 from __future__ import annotations
 
-import queue
-import socket
-import sys
 import threading
-from pathlib import Path
 from array import array
 
-from .. import auth, devices
 from ..cpu import CpuMeter
 from ..errors import RdmabenchError
-from ..results import context
-from ..wirecheck import BadMessage, Bool, Int, Num, Opt, Str, fields
+from ..wire import Channel
+from ..wirecheck import Bool, Int, Num, Opt, Str, fields
 from . import engine, perftest, tests
-from ..transfer.agent import Agent
-from .control import Channel
 
 SETUP_WAIT_S = 120.0  # between tests a client may be computing and printing
-MAX_PENDING = 32  # connections proving themselves at once; more are turned away
 SETUP = {
     "v": Int(), "type": Str(), "test": Str(max_len=64), "size": Int(1, 1 << 40), "qps": Int(1, 1 << 16),
     "depth": Int(1, 1 << 20), "cq_mod": Int(1, 1 << 20), "mtu": Opt(Int(0, 1 << 16)), "iters": Int(0, 1 << 40),
@@ -59,93 +49,22 @@ def run_kwargs(setup: dict, role: str) -> dict:
     }
 
 
-class Server:
-    def __init__(self, bind: str, port: int, device: str | None, gid_index: int | None, log=None,
-                 root: str = "/tmp/rdmabench/serve"):
-        self.bind, self.port = bind, port
-        self.dev = devices.choose(device, required=False)  # none: it still serves http/shared/NFS transfers
-        self.gid_index = None
-        if self.dev:
-            self.gid_index = gid_index if gid_index is not None else self.dev.ports[0].recommended_gid_index
-        self.context = context.collect(self.dev.name if self.dev else None, self.gid_index)
-        self.log = log or (lambda msg: print(f"rdmabench serve: {msg}", file=sys.stderr, flush=True))
-        self.secret = auth.load_secret()  # no secret, no server: said before anything listens
-        try:
-            self.listener = socket.create_server((bind, port), reuse_port=False)
-        except OSError as err:
-            raise RdmabenchError(f"cannot listen on {bind}:{port}: {err.strerror or err}") from None
-        self.port = self.listener.getsockname()[1]
-        self.agent = Agent(Path(root), bind, self.dev.name if self.dev else None, self.gid_index)  # sector transfers (run --config)
+class VerbsService:
+    """``handle`` serves one client's tests on ``dev`` (a devices.Device, or None: then it says so)."""
 
-    def serve(self, max_clients: int | None = None) -> None:
-        """Serve authenticated clients one at a time (``max_clients`` of them, or forever)."""
-        ready: queue.Queue = queue.Queue()
-        stop = threading.Event()
-        threading.Thread(target=self._accept, args=(ready, stop), name="serve-accept", daemon=True).start()
-        served = 0
-        try:
-            while max_clients is None or served < max_clients:
-                chan = ready.get()
-                served += 1
-                self._serve_one(chan)
-        finally:
-            stop.set()
+    def __init__(self, dev, gid_index: int | None, bind: str):
+        self.dev, self.gid_index, self.bind = dev, gid_index, bind
+        self._one_at_a_time = threading.Lock()
 
-    def _accept(self, ready: queue.Queue, stop: threading.Event) -> None:
-        pending = threading.BoundedSemaphore(MAX_PENDING)
-        self.listener.settimeout(0.5)
-        while not stop.is_set():
-            try:
-                sock, addr = self.listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return  # the listener was closed
-            if stop.is_set() or not pending.acquire(blocking=False):
-                sock.close()
-                continue
-            threading.Thread(target=self._authenticate, args=(sock, f"{addr[0]}:{addr[1]}", ready, pending),
-                             daemon=True).start()
+    def handle(self, chan: Channel, hello: dict) -> None:
+        with self._one_at_a_time:
+            self._session(chan)
 
-    def _authenticate(self, sock, peer: str, ready: queue.Queue, pending: threading.BoundedSemaphore) -> None:
-        try:
-            sock.setblocking(True)
-            ready.put(Channel.accept(sock, peer, self.secret))
-        except (RdmabenchError, OSError, ValueError) as err:
-            self.log(f"refused {peer}: {err}")
-        finally:
-            pending.release()
-
-    def _serve_one(self, chan: Channel) -> None:
-        self.log(f"client {chan.peer} connected")
-        try:
-            self.handle(chan)
-            self.log(f"client {chan.peer} done")
-        except Exception as err:  # one client, whatever it sent, never stops the server
-            reason = str(err) if isinstance(err, RdmabenchError) else f"internal error: {type(err).__name__}: {err}"
-            self.log(f"client {chan.peer} dropped: {reason}")
-            if not isinstance(err, OSError) and not getattr(err, "peer_gone", False):
-                try:
-                    chan.send("error", message=f"rdmabench serve: {reason}; closing this connection")
-                except (RdmabenchError, OSError):
-                    pass
-        finally:
-            self.agent.close()  # a passive end a vanished client left running
-            chan.close()
-
-    def close(self) -> None:
-        self.listener.close()
-
-    def handle(self, chan: Channel) -> None:
-        chan.recv(30, "hello")
-        chan.send("hello", context=self.context, root=str(self.agent.root))
+    def _session(self, chan: Channel) -> None:
         while True:
-            msg = chan.recv(SETUP_WAIT_S, ("setup", "perftest", "xfer", "bye"))
+            msg = chan.recv(SETUP_WAIT_S, ("setup", "perftest", "bye"))
             if msg["type"] == "bye":
                 return
-            if msg["type"] == "xfer":
-                self.agent.handle(chan, msg)
-                continue
             if msg["type"] == "perftest":
                 self._perftest(chan, fields(msg, PERFTEST, "perftest"))
                 continue

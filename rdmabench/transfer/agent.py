@@ -1,4 +1,4 @@
-"""The serve side of a transfer: `rdmabench serve` answers "xfer" messages with a LocalHost.
+"""The transfer service of `rdmabench serve`: it answers a runner's "xfer" messages with a LocalHost.
 
 Every request is checked before it is acted on: the operation must be one of OPS, its arguments
 exactly those of ARGS (present, of the right type, in range), item paths confined under the
@@ -20,7 +20,8 @@ DESCS = ListOf(Dict(ITEM), max_items=64)
 OPTIONS = Opt(Dict(WIRE_OPTIONS))
 # What a passive end tells the active one (transports' PassiveEnd.info): an HTTP URL, or host and port.
 PEER_INFO = Opt(Dict({"url": Opt(Str(max_len=512)), "rpc_url": Opt(Str(max_len=512)), "host": Opt(Str(max_len=255)),
-                      "port": Opt(Int(1, 65535)), "mode": Opt(Str(choices=("write", "read")))}))
+                      "port": Opt(Int(1, 65535)),
+                      "service": Opt(Str(choices=transports.known()))}))  # a passive end's service: its transport
 TRANSPORT = Str(max_len=64)
 ARGS = {
     "generate": {"sector_size": Int(1, 1 << 40), "stage": Opt(Str(max_len=32)), "scale": Str(max_len=64),
@@ -34,6 +35,7 @@ ARGS = {
     "cleanup": {"descs": DESCS},
 }
 OPS = tuple(ARGS)
+WAIT_S = 3600.0  # between requests the runner may be moving a whole sector from the other host
 MESSAGE = {"v": Int(), "type": Str(), "op": Str(max_len=64), "args": Opt(Dict()), "token": Opt(Str(max_len=256))}
 
 
@@ -77,3 +79,24 @@ class Agent:
         if self.host:
             self.host.close()
             self.host = None
+
+
+class TransferService:
+    """One Agent per client connection, rooted at ``root`` (ROOT/storage, ROOT/work)."""
+
+    def __init__(self, root: Path, bind: str, device: str | None, gid_index: int | None):
+        self.root, self.bind, self.device, self.gid_index = Path(root), bind, device, gid_index
+
+    def greeting(self) -> dict:
+        return {"root": str(self.root)}
+
+    def handle(self, chan, hello: dict) -> None:
+        agent = Agent(self.root, self.bind, self.device, self.gid_index)
+        try:
+            while True:
+                msg = chan.recv(WAIT_S, ("xfer", "bye"))
+                if msg["type"] == "bye":
+                    return
+                agent.handle(chan, msg)
+        finally:
+            agent.close()  # a passive end a vanished client left running

@@ -12,7 +12,7 @@ import click
 from .. import config, devices, transports
 from ..workloads import sector
 from ..errors import RdmabenchError
-from ..perf.control import Channel
+from ..wire import Channel
 from . import runner
 from .hosts import LocalHost, RemoteHost
 
@@ -62,9 +62,8 @@ def run_scenario(path: Path, device: str | None, gid_index: int | None, peer: tu
     chan = None
     try:
         if peer:
-            chan = Channel.connect(*peer, timeout=10, wait=wait)
-            chan.send("hello", tool="rdmabench")
-            hello = chan.recv(30, "hello")
+            chan = Channel.connect(*peer, "transfer", timeout=10, wait=wait)
+            hello = chan.greeting
             peer_ctx = hello["context"]
             bind = chan.sock.getsockname()[0]  # this host's address on the path to the storage host
             storage = RemoteHost(chan, scenario.token)

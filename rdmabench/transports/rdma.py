@@ -2,10 +2,10 @@
 disk to disk through a bounded ring of registered buffers, on the native engine.
 
 Two connections join the ends:
-- control: one TCP connection to the passive end (``PassiveEnd.info`` = {"host", "port", "mode"}),
-  newline-delimited JSON: the hello (chunk size, chunks in flight, and each side's QP info, i.e.
-  the out-of-band exchange that connects the endpoints), then per item its file names, sizes and
-  digests, and the receiver's verdict.
+- control: one rdmabench.wire channel to the passive end (``PassiveEnd.info`` = {"host", "port",
+  "service"}): "open" (chunk size, chunks in flight, and each side's QP info, i.e. the out-of-band
+  exchange that connects the endpoints), then per item its file names, sizes and digests, and the
+  receiver's verdict.
 - data: one RC QP (``rdmabench._native.Endpoint``, qps=1) whose registered memory is ``chunk`` x
   ``inflight`` bytes (options ``chunk``, default 1 MiB, and ``inflight``, default 8) on each end,
   whatever the file size. The chunk loops run in C with the GIL released (native/filexfer.c):
@@ -13,8 +13,8 @@ Two connections join the ends:
   pread into a slot, "ready", RDMA READ, pwrite, next request.
 
 rdma-write: the passive end is the destination (``start_passive`` on the host that receives;
-``capabilities.active_side`` "source"). It writes under a temporary name (integrity.atomic_destination), digests
-what it wrote, renames only a verified item into ``<root>/<type>/<id>``, and answers the verdict on
+``capabilities.active_side`` "source"). It writes under a temporary name (integrity.atomic_destination),
+digests what it wrote, renames only a verified item into ``<root>/<type>/<id>``, and answers the verdict on
 the control connection before the source's ``move`` returns: the record's ``verified`` is the
 receiver's. A blob (the C1 output) is received into memory and its XXH3-128 checked.
 rdma-read: the passive end is the source; the destination drives, verifies and renames itself.
@@ -25,9 +25,9 @@ A failure mid-transfer (either end) sends ABORT on the QP, the other end's loop 
 temporary is removed, the session is closed (the next ``move`` opens a new one); sources are only
 ever read.
 
-The passive end lives in rdma_server.py (``python -m rdmabench.transports.rdma serve --bind IP
---root DIR --mode write|read --port N`` runs one until killed; it moves only what is already in its
-root); what both ends share is in rdma_common.py. Every control connection starts with the shared-secret handshake (rdmabench.auth).
+The passive end lives in rdma_server.py (`rdmabench serve` offers one per mode, services "rdma-write"
+and "rdma-read"; it moves only what is already in its root); what both ends share is in rdma_common.py. Every control connection starts with the
+shared-secret handshake (rdmabench.auth).
 Options (``ctx.options``): device, gid_index (default: the only device and
 its recommended GID), chunk, inflight, timeout_ms (no progress for that long fails; 30000).
 """
@@ -35,17 +35,16 @@ its recommended GID), chunk, inflight, timeout_ms (no progress for that long fai
 from __future__ import annotations
 
 import os
-import socket
-import sys
 
-from .. import auth, confine, integrity
+from .. import confine, integrity
 from ..errors import RdmabenchError
+from ..wire import Channel
 from ..workloads.item import Item
 from .base import Capabilities, Context, PassiveEnd, TransferRecord, Transport, TransportError, register
-from .rdma_common import (CHUNK, INFLIGHT, TIMEOUT_MS, Wire, blob_digest, default_device, fx, open_endpoint)
-from .rdma_server import RdmaServer, main, serve
+from .rdma_common import CHUNK, INFLIGHT, REPLY_WAIT_S, TIMEOUT_MS, blob_digest, default_device, fx, open_endpoint
+from .rdma_server import RdmaServer
 
-__all__ = ["RdmaWrite", "RdmaRead", "RdmaServer", "serve", "default_device"]
+__all__ = ["RdmaWrite", "RdmaRead", "RdmaServer", "default_device"]
 
 
 # ---- the active end ------------------------------------------------------------------------------
@@ -57,18 +56,17 @@ class _RdmaTransport(Transport):
         self.ctx: Context | None = None
         self._server: RdmaServer | None = None
         self._peer: tuple[str, int] | None = None
-        self.wire: Wire | None = None
+        self.wire: Channel | None = None
         self.ep = None
 
     @classmethod
     def start_passive(cls, ctx: Context, kind: str) -> PassiveEnd:
         root = ctx.work_root if cls.mode == "write" else ctx.storage_root
-        server = RdmaServer(root, ctx.bind, ctx.port, cls.mode, ctx.options)
+        server = RdmaServer(root, cls.mode, ctx.options).listen(ctx.bind, ctx.port)
         return PassiveEnd(info=server.info, stop=server.stop)
 
     def prepare(self, ctx: Context) -> None:
         self.ctx = ctx
-        self.secret = auth.load_secret()
         o = ctx.options
         self.chunk, self.inflight = int(o.get("chunk", CHUNK)), int(o.get("inflight", INFLIGHT))
         self.timeout_ms = int(o.get("timeout_ms", TIMEOUT_MS))
@@ -79,21 +77,16 @@ class _RdmaTransport(Transport):
             self._peer = (ctx.peer, int(o.get("port", ctx.port)))
         else:
             self._server = RdmaServer(ctx.work_root if self.mode == "write" else ctx.storage_root,
-                                      ctx.bind, 0, self.mode, o)
+                                      self.mode, o).listen(ctx.bind, 0)
             self._peer = (self._server.info["host"], self._server.info["port"])
         self._connect()
 
     def _connect(self) -> None:
-        sock = socket.create_connection(self._peer, timeout=self.timeout_ms / 1000)
-        self.wire = Wire(sock, f"{self._peer[0]}:{self._peer[1]}")
+        self.wire = Channel.connect(*self._peer, service=f"rdma-{self.mode}", timeout=self.timeout_ms / 1000)
         try:
-            sock.settimeout(auth.WAIT_S + 5)
-            self.wire.authenticate_client(self.secret)
-            sock.settimeout(None)
             self.ep = open_endpoint(self.ctx.options, self.chunk, self.inflight)
-            self.wire.send({"op": "hello", "mode": self.mode, "chunk": self.chunk, "inflight": self.inflight,
-                            "qp": self.ep.local_info()})
-            reply = self.wire.recv()
+            self.wire.send("open", chunk=self.chunk, inflight=self.inflight, qp=self.ep.local_info())
+            reply = self.wire.recv(REPLY_WAIT_S)
             if not reply.get("ok"):
                 raise TransportError(f"rdma-{self.mode}: {reply.get('error')}")
             self.ep.connect(reply["qp"])
@@ -121,8 +114,7 @@ class _RdmaTransport(Transport):
         """A chunk loop failed: collect the passive end's reason if it sent one, end the session."""
         reason = ""
         try:
-            self.wire.sock.settimeout(2)
-            reply = self.wire.recv()
+            reply = self.wire.recv(2)
             if not reply.get("ok"):
                 reason = f"; {reply.get('error')}"
         except Exception:
@@ -139,8 +131,8 @@ class _RdmaTransport(Transport):
     def teardown(self) -> None:
         if self.wire is not None:
             try:
-                self.wire.send({"op": "bye"})
-            except OSError:
+                self.wire.send("bye")
+            except (OSError, RdmabenchError):
                 pass
         self._drop()
         if self._server is not None:
@@ -175,9 +167,8 @@ class RdmaWrite(_RdmaTransport):
             if item.kind != "blob":
                 fds = [os.open(item.source / n if item.kind == "dir" else item.source, os.O_RDONLY)
                        for n, _, _ in files]
-            wire.send({"op": "put", "kind": item.kind, "type": item.lotus_type, "id": item.sector_id,
-                       "size": sum(f[1] for f in files), "digest": expected, "files": files})
-            reply = wire.recv()
+            reply = wire.request("put", REPLY_WAIT_S, kind=item.kind, lotus_type=item.lotus_type, id=item.sector_id,
+                                 size=sum(f[1] for f in files), digest=expected, files=files)
             if not reply.get("ok"):
                 raise TransportError(f"rdma-write: the destination refused {item.lotus_type}/{item.sector_id}: "
                                      f"{reply.get('error')}")
@@ -188,7 +179,7 @@ class RdmaWrite(_RdmaTransport):
                     io_ns += fx("fx_push", ep, src, size, self.timeout_ms, self.abort_after)["io_ns"]
                 except (OSError, RdmabenchError) as exc:
                     raise self._failed(item, exc) from exc
-            verdict = wire.recv()
+            verdict = wire.recv(REPLY_WAIT_S)
         finally:
             for fd in fds:
                 os.close(fd)
@@ -213,8 +204,7 @@ class RdmaRead(_RdmaTransport):
                                  "destination")
         integrity.check_free_space(item.destination.parent, item.size)
         wire, ep = self._session()
-        wire.send({"op": "get", "type": item.lotus_type, "id": item.sector_id})
-        listing = wire.recv()
+        listing = wire.request("get", REPLY_WAIT_S, lotus_type=item.lotus_type, id=item.sector_id)
         if not listing.get("ok"):
             raise TransportError(f"rdma-read: the source refused {item.lotus_type}/{item.sector_id}: "
                                  f"{listing.get('error')}")
@@ -245,11 +235,5 @@ class RdmaRead(_RdmaTransport):
         except integrity.IntegrityError:
             verified = False
         if self.wire is not None:
-            self.wire.send({"op": "verdict", "verified": verified, "digest": got})
+            self.wire.send("verdict", verified=verified, digest=got)
         return self._record(item, verified, got, dest_io_s=io_ns / 1e9)
-
-
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,18 +1,13 @@
-"""What both ends of the rdma transports share: the ring's defaults, the endpoint, the control wire.
+"""What both ends of the rdma transports share: the ring's defaults, the endpoint, the chunk loops.
 
-The control wire is newline-delimited JSON over TCP. Each connection starts with the shared-secret
-handshake (rdmabench.auth, the passive end challenging); lines are bounded (``MAX_LINE``) and a line
-that is not a JSON object is an error, never a crash.
+Their control messages travel on rdmabench.wire's channel (authenticated, bounded lines).
 """
 
 from __future__ import annotations
 
-import json
-import socket
-
 import xxhash
 
-from .. import auth, devices
+from .. import devices
 from ..engines import native as engine
 from ..errors import RdmabenchError
 from .base import TransportError
@@ -21,7 +16,7 @@ CHUNK = 1 << 20
 INFLIGHT = 8
 TIMEOUT_MS = 30000
 MAX_REGISTERED = 1 << 30
-MAX_LINE = 1 << 20  # a cache directory's listing is a few dozen names: far below this
+REPLY_WAIT_S = 600.0  # for a reply or the next request: the other end may be digesting a whole sector
 
 
 def default_device(options: dict) -> tuple[str, int]:
@@ -61,45 +56,3 @@ def fx(name: str, ep, io, size: int, timeout_ms: int, abort_after: int = -1) -> 
 
 def blob_digest(data) -> str:
     return xxhash.xxh3_128(data).hexdigest()
-
-
-class Wire:
-    """Newline-delimited JSON over a TCP socket, each line at most MAX_LINE bytes."""
-
-    def __init__(self, sock: socket.socket, peer: str = "the peer"):
-        self.sock = sock
-        self.peer = peer
-        self.f = sock.makefile("rwb")
-
-    def send(self, obj: dict) -> None:
-        self.f.write(json.dumps(obj).encode() + b"\n")
-        self.f.flush()
-
-    def recv(self) -> dict:
-        line = self.f.readline(MAX_LINE + 1)
-        if not line:
-            raise TransportError("rdma: the peer closed the control connection")
-        if len(line) > MAX_LINE:
-            raise TransportError(f"rdma: {self.peer} sent a control line over {MAX_LINE} bytes")
-        try:
-            msg = json.loads(line)
-        except (ValueError, RecursionError):
-            raise TransportError(f"rdma: {self.peer} sent a control line that is not JSON") from None
-        if not isinstance(msg, dict):
-            raise TransportError(f"rdma: {self.peer} sent a control line that is not a JSON object")
-        return msg
-
-    def authenticate_client(self, secret: bytes) -> None:
-        auth.client_handshake(self.send, self.recv, secret, self.peer)
-
-    def authenticate_server(self, secret: bytes, timeout_s: float = auth.WAIT_S) -> None:
-        self.sock.settimeout(timeout_s)
-        auth.serve_handshake(self.send, self.recv, secret, self.peer)
-        self.sock.settimeout(None)
-
-    def close(self) -> None:
-        for c in (self.f, self.sock):
-            try:
-                c.close()
-            except OSError:
-                pass

@@ -1,34 +1,31 @@
 """The rdma transports' passive end: mode "write" receives into its root, mode "read" serves from it.
 
-Each control connection must first prove it holds the shared secret (rdmabench.auth); only then is
-an endpoint opened. Every request is checked field by field (``wirecheck``) and every item path
-confined under the root, symlinks included (``confine``). A bad request is answered with
-``{"ok": false, "error": ...}`` and that session ends; the server goes on accepting.
+A session is one control channel (rdmabench.wire: authenticated before anything reaches us) asking
+for service "rdma-write" or "rdma-read". ``RdmaServer.session`` serves one; `rdmabench serve`
+registers a standing passive end per mode as services of its own, and ``listen`` gives a passive
+end a listener of its own (the runner's ends on a worker, one-host runs). Every request is checked
+field by field (``wirecheck``) and every item path confined under the root, symlinks included
+(``confine``). A bad request is answered with ``{"ok": false, "error": ...}`` and that session ends.
 
-Two hosts: ``python -m rdmabench.transports.rdma serve --bind IP --root DIR --mode write|read
---port N`` runs one until killed. It only moves what is in its root: what is there to move is the
-runner's business (``transfer.hosts``: ``generate`` on the host that holds the data).
+It only moves what is in its root: what is there to move is the runner's business (``transfer.hosts``:
+``generate`` on the host that holds the data).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import signal
-import socket
-import sys
 import threading
 from pathlib import Path
 
 import psutil
 
-from .. import auth, confine, integrity
+from .. import confine, integrity
 from ..errors import RdmabenchError
+from ..wire import Channel, Server
 from ..wirecheck import BadMessage, Bool, Dict, Int, ListOf, Opt, Str, fields
 from ..workloads.item import KINDS
 from .base import TransportError
-from .rdma_common import TIMEOUT_MS, Wire, blob_digest, fx, open_endpoint
+from .rdma_common import REPLY_WAIT_S, TIMEOUT_MS, blob_digest, fx, open_endpoint
 
 MAX_BLOB = 512 << 20  # a C1 output is ~40 MB; a blob is held in memory, so it is bounded
 MAX_SESSIONS = 32
@@ -44,9 +41,9 @@ class FileEntry:
         return [v[0], Int(0, 1 << 50).check(v[1], f"{name}[1]"), Opt(Str(max_len=128)).check(v[2], f"{name}[2]")]
 
 
-ITEM = {"type": Str(max_len=32), "id": Str(max_len=64)}
+ITEM = {"lotus_type": Str(max_len=32), "id": Str(max_len=64)}
 REQUESTS = {
-    "hello": {"mode": Str(choices=("write", "read")), "chunk": Int(4096, 64 << 20), "inflight": Int(1, 1024),
+    "open": {"chunk": Int(4096, 64 << 20), "inflight": Int(1, 1024),
               "qp": ListOf(Dict(), 64)},
     "put": {**ITEM, "kind": Str(choices=KINDS), "size": Int(0, 1 << 50), "digest": Opt(Str(max_len=128)),
             "files": ListOf(FileEntry(), 100_000)},
@@ -56,112 +53,101 @@ REQUESTS = {
 }
 
 
-def request(msg: dict, *ops: str) -> dict:
-    """``msg`` checked as one of ``ops``; BadMessage naming the field otherwise."""
-    op = msg.get("op")
-    if op not in ops:
-        raise BadMessage(f"unexpected request {str(op)[:64]!r} here (expected {' or '.join(ops)})")
-    return fields({k: v for k, v in msg.items() if k != "op"}, REQUESTS[op], op) | {"op": op}
+def request(msg: dict, *kinds: str) -> dict:
+    """``msg`` checked as one of ``kinds``; BadMessage naming the field otherwise."""
+    kind = msg.get("type")
+    if kind not in kinds:
+        raise BadMessage(f"unexpected request {str(kind)[:64]!r} here (expected {' or '.join(kinds)})")
+    return fields({k: v for k, v in msg.items() if k not in ("v", "type")}, REQUESTS[kind], kind) | {"type": kind}
 
 
 class RdmaServer:
     """A passive end: mode "write" receives into ``root``, mode "read" serves from ``root``."""
 
-    def __init__(self, root: Path | str, bind: str, port: int, mode: str, options: dict | None = None,
-                 secret: bytes | None = None):
+    def __init__(self, root: Path | str, mode: str, options: dict | None = None, keep: bool = True):
+        """``keep``: record what each session moved (and hold received blobs) for ``stop()`` to report;
+        a standing end that serves for days (`rdmabench serve`'s) keeps nothing."""
         if mode not in ("write", "read"):
             raise TransportError(f"rdma: mode must be write or read, not {mode!r}")
-        self.secret = secret if secret is not None else auth.load_secret()
         self.root, self.mode, self.options = Path(root), mode, dict(options or {})
+        self.service = f"rdma-{mode}"
+        self.keep = keep
         self.timeout_ms = int(self.options.get("timeout_ms", TIMEOUT_MS))
         self.abort_after = int(self.options.get("passive_abort_after", -1))  # test hook
         self.received: list[dict] = []
         self.served: list[dict] = []
         self.errors: list[str] = []
         self.blobs: dict[str, bytes] = {}
+        self.info: dict = {}
         self._lock = threading.Lock()
-        self._stop = threading.Event()
         self._sessions: list[threading.Thread] = []
         self._slots = threading.BoundedSemaphore(MAX_SESSIONS)
-        self._sock = socket.create_server((bind, port))
-        self._sock.settimeout(0.2)
-        self.info = {"host": bind, "port": self._sock.getsockname()[1], "mode": mode}
-        self._thread = threading.Thread(target=self._accept, name="rdma-passive", daemon=True)
-        self._thread.start()
+        self._listener: Server | None = None
 
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, addr = self._sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            if not self._slots.acquire(blocking=False):
-                conn.close()  # too many sessions open at once: this one is turned away
-                continue
-            conn.setblocking(True)
-            t = threading.Thread(target=self._session, args=(conn, f"{addr[0]}:{addr[1]}"), daemon=True)
-            self._sessions = [s for s in self._sessions if s.is_alive()] + [t]
-            t.start()
+    def listen(self, bind: str, port: int = 0, secret: bytes | None = None) -> "RdmaServer":
+        """Take sessions on a listener of this end's own; ``info`` says how to reach it."""
+        self._listener = Server(bind, port, {self.service: (self.session, dict)}, secret=secret,
+                                log=lambda msg: None, name=self.service)
+        self.info = {"host": bind, "port": self._listener.port, "service": self.service}
+        return self
 
-    def _session(self, conn: socket.socket, peer: str) -> None:
-        wire, ep = Wire(conn, peer), None
+    def session(self, chan: Channel, hello: dict | None = None) -> None:
+        """Serve one authenticated control channel until it says bye, fails or goes away."""
+        if not self._slots.acquire(blocking=False):
+            raise TransportError(f"rdma: {MAX_SESSIONS} sessions are open at this end already")
+        ep = None
+        with self._lock:
+            self._sessions = [s for s in self._sessions if s.is_alive()] + [threading.current_thread()]
         try:
-            wire.authenticate_server(self.secret)
-            hello = request(wire.recv(), "hello")
-            if hello["mode"] != self.mode:
-                wire.send({"ok": False, "error": f"this end serves rdma-{self.mode}, not {hello['mode']}"})
-                return
-            ep = open_endpoint(self.options, hello["chunk"], hello["inflight"])
-            wire.send({"ok": True, "qp": ep.local_info()})
-            ep.connect(hello["qp"])
-            ops = ("put", "bye") if self.mode == "write" else ("get", "bye")
+            opened = request(chan.recv(REPLY_WAIT_S), "open")
+            ep = open_endpoint(self.options, opened["chunk"], opened["inflight"])
+            chan.send_msg({"ok": True, "qp": ep.local_info()})
+            ep.connect(opened["qp"])
+            kinds = ("put", "bye") if self.mode == "write" else ("get", "bye")
             while True:
-                msg = request(wire.recv(), *ops)
-                if msg["op"] == "bye":
+                msg = request(chan.recv(REPLY_WAIT_S), *kinds)
+                if msg["type"] == "bye":
                     return
-                getattr(self, {"put": "_receive", "get": "_serve"}[msg["op"]])(wire, ep, msg)
+                getattr(self, {"put": "_receive", "get": "_serve"}[msg["type"]])(chan, ep, msg)
         except Exception as exc:  # one session's failure never stops the server
-            if not isinstance(exc, TransportError) or "closed the control" not in str(exc):
+            if not getattr(exc, "peer_gone", False):
                 with self._lock:
-                    self.errors.append(f"{peer}: {type(exc).__name__}: {exc}")
+                    self.errors.append(f"{chan.peer}: {type(exc).__name__}: {exc}")
                 try:
-                    wire.send({"ok": False, "fatal": True, "error": f"passive end: {exc}"})
-                except (OSError, ValueError):
+                    chan.send_msg({"ok": False, "fatal": True, "error": f"passive end: {exc}"})
+                except (OSError, RdmabenchError):
                     pass
         finally:
             if ep is not None:
                 ep.close()
-            wire.close()
             self._slots.release()
 
-    def _receive(self, wire: Wire, ep, msg: dict) -> None:
-        name = f"{msg['type']}/{msg['id']}"
+    def _receive(self, chan: Channel, ep, msg: dict) -> None:
+        name = f"{msg['lotus_type']}/{msg['id']}"
         size = msg["size"]
         if msg["kind"] == "blob":
-            confine.lotus_type(msg["type"], "type")
+            confine.lotus_type(msg["lotus_type"], "lotus_type")
             confine.sector_id(msg["id"], "id")
             if size > min(MAX_BLOB, psutil.virtual_memory().available // 2):
                 raise BadMessage(f"a blob of {size} bytes is more than this end holds in memory "
                                  f"(at most {MAX_BLOB} and half the available memory)")
             buf = bytearray(size)
-            wire.send({"ok": True})
-            self._fx_or_fail(wire, "fx_recv", ep, buf, size)
+            chan.send_msg({"ok": True})
+            self._fx_or_fail(chan, "fx_recv", ep, buf, size)
             got = blob_digest(buf)
             verified = msg.get("digest") is not None and got == msg["digest"]
-            if verified:
+            if verified and self.keep:
                 self.blobs[name] = bytes(buf)
-            self._verdict(wire, name, size, verified, got)
+            self._verdict(chan, name, size, verified, got)
             return
-        final = confine.item_path(self.root, msg["type"], msg["id"])
+        final = confine.item_path(self.root, msg["lotus_type"], msg["id"])
         files = [(confine.file_name(n, "files"), s) for n, s, _ in msg["files"]]
         if msg["kind"] == "file" and len(files) != 1:
             raise BadMessage(f"a file item has exactly one entry in 'files', not {len(files)}")
         try:
             integrity.check_free_space(final.parent, size)
         except (RdmabenchError, OSError) as exc:
-            wire.send({"ok": False, "error": str(exc)})
+            chan.send_msg({"ok": False, "error": str(exc)})
             return
         got, verified = None, False
         try:
@@ -174,110 +160,74 @@ class RdmaServer:
                     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
                     try:
                         if first:
-                            wire.send({"ok": True})
+                            chan.send_msg({"ok": True})
                             first = False
-                        self._fx_or_fail(wire, "fx_recv", ep, fd, fsize)
+                        self._fx_or_fail(chan, "fx_recv", ep, fd, fsize)
                     finally:
                         os.close(fd)
                 if first:
-                    wire.send({"ok": True})  # an empty directory
+                    chan.send_msg({"ok": True})  # an empty directory
                 d.digest = got = integrity.digest(d.path)
             verified = d.verified
         except integrity.IntegrityError:
             verified = False
-        self._verdict(wire, name, size, verified, got)
+        self._verdict(chan, name, size, verified, got)
 
-    def _verdict(self, wire: Wire, name: str, size: int, verified: bool, got: str | None) -> None:
+    def _verdict(self, chan: Channel, name: str, size: int, verified: bool, got: str | None) -> None:
         entry = {"item": name, "bytes": size, "verified": bool(verified), "digest": got}
         with self._lock:
-            self.received.append(entry)
-        wire.send({"ok": True, **entry})
+            if self.keep:
+                self.received.append(entry)
+        chan.send_msg({"ok": True, **entry})
 
-    def _fx_or_fail(self, wire: Wire, fn: str, ep, io, size: int) -> None:
+    def _fx_or_fail(self, chan: Channel, fn: str, ep, io, size: int) -> None:
         """Run one chunk loop; on failure tell the active end why and end the session."""
         try:
             fx(fn, ep, io, size, self.timeout_ms, self.abort_after)
         except (OSError, RdmabenchError) as exc:
             try:
-                wire.send({"ok": False, "fatal": True, "error": f"passive end: {exc}"})
-            except OSError:
+                chan.send_msg({"ok": False, "fatal": True, "error": f"passive end: {exc}"})
+            except (OSError, RdmabenchError):
                 pass
             raise
 
-    def _serve(self, wire: Wire, ep, msg: dict) -> None:
+    def _serve(self, chan: Channel, ep, msg: dict) -> None:
         try:
-            path = confine.item_path(self.root, msg["type"], msg["id"])
+            path = confine.item_path(self.root, msg["lotus_type"], msg["id"])
             if path.is_dir():
                 kind = "dir"
                 files = [(n, s, confine.under(path, confine.file_name(n), field="files")) for n, s in integrity.dir_entries(path)]
             elif path.is_file():
                 kind, files = "file", [(path.name, path.stat().st_size, path)]
             else:
-                raise TransportError(f"rdma: {msg['type']}/{msg['id']} does not exist on the source")
+                raise TransportError(f"rdma: {msg['lotus_type']}/{msg['id']} does not exist on the source")
             listing = [[n, s, integrity.digest_file(p)] for n, s, p in files]
             fds = [os.open(p, os.O_RDONLY) for _, _, p in files]
         except (RdmabenchError, OSError) as exc:
-            wire.send({"ok": False, "error": str(exc)})
+            chan.send_msg({"ok": False, "error": str(exc)})
             return
         try:
-            wire.send({"ok": True, "kind": kind, "files": listing})
+            chan.send_msg({"ok": True, "kind": kind, "files": listing})
             for fd, (_, size, _) in zip(fds, files):
-                self._fx_or_fail(wire, "fx_serve", ep, fd, size)
+                self._fx_or_fail(chan, "fx_serve", ep, fd, size)
         finally:
             for fd in fds:
                 os.close(fd)
-        verdict = request(wire.recv(), "verdict")
+        verdict = request(chan.recv(REPLY_WAIT_S), "verdict")
         with self._lock:
-            self.served.append({"item": f"{msg['type']}/{msg['id']}", "bytes": sum(s for _, s, _ in files),
-                                "verified": bool(verdict.get("verified")), "digest": verdict.get("digest")})
+            if self.keep:
+                self.served.append({"item": f"{msg['lotus_type']}/{msg['id']}", "bytes": sum(s for _, s, _ in files),
+                                    "verified": bool(verdict.get("verified")), "digest": verdict.get("digest")})
 
     def stop(self) -> dict:
-        self._stop.set()
-        self._sock.close()
-        self._thread.join(5)
-        for t in self._sessions:
-            t.join(max(5.0, self.timeout_ms / 1000 + 2))
+        if self._listener is not None:
+            self._listener.close()
+        with self._lock:
+            sessions = list(self._sessions)
+        for t in sessions:
+            if t is not threading.current_thread():
+                t.join(max(5.0, self.timeout_ms / 1000 + 2))
         out = {"received": list(self.received)} if self.mode == "write" else {"served": list(self.served)}
         if self.errors:
             out["errors"] = list(self.errors)
         return out
-
-
-def serve(root: Path | str, bind: str, port: int, mode: str, options: dict | None = None) -> RdmaServer:
-    return RdmaServer(root, bind, port, mode, options)
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m rdmabench.transports.rdma",
-                                 description="The rdma transports' passive end. Peers must hold the shared secret "
-                                             f"({auth.ENV_SECRET}, {auth.ENV_SECRET_FILE} or {auth.DEFAULT_FILE}).")
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    s = sub.add_parser("serve", help="run a passive end until killed")
-    s.add_argument("--bind", required=True)
-    s.add_argument("--port", type=int, default=7600)
-    s.add_argument("--root", required=True, type=Path)
-    s.add_argument("--mode", required=True, choices=("write", "read"))
-    s.add_argument("--device")
-    s.add_argument("--gid-index", type=int)
-    s.add_argument("--timeout-ms", type=int, default=TIMEOUT_MS)
-    args = ap.parse_args(argv)
-    options = {"timeout_ms": args.timeout_ms}
-    if args.device:
-        options["device"] = args.device
-    if args.gid_index is not None:
-        options["gid_index"] = args.gid_index
-    args.root.mkdir(parents=True, exist_ok=True)
-    try:
-        server = RdmaServer(args.root, args.bind, args.port, args.mode, options)
-    except RdmabenchError as exc:
-        print(f"error: {exc}", file=sys.stderr, flush=True)
-        return exc.exit_code
-    print(f"rdma-{args.mode} passive end on {args.bind}:{server.info['port']}, root {args.root}", flush=True)
-    done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
-    try:
-        done.wait()
-    except KeyboardInterrupt:
-        pass
-    print(json.dumps(server.stop()), flush=True)
-    return 0

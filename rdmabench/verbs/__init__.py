@@ -3,10 +3,9 @@
 - ``compat``: the one place pyverbs' enums are imported; plain names (``QPT_RC``, ``WC_SUCCESS``...).
 - ``resources``: Device (context + PD), Buffer (MR), CompletionQueue, RCQueuePair, RCEndpoint,
   ``poll`` with a timeout, ``PeerInfo`` (what two ends exchange).
-- ``oob``: PeerInfo and control messages over TCP (newline JSON, ``{"v": 1, ...}``).
 - ``cm``: rdma_cm connections through pyverbs' CMID (CMListener / CMClient) with timeouts.
 - ``roundtrip``: two RC QPs on one device, RDMA WRITE then READ, verified.
-- ``peer``: the two-host check (``python -m rdmabench.verbs.peer serve|check``).
+- ``peer``: the two-host check, the "verbs-peer" service of `rdmabench serve` and its client.
 
 Nothing is imported here, so ``import rdmabench.verbs`` works on a host without pyverbs;
 importing a submodule raises ``RdmabenchError`` saying how to install it.

@@ -22,7 +22,6 @@ connect request gets its own Context/PD wrappers so closing it leaves the listen
 from __future__ import annotations
 
 import contextlib
-import json
 import struct
 import time
 from collections import deque
@@ -31,7 +30,8 @@ from rdmabench.errors import VerbsError
 from rdmabench.verbs import compat as c
 from rdmabench.verbs.cm_channel import EventChannel
 from rdmabench.verbs.cm_channel import cm_call as _cm
-from rdmabench.verbs.oob import PeerUnavailable
+from rdmabench.errors import PeerUnavailable
+from rdmabench import wire
 from rdmabench.verbs.resources import DEFAULT_ACCESS, PeerInfo, SizeError, poll
 
 from pyverbs.cmid import CMID, AddrInfo, CMEvent, ConnParam  # noqa: E402
@@ -148,7 +148,7 @@ class _CMSide:
         _cm("post control RECV", self.cmid.post_recv, self.ctrl_recv, CTRL_SIZE)
 
     def send_ctrl(self, msg: dict, timeout_s: float = 5.0) -> None:
-        data = json.dumps({"v": VERSION, **msg}, separators=(",", ":")).encode()
+        data = wire.encode(msg)
         if len(data) > CTRL_SIZE:
             raise VerbsError(f"control message of {len(data)} B is over {CTRL_SIZE} B")
         self.ctrl_send.write(data, len(data), 0)
@@ -161,12 +161,9 @@ class _CMSide:
         if repost:
             self.post_ctrl_recv()
         try:
-            msg = json.loads(raw)
-        except ValueError as exc:
-            raise VerbsError(f"{self.where} sent a control message that is not JSON: {raw[:80]!r}") from exc
-        if msg.get("v") != VERSION:
-            raise VerbsError(f"{self.where} speaks control protocol {msg.get('v')}, we speak {VERSION}")
-        return msg
+            return wire.decode(raw, self.where)
+        except wire.WireError as exc:
+            raise VerbsError(str(exc)) from None
 
     def close(self) -> None:
         stack, self._stack = getattr(self, "_stack", None), None

@@ -1,45 +1,40 @@
-"""A tiny cross-host check for the two-guest lab.
+"""A validated byte exchange between two hosts over pyverbs resources: the "verbs-peer" service.
 
-The storage side serves::
-
-    python -m rdmabench.verbs.peer serve --bind 10.77.2.1 --port 7471 --mode both --connections 2
-
-(``--mode cm``: rdma_cm on --port; ``--mode oob``: TCP on --port; ``--mode both``: rdma_cm
-on --port and TCP on --oob-port, default --port + 1). For each client it registers a buffer
-of the size the client asks for and answers control requests:
+`rdmabench serve` on the storage host offers it (``PeerService``); for each client it registers a
+buffer of the size the client asks for and answers control requests:
 
 - ``verify {size, sha256}``: hash what is in its buffer, say whether it matches;
 - ``fill {size, seed}``: write ``pattern(size, seed)`` into its buffer (for the client to READ);
 - ``done``: goodbye.
 
-The worker side calls ``check(peer_ip, port, size, mode, device, gid_index)``: it connects,
-RDMA WRITEs a pattern into the server's buffer, has the server confirm the bytes, RDMA READs
-them back into a second buffer and compares, then has the server fill its buffer with a
-second pattern and RDMA READs and compares that too (bytes produced on each side).
-Control messages travel over SEND/RECV (cm) or the TCP socket (oob). Each connection opens with
-the shared-secret handshake (rdmabench.auth), the server challenging: a client without the secret
-is refused before any request of its is answered.
+The worker side calls ``check(peer_ip, port, size, mode, device, gid_index)``: it opens the service
+on the daemon's port (rdmabench.wire: authenticated first), RDMA WRITEs a pattern into the server's
+buffer, has the server confirm the bytes, RDMA READs them back into a second buffer and compares,
+then has the server fill its buffer with a second pattern and RDMA READs and compares that too
+(bytes produced on each side). ``mode="oob"``: QP info and requests travel on the service's channel.
+``mode="cm"``: the service opens an rdma_cm listener on the ``cm_port`` the client names, for that
+one client, and the requests travel over SEND/RECV, which open with the shared-secret handshake again.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import json
-import select
 import sys
 import time
 
 from rdmabench import auth
-from rdmabench.errors import RdmabenchError, VerbsError
-from rdmabench.verbs.oob import Channel, Listener, PeerUnavailable, connect as oob_connect
+from rdmabench.errors import PeerUnavailable, RdmabenchError, VerbsError
+from rdmabench.wire import DEFAULT_PORT, Channel
 from rdmabench.verbs.resources import (Device, PeerInfo, RCEndpoint, SizeError, find_gid_for_ip, first_mismatch,
                                        pattern, poll)
 
 WRITE_SEED = 11
 FILL_SEED = 23
 DEFAULT_MAX_SIZE = 64 << 20
+DEFAULT_CM_PORT = 7471
+SERVICE = "verbs-peer"
 
 
 def _sha(data: bytes) -> str:
@@ -86,94 +81,71 @@ def _serve_cm_one(listener, max_size: int, op_timeout_s: float, secret: bytes) -
     return record
 
 
-def _serve_oob_one(chan: Channel, device: Device, max_size: int, op_timeout_s: float, secret: bytes) -> dict | None:
-    """One TCP client. Returns None for a readiness ping (not counted as a connection)."""
-    with chan:
-        auth.serve_handshake(chan.send, lambda: chan.recv(auth.WAIT_S), secret, chan.peer)
-        msg = chan.recv(op_timeout_s)
-        if msg.get("op") == "ping":
-            chan.send({"op": "pong"})
-            return None
-        if msg.get("op") != "connect":
-            raise VerbsError(f"{chan.peer} opened with {msg.get('op')!r}, expected 'connect' or 'ping'")
-        size = int(msg.get("size", 0))
-        if not 0 < size <= max_size:
-            chan.send({"op": "error", "error": f"size {size} is outside 1..{max_size} B"})
-            raise SizeError(f"{chan.peer} asked for {size} B (max {max_size})")
-        remote = PeerInfo.from_dict(msg.get("info") or {})
-        record = {"mode": "oob", "size": size, "device": device.name, "requests": []}
-        with RCEndpoint(device, size) as ep:
-            ep.connect(remote)  # to RTS before the client may send
-            chan.send({"op": "accept", "info": ep.info().to_dict()})
-            while True:
-                msg = chan.recv(op_timeout_s)
-                reply, finished = _answer(msg, lambda n: ep.buffer.read(n), lambda d: ep.buffer.write(d), size)
-                record["requests"].append({"op": msg.get("op"), **{k: v for k, v in reply.items() if k != "op"}})
-                chan.send(reply)
-                if finished:
-                    break
-        return record
+def _serve_oob_one(chan: Channel, device: Device, max_size: int, op_timeout_s: float) -> dict:
+    msg = chan.recv(op_timeout_s)
+    if msg.get("op") != "connect":
+        raise VerbsError(f"{chan.peer} opened with {msg.get('op')!r}, expected 'connect'")
+    size = msg.get("size")
+    if not isinstance(size, int) or not 0 < size <= max_size:
+        raise SizeError(f"{chan.peer} asked for a buffer of {str(size)[:32]} B (1..{max_size})")
+    remote = PeerInfo.from_dict(msg.get("info") or {})
+    record = {"mode": "oob", "size": size, "device": device.name, "requests": []}
+    with RCEndpoint(device, size) as ep:
+        ep.connect(remote)  # to RTS before the client may send
+        chan.send_msg({"op": "accept", "info": ep.info().to_dict()})
+        while True:
+            msg = chan.recv(op_timeout_s)
+            reply, finished = _answer(msg, lambda n: ep.buffer.read(n), lambda d: ep.buffer.write(d), size)
+            record["requests"].append({"op": msg.get("op"), **{k: v for k, v in reply.items() if k != "op"}})
+            chan.send_msg(reply)
+            if finished:
+                break
+    return record
 
 
-def serve(bind_ip: str, port: int, connections: int = 1, mode: str = "cm", timeout_s: float = 120.0,
-          device: str | None = None, gid_index: int | None = None, oob_port: int | None = None,
-          max_size: int = DEFAULT_MAX_SIZE, op_timeout_s: float = 15.0, log=None) -> list[dict]:
-    """Serve ``connections`` clients in total (0: until ``timeout_s`` passes with no client).
+class PeerService:
+    """The "verbs-peer" service: one validated exchange per connection, on the device that holds ``bind_ip``."""
 
-    ``timeout_s`` bounds the wait for each next client. Returns one record per connection;
-    a failed connection is recorded with ``"ok": False`` and the server carries on.
-    """
-    if mode not in ("cm", "oob", "both"):
-        raise RdmabenchError(f"mode must be cm, oob or both, not {mode!r}")
-    log = log or (lambda rec: None)
-    secret = auth.load_secret()
-    with contextlib.ExitStack() as stack:
-        cm_listener = tcp_listener = dev = None
-        if mode in ("cm", "both"):
-            from rdmabench.verbs.cm import CMListener
+    def __init__(self, bind_ip: str, device: str | None = None, gid_index: int | None = None,
+                 max_size: int = DEFAULT_MAX_SIZE, op_timeout_s: float = 15.0, log=None):
+        self.bind_ip, self.device, self.gid_index = bind_ip, device, gid_index
+        self.max_size, self.op_timeout_s = max_size, op_timeout_s
+        self.log = log or (lambda rec: None)
+        self.served: list[dict] = []
 
-            cm_listener = stack.enter_context(CMListener(bind_ip, port))
-        if mode in ("oob", "both"):
-            tcp_port = port if mode == "oob" else (oob_port or port + 1)
-            if device is None or gid_index is None:
-                found_dev, found_idx = find_gid_for_ip(bind_ip)
-                device = device or found_dev
-                gid_index = found_idx if gid_index is None else gid_index
-            dev = stack.enter_context(Device(device, gid_index=gid_index))
-            tcp_listener = stack.enter_context(Listener(bind_ip, tcp_port))
-        log({"event": "listening", "bind": bind_ip, "cm_port": port if cm_listener else None,
-             "oob_port": tcp_listener.port if tcp_listener else None})
+    def handle(self, chan: Channel, hello: dict) -> None:
+        mode = hello.get("mode")
+        if mode not in ("oob", "cm"):
+            raise VerbsError(f"mode must be oob or cm, not {str(mode)[:16]!r}")
+        t0 = time.monotonic()
+        try:
+            rec = self._cm(chan, hello) if mode == "cm" else self._oob(chan)
+            rec["ok"] = not any(r["op"] == "error" or not r.get("ok", True) for r in rec["requests"])
+        except Exception as exc:
+            rec = {"mode": mode, "ok": False, "error": str(exc)}
+            raise
+        finally:
+            rec["seconds"] = round(time.monotonic() - t0, 3)
+            self.served.append(rec)
+            self.log(rec)
 
-        served: list[dict] = []
-        while connections == 0 or len(served) < connections:
-            waitables = [w for w in (cm_listener, tcp_listener) if w is not None]
-            if cm_listener is not None and cm_listener.has_pending():
-                ready = [cm_listener]
-            else:
-                ready, _, _ = select.select(waitables, [], [], timeout_s)
-            if not ready:
-                if connections == 0:
-                    break
-                raise VerbsError(f"served {len(served)} of {connections} connections; no client came "
-                                 f"within {timeout_s:g} s")
-            for w in ready:
-                t0 = time.monotonic()
-                try:
-                    if w is cm_listener:
-                        rec = _serve_cm_one(cm_listener, max_size, op_timeout_s, secret)
-                    else:
-                        rec = _serve_oob_one(tcp_listener.accept(op_timeout_s, op_timeout_s), dev, max_size,
-                                             op_timeout_s, secret)
-                        if rec is None:
-                            continue
-                    rec["ok"] = all(r.get("ok", True) for r in rec["requests"]) and \
-                        not any(r["op"] == "error" for r in rec["requests"])
-                except (RdmabenchError, ValueError, TypeError, KeyError) as exc:  # one client never stops it
-                    rec = {"mode": "cm" if w is cm_listener else "oob", "ok": False, "error": str(exc)}
-                rec["seconds"] = round(time.monotonic() - t0, 3)
-                served.append(rec)
-                log(rec)
-        return served
+    def _oob(self, chan: Channel) -> dict:
+        device, gid_index = self.device, self.gid_index
+        if device is None or gid_index is None:
+            found_dev, found_idx = find_gid_for_ip(self.bind_ip)
+            device, gid_index = device or found_dev, found_idx if gid_index is None else gid_index
+        with Device(device, gid_index=gid_index) as dev:
+            return _serve_oob_one(chan, dev, self.max_size, self.op_timeout_s)
+
+    def _cm(self, chan: Channel, hello: dict) -> dict:
+        from rdmabench.verbs.cm import CMListener
+
+        port = hello.get("cm_port")
+        if not isinstance(port, int) or not 0 < port < 65536:
+            raise VerbsError(f"cm_port must be a port number, not {str(port)[:16]!r}")
+        with CMListener(self.bind_ip, port) as listener:
+            chan.send("listening", cm_port=port)
+            return _serve_cm_one(listener, self.max_size, self.op_timeout_s, auth.load_secret())
 
 
 # --------------------------------------------------------------------------- client
@@ -217,10 +189,12 @@ def _timed(post, cq, timeout_s):
     return run
 
 
-def _check_cm(peer_ip, port, size, timeout_s, src_ip, secret) -> dict:
+def _check_cm(peer_ip, port, cm_port, size, timeout_s, src_ip, secret) -> dict:
     from rdmabench.verbs.cm import CMClient
 
-    with CMClient(peer_ip, port, size, timeout_s=timeout_s, src_ip=src_ip, buffers=2) as cl:
+    with Channel.connect(peer_ip, port, SERVICE, timeout=timeout_s, secret=secret, mode="cm", cm_port=cm_port) as chan, \
+            CMClient(peer_ip, chan.recv(timeout_s, "listening")["cm_port"], size, timeout_s=timeout_s, src_ip=src_ip,
+                     buffers=2) as cl:
         remote = cl.remote
         auth.client_handshake(lambda m: cl.send_ctrl(m, timeout_s), lambda: cl.recv_ctrl(auth.WAIT_S + timeout_s),
                               secret, cl.where)
@@ -242,8 +216,7 @@ def _check_cm(peer_ip, port, size, timeout_s, src_ip, secret) -> dict:
 
 
 def _check_oob(peer_ip, port, size, device, gid_index, timeout_s, secret) -> dict:
-    with oob_connect(peer_ip, port, timeout_s) as chan:
-        auth.client_handshake(chan.send, lambda: chan.recv(auth.WAIT_S + timeout_s), secret, chan.peer)
+    with Channel.connect(peer_ip, port, SERVICE, timeout=timeout_s, secret=secret, mode="oob") as chan:
         if device is None or gid_index is None:
             local_ip = chan.sock.getsockname()[0]
             found_dev, found_idx = find_gid_for_ip(local_ip)
@@ -253,7 +226,7 @@ def _check_oob(peer_ip, port, size, device, gid_index, timeout_s, secret) -> dic
             dev.check_size(size)
             with RCEndpoint(dev, size) as a, RCEndpoint(dev, size) as b:
                 # ``a`` is connected to the server; ``b`` only lends its buffer as the READ target
-                chan.send({"op": "connect", "size": size, "info": a.info().to_dict()})
+                chan.send_msg({"op": "connect", "size": size, "info": a.info().to_dict()})
                 reply = chan.recv(timeout_s)
                 if reply.get("op") != "accept":
                     raise VerbsError(f"{peer_ip}:{port} refused: {reply.get('error', reply)}")
@@ -262,7 +235,8 @@ def _check_oob(peer_ip, port, size, device, gid_index, timeout_s, secret) -> dic
                 bufs = (a.buffer, b.buffer)
 
                 def request(msg):
-                    return chan.request(msg, timeout_s)
+                    chan.send_msg(msg)
+                    return chan.recv(timeout_s)
 
                 out = _verify_sequence(
                     size,
@@ -277,10 +251,11 @@ def _check_oob(peer_ip, port, size, device, gid_index, timeout_s, secret) -> dic
     return out
 
 
-def check(peer_ip: str, port: int, size: int = 65536, mode: str = "cm", device: str | None = None,
+def check(peer_ip: str, port: int = DEFAULT_PORT, size: int = 65536, mode: str = "cm", device: str | None = None,
           gid_index: int | None = None, timeout_s: float = 10.0, wait_s: float = 0.0,
-          src_ip: str | None = None) -> dict:
-    """Connect to a ``serve``-ing peer, move bytes both ways, verify on both ends.
+          src_ip: str | None = None, cm_port: int = DEFAULT_CM_PORT) -> dict:
+    """Open the "verbs-peer" service of `rdmabench serve` at ``peer_ip:port``, move bytes both ways,
+    verify on both ends (``mode="cm"``: over an rdma_cm connection to ``cm_port``).
 
     ``wait_s`` > 0 retries while the peer is not there yet (PeerUnavailable), for guests that
     boot concurrently. Returns {"mode", "peer", "size", "device", "ok", "write_verified",
@@ -295,7 +270,7 @@ def check(peer_ip: str, port: int, size: int = 65536, mode: str = "cm", device: 
     while True:
         try:
             if mode == "cm":
-                out = _check_cm(peer_ip, port, size, timeout_s, src_ip, secret)
+                out = _check_cm(peer_ip, port, cm_port, size, timeout_s, src_ip, secret)
             else:
                 out = _check_oob(peer_ip, port, size, device, gid_index, timeout_s, secret)
             break
@@ -308,63 +283,27 @@ def check(peer_ip: str, port: int, size: int = 65536, mode: str = "cm", device: 
     return out
 
 
-def ping(peer_ip: str, oob_port: int, timeout_s: float = 2.0) -> bool:
-    """True if an oob server answers on ``oob_port`` (does not count as a connection)."""
-    try:
-        with oob_connect(peer_ip, oob_port, timeout_s) as chan:
-            auth.client_handshake(chan.send, lambda: chan.recv(auth.WAIT_S + timeout_s), auth.load_secret(), chan.peer)
-            return chan.request({"op": "ping"}, timeout_s).get("op") == "pong"
-    except VerbsError:
-        return False
-
-
-def wait_ready(peer_ip: str, oob_port: int, wait_s: float = 60.0) -> None:
-    """Wait (bounded) until the peer's oob server answers a ping."""
-    deadline = time.monotonic() + wait_s
-    while not ping(peer_ip, oob_port):
-        if time.monotonic() >= deadline:
-            raise PeerUnavailable(f"no rdmabench peer answered on {peer_ip}:{oob_port} within {wait_s:g} s")
-        time.sleep(1.0)
-
-
 # --------------------------------------------------------------------------- CLI
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m rdmabench.verbs.peer", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
-    s = sub.add_parser("serve", help="register buffers and answer clients (storage side)")
-    s.add_argument("--bind", required=True, help="IP address to listen on (also picks the RDMA device)")
-    s.add_argument("--port", type=int, default=7471)
-    s.add_argument("--mode", choices=("cm", "oob", "both"), default="cm")
-    s.add_argument("--oob-port", type=int, default=None, help="TCP port in --mode both (default --port + 1)")
-    s.add_argument("--connections", type=int, default=1, help="clients to serve, 0 = until --timeout idle")
-    s.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for each next client")
-    s.add_argument("--device", default=None)
-    s.add_argument("--gid-index", type=int, default=None)
-    s.add_argument("--max-size", type=int, default=DEFAULT_MAX_SIZE)
-    k = sub.add_parser("check", help="connect, move bytes both ways, verify (worker side)")
+    k = sub.add_parser("check", help="connect to `rdmabench serve`, move bytes both ways, verify (worker side)")
     k.add_argument("--peer", required=True)
-    k.add_argument("--port", type=int, default=7471)
+    k.add_argument("--port", type=int, default=DEFAULT_PORT, help="rdmabench serve's port")
     k.add_argument("--mode", choices=("cm", "oob"), default="cm")
+    k.add_argument("--cm-port", type=int, default=DEFAULT_CM_PORT, help="rdma_cm port the server opens for us")
     k.add_argument("--size", type=int, default=65536)
     k.add_argument("--device", default=None)
     k.add_argument("--gid-index", type=int, default=None)
     k.add_argument("--timeout", type=float, default=10.0)
     k.add_argument("--wait", type=float, default=0.0, help="seconds to keep retrying an absent peer")
     args = ap.parse_args(argv)
-
-    def emit(rec):
-        print(json.dumps(rec, sort_keys=True), flush=True)
-
     try:
-        if args.cmd == "serve":
-            served = serve(args.bind, args.port, args.connections, args.mode, args.timeout, args.device,
-                           args.gid_index, args.oob_port, args.max_size, log=emit)
-            return 0 if all(r.get("ok") for r in served) else 1
         out = check(args.peer, args.port, args.size, args.mode, args.device, args.gid_index, args.timeout,
-                    args.wait)
-        emit(out)
+                    args.wait, cm_port=args.cm_port)
+        print(json.dumps(out, sort_keys=True), flush=True)
         return 0 if out["ok"] else 1
     except RdmabenchError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)

@@ -12,9 +12,10 @@ import pytest
 from rdmabench.errors import RdmabenchError
 from rdmabench.perf import client as client_mod
 from rdmabench.perf import engine
-from rdmabench.perf.control import Channel, ControlError
+from rdmabench.wire import Channel, WireError
 from rdmabench.perf.options import RunOptions
-from rdmabench.perf.server import Server
+from rdmabench.errors import PeerUnavailable
+from rdmabench.serve import Daemon
 
 MAPPED = "0000:0000:0000:0000:0000:ffff:7f00:0001"
 
@@ -63,15 +64,14 @@ def fake_engine(monkeypatch, sysfs_with):
     return mod
 
 
-def start_server(clients):
-    server = Server("127.0.0.1", 0, "rxe0", None, log=lambda m: None)
-    thread = threading.Thread(target=server.serve, kwargs={"max_clients": clients}, daemon=True)
-    thread.start()
-    return server, thread
+def start_server(clients, tmp_path):
+    """`rdmabench serve` in-process; the second value's join(t) waits for ``clients`` clients to be done."""
+    server = Daemon("127.0.0.1", 0, "rxe0", None, root=tmp_path / "serve", max_clients=clients, log=lambda m: None)
+    return server, types.SimpleNamespace(join=server.server.finished.wait)
 
 
-def test_one_result_holds_both_ends(fake_engine):
-    server, thread = start_server(1)
+def test_one_result_holds_both_ends(fake_engine, tmp_path):
+    server, thread = start_server(1, tmp_path)
     opts = RunOptions(tests=["write_bw", "send_bw", "write_lat"], iters=100, validate=True)
     result = client_mod.Client(opts, "rxe0", "127.0.0.1", server.port).run()
     thread.join(5)
@@ -89,11 +89,9 @@ def test_one_result_holds_both_ends(fake_engine):
     json.dumps(result.to_dict(), allow_nan=False)
 
 
-def test_server_survives_a_client_that_dies_mid_test(fake_engine):
-    server, thread = start_server(2)
-    chan = Channel.connect("127.0.0.1", server.port, timeout=5)
-    chan.send("hello", tool="rdmabench")
-    chan.recv(5, "hello")
+def test_server_survives_a_client_that_dies_mid_test(fake_engine, tmp_path):
+    server, thread = start_server(2, tmp_path)
+    chan = Channel.connect("127.0.0.1", server.port, "verbs", timeout=5)
     setup = client_mod.Client(RunOptions(tests=["write_bw"]), "rxe0", "127.0.0.1", server.port)._setup("write_bw", 4096)
     chan.send("setup", **setup)
     chan.recv(5, "ready")
@@ -108,7 +106,7 @@ def test_unreachable_peer_and_wrong_version_are_clear(fake_engine):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # nothing listens here once closed
-    with pytest.raises(ControlError, match="cannot reach rdmabench serve at 127.0.0.1"):
+    with pytest.raises(PeerUnavailable, match="cannot reach rdmabench at 127.0.0.1"):
         client_mod.Client(RunOptions(tests=["write_bw"]), "rxe0", "127.0.0.1", port, wait=0).run()
 
     listener = socket.create_server(("127.0.0.1", 0))
@@ -120,7 +118,7 @@ def test_unreachable_peer_and_wrong_version_are_clear(fake_engine):
         conn.close()
 
     threading.Thread(target=old_server, daemon=True).start()
-    with pytest.raises(ControlError, match="version 0.*speaks 1"):
+    with pytest.raises(WireError, match="version 0.*speaks 1"):
         client_mod.Client(RunOptions(tests=["write_bw"]), "rxe0", "127.0.0.1", listener.getsockname()[1]).run()
     listener.close()
 

@@ -23,7 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from rdmabench import auth
-from rdmabench.perf.control import Channel, ControlError
+from rdmabench.wire import Channel, WireError as ControlError
 
 SECRET = lambda: os.environ["RDMABENCH_SECRET"].encode()  # noqa: E731  (tests/conftest.py sets it)
 GOOD_DESC = {"kind": "file", "lotus_type": "sealed", "sector_id": "s-t01000-1", "size": 10, "digest": None,
@@ -72,10 +72,9 @@ def world(tmp_path_factory):
 
 def good_client_works(port: int) -> None:
     """An honest client is served: authenticated, hello answered, a harmless transfer op done."""
-    chan = Channel.connect("127.0.0.1", port, timeout=5)
+    chan = Channel.connect("127.0.0.1", port, "transfer", timeout=5)
     try:
-        chan.send("hello", tool="rdmabench")
-        assert chan.recv(15, "hello")["context"]
+        assert chan.greeting["context"] and chan.greeting["service"] == "transfer"
         chan.send("xfer", op="meter_start", args={}, token="t" * 16)
         assert chan.recv(15, "xfer_result")["value"] is None
         chan.send("bye")
@@ -107,15 +106,13 @@ def read_all(sock: socket.socket) -> list[dict | bytes]:
     return out
 
 
-def authed(port: int) -> Channel:
-    chan = Channel.connect("127.0.0.1", port, timeout=15)
-    chan.send("hello", tool="rdmabench")
-    chan.recv(15, "hello")
-    return chan
+def authed(port: int, service: str = "transfer") -> Channel:
+    return Channel.connect("127.0.0.1", port, service, timeout=15)
 
 
 def send_raw_after_auth(port: int, data: bytes) -> list:
-    chan = authed(port)
+    """``data`` sent to the service its message type belongs to (the transfer service for anything else)."""
+    chan = authed(port, "verbs" if b'"setup"' in data or b'"perftest"' in data else "transfer")
     try:
         chan.sock.sendall(data)
     except (BrokenPipeError, ConnectionResetError):
@@ -142,7 +139,7 @@ def test_a_client_without_the_secret_is_refused_with_a_reason(world):
 
 def test_the_wrong_secret_is_refused_at_both_ends(world):
     with pytest.raises(ControlError, match="authentication failed"):
-        Channel.connect("127.0.0.1", world["port"], timeout=5, secret=b"not-the-secret-" * 3)
+        Channel.connect("127.0.0.1", world["port"], "transfer", timeout=5, secret=b"not-the-secret-" * 3)
     good_client_works(world["port"])
 
 
@@ -177,7 +174,7 @@ def test_the_server_proves_itself_to_the_client(world):
     import threading
     threading.Thread(target=serve_once, daemon=True).start()
     with pytest.raises(auth.AuthError, match="could not prove it holds our shared secret"):
-        Channel.connect("127.0.0.1", impostor.getsockname()[1], timeout=5)
+        Channel.connect("127.0.0.1", impostor.getsockname()[1], "transfer", timeout=5)
     impostor.close()
 
 
@@ -188,6 +185,29 @@ def test_a_client_that_connects_and_never_speaks_delays_nobody(world):
     assert time.monotonic() - t0 < auth.WAIT_S  # the idle ones are waited for in their own threads
     for s in idle:  # and each is dropped once its time to prove itself is over
         assert "auth" in json.dumps(read_all(s))
+
+
+def test_a_hello_must_name_a_service_this_server_offers(world):
+    for hello in ({"tool": "rdmabench"}, {"service": "shell"}, {"service": ["transfer"]}, {"service": "../verbs"}):
+        with pytest.raises(ControlError, match="unknown service.*offers rdma-read, rdma-write, transfer, verbs, "
+                                               "verbs-peer"):
+            Channel.connect("127.0.0.1", world["port"], hello.pop("service", None), timeout=5, **hello)
+    chan = Channel(raw(world["port"]), "serve")  # authenticated, then a request before any hello
+    auth.client_handshake(chan.send_msg, lambda: chan.recv(15), SECRET(), chan.peer)
+    chan.send("xfer", op="meter_start", args={})
+    with pytest.raises(ControlError, match="'xfer' where hello was expected"):
+        chan.recv(15)
+    chan.close()
+    good_client_works(world["port"])
+
+
+def test_the_rdma_services_of_a_host_without_a_device_say_so(world):
+    for service in ("rdma-write", "rdma-read", "verbs-peer"):
+        chan = authed(world["port"], service)
+        with pytest.raises(ControlError, match="no RDMA device"):
+            chan.recv(15)
+        chan.close()
+    good_client_works(world["port"])
 
 
 # ---- malformed messages --------------------------------------------------------------------------

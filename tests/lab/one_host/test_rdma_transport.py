@@ -3,6 +3,7 @@ runs in a thread with the GIL released). A scaled 32 GiB PC1 sector (sealed file
 ~7.5 MiB), a file several times the registered ring with a short last chunk, blobs, interrupted
 transfers, a full destination, and the registered memory staying chunk x inflight."""
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -168,24 +169,26 @@ def test_no_space_is_a_clear_error(lab_env, tmp_path, small_fs, name):
 
 @pytest.mark.parametrize("name", BOTH)
 def test_passive_end_killed_mid_transfer(lab_env, tmp_path, name):
-    """The passive end as its own process (`python -m rdmabench.transports.rdma serve`), SIGKILLed
+    """The passive end in its own process (`rdmabench serve`, its rdma-write or rdma-read service), SIGKILLed
     as soon as the first bytes of a 48 MiB transfer land: the active end fails with a clear error within its timeout
     and keeps nothing half-written."""
     item = big_item(tmp_path, 48 << 20)  # ~5 s at the lab's rates: still moving when the kill comes
     mode = name.split("-")[1]
     port = 7700 + BOTH.index(name)
-    root = tmp_path / "src" if mode == "read" else tmp_path / "remote"
-    proc = subprocess.Popen([sys.executable, "-m", "rdmabench.transports.rdma", "serve", "--bind", lab_env["ip"],
-                             "--port", str(port), "--root", str(root), "--mode", mode, "--timeout-ms", "3000"],
-                            stdout=subprocess.PIPE, text=True)
+    serve_root = tmp_path / "srv"  # serve sends from ROOT/storage and receives into ROOT/work
+    serve_root.mkdir()
+    (tmp_path / "src").rename(serve_root / "storage")
+    item = dataclasses.replace(item, source=serve_root / "storage" / "unsealed" / "s-t01000-7")
+    proc = subprocess.Popen([sys.executable, "-m", "rdmabench.cli", "serve", "--bind", lab_env["ip"],
+                             "--port", str(port), "--root", str(serve_root)], stderr=subprocess.PIPE, text=True)
     t = transports.get(name)
     try:
-        assert "passive end on" in proc.stdout.readline()
-        t.prepare(Context(storage_root=tmp_path / "src", work_root=tmp_path / "dst", bind=lab_env["ip"],
+        assert "listening on" in proc.stderr.readline()
+        t.prepare(Context(storage_root=serve_root / "storage", work_root=tmp_path / "dst", bind=lab_env["ip"],
                           peer=lab_env["ip"], options={"device": lab_env["device"], "gid_index": lab_env["gid_index"],
                                                        "chunk": CHUNK, "inflight": INFLIGHT, "timeout_ms": 3000,
                                                        "port": port}))
-        landing = tmp_path / ("remote" if mode == "write" else "dst")
+        landing = serve_root / "work" if mode == "write" else tmp_path / "dst"
 
         def kill_once_bytes_land():  # mid-transfer for sure, however fast the lab is today
             deadline = time.monotonic() + 30
@@ -215,15 +218,15 @@ def test_passive_end_killed_mid_transfer(lab_env, tmp_path, name):
 
 
 @pytest.mark.parametrize("name, request_", [
-    ("rdma-write", {"op": "put", "kind": "file", "type": "../../../tmp", "id": "s-t01000-1", "size": 1,
+    ("rdma-write", {"type": "put", "kind": "file", "lotus_type": "../../../tmp", "id": "s-t01000-1", "size": 1,
                     "digest": None, "files": [["s-t01000-1", 1, None]]}),
-    ("rdma-write", {"op": "put", "kind": "dir", "type": "cache", "id": "s-t01000-1", "size": 1, "digest": None,
-                    "files": [["../../escape", 1, None]]}),
-    ("rdma-write", {"op": "put", "kind": "blob", "type": "c1", "id": "s-t01000-1", "size": 1 << 40, "digest": None,
-                    "files": []}),
-    ("rdma-read", {"op": "get", "type": "sealed", "id": "/etc/passwd"}),
-    ("rdma-read", {"op": "get", "type": "sealed"}),
-    ("rdma-read", {"op": "generate", "sector_size": "32GiB", "stage": "pc1", "scale": "1", "root": "/"}),
+    ("rdma-write", {"type": "put", "kind": "dir", "lotus_type": "cache", "id": "s-t01000-1", "size": 1,
+                    "digest": None, "files": [["../../escape", 1, None]]}),
+    ("rdma-write", {"type": "put", "kind": "blob", "lotus_type": "c1", "id": "s-t01000-1", "size": 1 << 40,
+                    "digest": None, "files": []}),
+    ("rdma-read", {"type": "get", "lotus_type": "sealed", "id": "/etc/passwd"}),
+    ("rdma-read", {"type": "get", "lotus_type": "sealed"}),
+    ("rdma-read", {"type": "generate", "sector_size": "32GiB", "stage": "pc1", "scale": "1", "root": "/"}),
 ])
 def test_passive_end_refuses_hostile_requests_past_the_handshake(lab_env, tmp_path, name, request_):
     """An authenticated peer with a connected QP still cannot leave the root, exhaust memory or crash the end."""
@@ -232,11 +235,11 @@ def test_passive_end_refuses_hostile_requests_past_the_handshake(lab_env, tmp_pa
     t = transports.get(name)
     t.prepare(ctx_for(lab_env, tmp_path / "src", tmp_path / "dst"))  # its own passive end, in this process
     try:
-        t.wire.send(request_)
-        reply = t.wire.recv()
+        t.wire.send_msg(request_)
+        reply = t.wire.recv(30)
         assert reply["ok"] is False and reply["error"], reply
         t._drop()
-        t._connect()  # the same passive end takes the next session: handshake, hello, QP connected
+        t._connect()  # the same passive end takes the next session: handshake, open, QP connected
         assert t.wire is not None and t.ep is not None
     finally:
         t.teardown()

@@ -177,95 +177,55 @@ def test_roundtrip_refuses_bad_sizes(r, lab):
 # --------------------------------------------------------------------------- OOB and rdma_cm to our own IP
 
 
-def _in_thread(fn, *args, **kwargs):
-    box = {}
+def _peer_service(lab):
+    """The "verbs-peer" service of `rdmabench serve`, on this host's link address."""
+    from rdmabench.verbs import peer
+    from rdmabench.wire import Server
 
-    def run():
-        try:
-            box["result"] = fn(*args, **kwargs)
-        except BaseException as exc:  # handed to the test thread
-            box["error"] = exc
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-
-    def join(timeout=60.0):
-        t.join(timeout)
-        assert not t.is_alive(), "server thread did not finish"
-        if "error" in box:
-            raise box["error"]
-        return box.get("result")
-
-    return join
-
-
-def test_oob_exchange_of_peer_info(r, lab):
-    from rdmabench.verbs import oob
-
-    info = r.PeerInfo(qpn=17, psn=0xABCDE, gid="0000:0000:0000:0000:0000:ffff:0a4d:0001", lid=0,
-                      addr=0x7F0000001000, rkey=0x1234, size=65536, mtu=4096)
-    with oob.Listener(lab["ip"], 0) as listener:
-        def server():
-            with listener.accept(5.0) as chan:
-                return oob.exchange_info(chan, info)
-
-        join = _in_thread(server)
-        with oob.connect(lab["ip"], listener.port, 5.0) as chan:
-            got = oob.exchange_info(chan, r.PeerInfo(**{**info.to_dict(), "qpn": 99}))
-        assert got == info
-        assert join().qpn == 99
-
-
-def test_oob_unreachable_port_names_host_and_port(r, lab):
-    from rdmabench.verbs import oob
-
-    t0 = time.monotonic()
-    with pytest.raises(oob.PeerUnavailable, match=f"{lab['ip']}:7399"):
-        oob.connect(lab["ip"], 7399, 3.0)
-    assert time.monotonic() - t0 < 5.0
+    service = peer.PeerService(lab["ip"], lab["device"], lab["gid_index"])
+    return service, Server(lab["ip"], 0, {"verbs-peer": (service.handle, dict)}, log=lambda m: None)
 
 
 def test_peer_check_over_oob_and_cm_to_own_ip(r, lab):
     from rdmabench.verbs import peer
 
-    join = _in_thread(peer.serve, lab["ip"], 7481, connections=2, mode="both", timeout_s=30.0,
-                      device=lab["device"], gid_index=lab["gid_index"])
-    peer.wait_ready(lab["ip"], 7482, wait_s=20.0)  # the oob port answers pings once both listen
-    res_cm = peer.check(lab["ip"], 7481, size=64 << 10, mode="cm", timeout_s=10.0)
-    res_oob = peer.check(lab["ip"], 7482, size=1 << 20, mode="oob", device=lab["device"],
-                         gid_index=lab["gid_index"], timeout_s=10.0)
-    served = join()
+    service, server = _peer_service(lab)
+    try:
+        res_cm = peer.check(lab["ip"], server.port, size=64 << 10, mode="cm", timeout_s=10.0, cm_port=7481)
+        res_oob = peer.check(lab["ip"], server.port, size=1 << 20, mode="oob", device=lab["device"],
+                             gid_index=lab["gid_index"], timeout_s=10.0)
+    finally:
+        server.close()
     assert res_cm["ok"], res_cm
     assert res_oob["ok"], res_oob
     assert res_cm["device"] == lab["device"]
-    assert [s["mode"] for s in served] == ["cm", "oob"]
-    assert all(s["ok"] for s in served), served
+    assert [s["mode"] for s in service.served] == ["cm", "oob"]
+    assert all(s["ok"] for s in service.served), service.served
 
 
 def test_peer_refuses_a_client_with_the_wrong_secret_over_oob_and_cm(r, lab, monkeypatch):
-    from rdmabench import auth
     from rdmabench.verbs import peer
+    from rdmabench.wire import WireError
 
-    join = _in_thread(peer.serve, lab["ip"], 7484, connections=2, mode="both", timeout_s=30.0,
-                      device=lab["device"], gid_index=lab["gid_index"])
-    peer.wait_ready(lab["ip"], 7485, wait_s=20.0)  # the server has read the right secret by now
+    service, server = _peer_service(lab)  # it has read the right secret
     monkeypatch.setenv("RDMABENCH_SECRET", "a-different-secret-" * 2)
-    with pytest.raises(auth.AuthError, match="authentication failed"):
-        peer.check(lab["ip"], 7484, size=4096, mode="cm", timeout_s=10.0)
-    with pytest.raises(auth.AuthError, match="authentication failed"):
-        peer.check(lab["ip"], 7485, size=4096, mode="oob", device=lab["device"], gid_index=lab["gid_index"],
-                   timeout_s=10.0)
-    served = join()
-    assert [s["ok"] for s in served] == [False, False] and all("authentication" in s["error"] for s in served)
+    try:
+        for mode in ("cm", "oob"):
+            with pytest.raises(WireError, match="authentication failed"):
+                peer.check(lab["ip"], server.port, size=4096, mode=mode, device=lab["device"],
+                           gid_index=lab["gid_index"], timeout_s=10.0, cm_port=7484)
+    finally:
+        server.close()
+    assert service.served == []  # refused before any service ran
 
 
 def test_cm_connect_to_port_without_listener_fails_fast(r, lab):
-    from rdmabench.verbs import peer
-    from rdmabench.verbs.oob import PeerUnavailable
+    from rdmabench.errors import PeerUnavailable
+    from rdmabench.verbs.cm import CMClient
 
     t0 = time.monotonic()
     with pytest.raises(PeerUnavailable, match="REJECTED|UNREACHABLE"):
-        peer.check(lab["ip"], 7398, size=4096, mode="cm", timeout_s=5.0)
+        CMClient(lab["ip"], 7398, 4096, timeout_s=5.0)
     assert time.monotonic() - t0 < 8.0
 
 
