@@ -20,9 +20,9 @@ from ..cpu import CpuMeter
 from ..errors import RdmabenchError
 from ..transports.base import Context
 from ..wirecheck import Bool, Int, Opt, Str
-from .measure import timed_move
 from ..workloads import c1, sector
 from ..workloads.item import KINDS, Item
+from .measure import timed_move
 
 # One item as it travels: what LocalHost.item() accepts.
 ITEM = {"kind": Str(choices=KINDS), "lotus_type": Str(choices=confine.LOTUS_TYPES), "sector_id": Str(max_len=64),

@@ -20,6 +20,7 @@ from ..results import context
 from ..results.model import Result
 from .hosts import LocalHost, RemoteHost
 from .measure import MIB, figures
+
 SOURCE_IS_STORAGE = {"pc1-pc2": True, "finalize": False, "c1-c2": False}
 
 
