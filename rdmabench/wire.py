@@ -94,7 +94,7 @@ class Channel:
                 if time.monotonic() < deadline and isinstance(err, (ConnectionRefusedError, TimeoutError)):
                     time.sleep(0.5)
                     continue
-                raise PeerUnavailable(f"cannot reach rdmabench at {host}:{port}: {err.strerror or err} "
+                raise PeerUnavailable(f"cannot reach rdmabench serve at {host}:{port}: {err.strerror or err} "
                                       f"(is `rdmabench serve` running there?)") from None
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         chan = cls(sock, f"{host}:{port}")
