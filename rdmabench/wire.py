@@ -94,7 +94,7 @@ class Channel:
                 if time.monotonic() < deadline and isinstance(err, (ConnectionRefusedError, TimeoutError)):
                     time.sleep(0.5)
                     continue
-                raise PeerUnavailable(f"cannot reach rdmabench at {host}:{port}: {err.strerror or err} "
+                raise PeerUnavailable(f"cannot reach rdmabench serve at {host}:{port}: {err.strerror or err} "
                                       f"(is `rdmabench serve` running there?)") from None
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         chan = cls(sock, f"{host}:{port}")
@@ -127,7 +127,7 @@ class Channel:
             raise PeerGone(f"control connection to {self.peer} lost while sending {msg.get('type')!r}: "
                            f"{err}") from None
 
-    def send(self, kind: str, **fields) -> None:
+    def send(self, kind: str, /, **fields) -> None:
         self.send_msg({"type": kind, **fields})
 
     def recv(self, timeout: float, expect: str | tuple[str, ...] | None = None) -> dict:
@@ -153,7 +153,7 @@ class Channel:
                 raise WireError(f"{self.peer} sent {msg.get('type')!r} where {' or '.join(wanted)} was expected")
         return msg
 
-    def request(self, kind: str, timeout: float, expect: str | tuple[str, ...] | None = None, **fields) -> dict:
+    def request(self, kind: str, timeout: float, expect: str | tuple[str, ...] | None = None, /, **fields) -> dict:
         self.send(kind, **fields)
         return self.recv(timeout, expect)
 

@@ -106,7 +106,7 @@ def test_unreachable_peer_and_wrong_version_are_clear(fake_engine):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # nothing listens here once closed
-    with pytest.raises(PeerUnavailable, match="cannot reach rdmabench at 127.0.0.1"):
+    with pytest.raises(PeerUnavailable, match="cannot reach rdmabench serve at 127.0.0.1"):
         client_mod.Client(RunOptions(tests=["write_bw"]), "rxe0", "127.0.0.1", port, wait=0).run()
 
     listener = socket.create_server(("127.0.0.1", 0))
