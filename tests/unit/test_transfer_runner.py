@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from rdmabench.cli import cli
+from rdmabench.results import row
 
 CONFIG = """
 name = "t"
@@ -44,6 +45,7 @@ def check_result(path):
     assert {(r["measured"]["handoff"], r["measured"]["transport"]) for r in rows} == {
         ("pc1-pc2", "http"), ("pc1-pc2", "shared"), ("finalize", "http"), ("finalize", "shared"), ("c1-c2", "http")}
     for r in rows:
+        assert set(r) == set(row.KEYS)  # the one row shape (results/row.py)
         assert r["detail"]["verified"] is True and r["bytes"] > 0 and r["value"] > 0
         assert r["metric"] == "throughput_MiBps" and r["unit"] == "MiB/s" and r["higher_is_better"]
         assert {"client", "server", "roles"} <= set(r["cpu"]) and r["cpu"]["per_gb"]["client_process"] > 0
