@@ -11,6 +11,7 @@ first on odd ones) so drift hits both alike:
   verified file renamed into place, the XXH3-128 check included.
 
 Target: ours >= 0.9 x nginx+curl (``ratio`` = our median throughput / nginx+curl's median).
+``to_result`` makes it a result file like every other command's (kind "baseline", a row per fetch).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from .transports import http_client
 from .workloads import pattern
 
 TARGET = 0.9
+MIB = 1 << 20
 SECTOR_ID = "s-t01000-1"
 
 
@@ -212,6 +214,26 @@ def run_baseline(size: int = 1 << 30, repetitions: int = 5, workdir: Path | str 
     finally:
         if not keep:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+TOOLS = (("nginx_curl", "nginx+curl"), ("rdmabench_http", "rdmabench http"))  # key in run_baseline's dict, name
+
+
+def to_result(r: dict):
+    """A result file's content: one row per timed fetch of each tool, the verdict in the options."""
+    from .results import context
+    from .results.model import Result
+    from .results.row import make
+
+    rows = []
+    for key, tool in TOOLS:
+        detail = {"version": r["versions"]["nginx"]} if key == "nginx_curl" else {"bufsize": r["bufsize"], "verified": True}
+        rows += [make({"tool": tool, "size": r["size"]}, "throughput_MiBps", r["size"] / s / MIB, repetition=rep,
+                      bytes=r["size"], seconds=s, detail=detail) for rep, s in enumerate(r[key]["seconds"])]
+    summary = {k: r[k] for k in ("ratio", "target", "meets_target", "versions")}
+    return Result(kind="baseline", context=context.collect(), rows=rows,
+                  options={"size": r["size"], "repetitions": r["repetitions"], "bufsize": r["bufsize"],
+                           "summary": summary})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -374,23 +374,27 @@ cli.add_command(secret_group)
 @click.option("--size", type=SIZE, default="1G", show_default=True, help="Size of the file served.")
 @click.option("--repetitions", type=click.IntRange(1), default=5, show_default=True, help="Alternating repetitions.")
 @click.option("--json", "as_json", is_flag=True, help="Print the full figures as JSON.")
-def baseline_cmd(size, repetitions, as_json):
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
+              help="Result file [results/baseline-HOST-TIME.json].")
+def baseline_cmd(size, repetitions, as_json, output):
     """Is our HTTP fetch a strong baseline? Ours against nginx serving the same file to curl.
 
     Both on this host over 127.0.0.1, the same file and destination, alternating.
     Target: ours >= 0.9x nginx+curl. A weak baseline would flatter every RDMA figure.
     Needs Debian's nginx and curl (`make install` brings them).
     """
-    from .baseline import run_baseline
+    from .baseline import run_baseline, to_result
 
     r = run_baseline(size, repetitions)
+    path = to_result(r).publish(output)
     if as_json:
         click.echo(json.dumps(r, indent=1))
-        return
+        return click.echo(f"result file: {path}", err=True)
     click.echo(f"file {format_size(size)}, {repetitions} repetitions each, medians:")
     click.echo(f"  nginx + curl      {r['nginx_curl']['median_gbytes_per_s']:.3f} GB/s  ({r['versions']['nginx']})")
     click.echo(f"  rdmabench http    {r['rdmabench_http']['median_gbytes_per_s']:.3f} GB/s  (verified fetch)")
     click.echo(f"  ratio {r['ratio']:.3f} (target >= {r['target']}): {'meets' if r['meets_target'] else 'MISSES'}")
+    click.echo(f"result file: {path}")
 
 
 def main():

@@ -87,21 +87,24 @@ class CpuMeter:
                            f"({MIN_TICKS / self._hz:g} s): no system-wide rate (run longer: more --iters or "
                            "--duration); the process figure is exact")
         if bytes_moved:
-            gb = bytes_moved / 1e9
             if measurable:
-                out["system"]["cpu_s_per_gb"] = busy_s / gb
-            out["process"]["cpu_s_per_gb"] = proc_s / gb
+                out["system"]["cpu_s_per_gb"] = _per_gb(busy_s, bytes_moved)
+            out["process"]["cpu_s_per_gb"] = _per_gb(proc_s, bytes_moved)
         return out
+
+
+def _per_gb(cpu_s: float, moved: int) -> float:
+    return cpu_s / (moved / 1e9)
 
 
 def per_gb(client: dict, server: dict, moved: int) -> dict | None:
     """CPU-seconds per GB moved at both ends: per process always, system-wide where the interval was long
-    enough to measure (see MIN_TICKS); None when nothing moved."""
+    enough to measure (see MIN_TICKS); None when nothing moved. results.row.make calls it for every row."""
     if not moved:
         return None
-    gb = moved / 1e9
-    out = {"client_process": client["process"]["cpu_s"] / gb, "server_process": server["process"]["cpu_s"] / gb}
+    out = {"client_process": _per_gb(client["process"]["cpu_s"], moved),
+           "server_process": _per_gb(server["process"]["cpu_s"], moved)}
     for side, cpu in (("client", client), ("server", server)):
         if cpu.get("measurable", True):
-            out[f"{side}_system"] = cpu["system"]["busy_s"] / gb
+            out[f"{side}_system"] = _per_gb(cpu["system"]["busy_s"], moved)
     return out

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from ..errors import RdmabenchError
-from ..results.frames import Tables
+from ..results.frames import Tables, column
 from ..units import format_size
 from .durations import format_seconds
 from .logparse import PIPELINE
@@ -102,6 +102,20 @@ def _same_shape(tr: pd.DataFrame, sector: int, notes: list[str]) -> pd.DataFrame
     return pd.concat(parts) if parts else tr
 
 
+def transfer_rows(tables: Tables) -> pd.DataFrame | None:
+    """The rows that measured a hand-off's throughput, as (handoff, transport, sector, sector_size,
+    throughput_MiBps); None when some file measured no hand-off at all (not a transfer result)."""
+    df = tables.rows
+    by_handoff = column(df, "handoff").notna()
+    if tables.runs.empty or set(tables.runs["run"]) != set(df.loc[by_handoff, "run"]):
+        return None
+    df = df[by_handoff & (df["metric"] == "throughput_MiBps")]
+    out = df[["run", "handoff", "transport", "sector"]].assign(throughput_MiBps=df["value"])
+    if "detail.sector_size" in df.columns:
+        out["sector_size"] = df["detail.sector_size"]
+    return out
+
+
 @dataclass
 class WhatIf:
     sector: int
@@ -119,11 +133,11 @@ class WhatIf:
 
 
 def compute(jobs: pd.DataFrame, tables: Tables, sector: int) -> WhatIf:
-    if tables.runs.empty or set(tables.runs["kind"]) != {"transfer"}:
+    tr = transfer_rows(tables)
+    if tr is None:
         kinds = ", ".join(sorted(set(tables.runs["kind"]))) or "nothing"
         raise WhatIfError(f"the what-if needs a transfer result (from `rdmabench run --config`), got {kinds}")
-    tr = tables.transfer
-    if tr.empty or "throughput_MiBps" not in tr.columns:
+    if tr.empty:
         raise WhatIfError("the transfer result has no throughput rows")
     runs = tables.runs
     hardware = bool(runs["hardware"].fillna(False).astype(bool).all())

@@ -11,9 +11,9 @@ import sys
 from typing import Callable
 
 from .. import devices
-from ..cpu import CpuMeter, per_gb as cpu_per_gb
+from ..cpu import CpuMeter
 from ..errors import RdmabenchError
-from ..results import context
+from ..results import context, row
 from ..results.model import Result
 from . import engine, metrics, preflight, tests
 from ..wire import Channel, Server
@@ -105,35 +105,34 @@ class Client:
 
 def make_row(test: str, size: int, rep: int, setup: dict, raw: dict, cpu: dict, sraw: dict, scpu: dict) -> dict:
     kind = tests.get(test)
-    row = {"test": test, "size": size, "repetition": rep, "qps": setup["qps"], "engine": setup["engine"],
-           "connect": setup["connect"], "bidir": setup["bidir"], "iterations": setup["iters"],
-           "duration_s": setup["duration"], "registered_bytes": setup.get("registered_bytes")}
+    d = {"qps": setup["qps"], "engine": setup["engine"], "connect": setup["connect"], "bidir": setup["bidir"],
+         "iterations": setup["iters"], "duration_s": setup["duration"], "registered_bytes": setup.get("registered_bytes")}
     if test.startswith("read_"):  # READs the client's QP keeps in flight (crosscheck gives perftest the same -o)
-        row["outstanding_reads"] = setup.get("outstanding_reads")
+        d["outstanding_reads"] = setup.get("outstanding_reads")
     corrupt = (raw.get("corrupt") or 0) + (sraw.get("corrupt") or 0)
     if setup["validate"]:
-        row["validated"] = (raw.get("validated") or 0) + (sraw.get("validated") or 0)
-        row["corrupt"] = corrupt
+        d["validated"] = (raw.get("validated") or 0) + (sraw.get("validated") or 0)
+        d["corrupt"] = corrupt
     if corrupt:
         raise RdmabenchError(f"{test} {size} B: {corrupt} payloads arrived corrupt "
                              f"(first bad sequence {raw.get('first_corrupt_seq', sraw.get('first_corrupt_seq'))})")
+    seconds = None
     if kind.latency:
-        row.update(metrics.latency(raw["samples_ns"], raw.get("sample", "")))
-        row["samples_us"] = [v / 1000 for v in raw["samples_ns"]]
-        row["samples_truncated"] = bool(raw.get("samples_truncated"))
+        d.update(metrics.latency(raw["samples_ns"], raw.get("sample", "")))
+        d["samples_us"] = [v / 1000 for v in raw["samples_ns"]]
+        d["samples_truncated"] = bool(raw.get("samples_truncated"))
         moved = raw.get("bytes") or 0
     else:
-        moved = raw["bytes"]
-        row.update(metrics.bandwidth(raw["bytes"], raw["ops"], raw["t_start_ns"], raw["t_end_ns"]))
+        d.update(metrics.bandwidth(raw["bytes"], raw["ops"], raw["t_start_ns"], raw["t_end_ns"]))
+        moved, seconds = d.pop("bytes"), d.pop("seconds")
         if setup["bidir"] and sraw.get("bytes"):
             # each end timed its own direction on its own clock: the total is the sum of the two rates
             back = metrics.bandwidth(sraw["bytes"], sraw["ops"], sraw["t_start_ns"], sraw["t_end_ns"])
             moved += sraw["bytes"]
-            row["bw_avg_MiBps_each_way"] = [row["bw_avg_MiBps"], back["bw_avg_MiBps"]]
+            d["bw_avg_MiBps_each_way"] = [d["bw_avg_MiBps"], back["bw_avg_MiBps"]]
             for key in ("bw_avg_MiBps", "bw_avg_Gbps", "msg_rate_Mpps"):
-                row[key] += back[key]
-            row["bytes"] = moved
-        row["completions"] = {  # raw: signaled completions, ns since the first post, and ops done by then
+                d[key] += back[key]
+        d["completions"] = {  # raw: signaled completions, ns since the first post, and ops done by then
             "t_ns": [t - raw["t_start_ns"] for t in raw.get("completions_ns") or []],
             "ops": list(raw.get("completions_ops") or []),
             "truncated": bool(raw.get("samples_truncated")),
@@ -150,12 +149,10 @@ def make_row(test: str, size: int, rep: int, setup: dict, raw: dict, cpu: dict, 
             else:
                 peak = None  # the far end kept no completion times: no two-way figure to give
         if peak:
-            row.update(peak)
-    row["cpu"] = {"client": cpu, "server": scpu}
-    per_gb = cpu_per_gb(cpu, scpu, moved)
-    if per_gb:
-        row["cpu_s_per_gb"] = per_gb
-    return row
+            d.update(peak)
+    metric = "lat_p50_us" if kind.latency else "bw_avg_MiBps"
+    return row.make({"test": test, "size": size}, metric, d[metric], repetition=rep, bytes=moved or None,
+                    seconds=seconds, cpu={"client": cpu, "server": scpu}, detail=d)
 
 
 def run_local(options: RunOptions, device: str, **kw) -> Result:

@@ -15,7 +15,7 @@ import statistics
 from typing import Callable
 
 from ..errors import RdmabenchError
-from ..results import context
+from ..results import context, row
 from ..results.model import Result
 from . import perftest
 from .client import Client, run_local
@@ -57,15 +57,15 @@ def _perftest_local(test: str, size: int, iters: int, dev: str, gid: int) -> dic
     return {**perftest.parse(test, out), "command": perftest.shown(args)}
 
 
-def _measure(what: str, fn: Callable[[], dict], key: str) -> dict:
-    """One measurement; a figure that is not a positive number (perftest prints 0.00, inf or -nan when a
-    run misfires) is retried once."""
+def _measure(what: str, fn: Callable[[], dict]) -> dict:
+    """One measurement (a row); a value that is not a positive number (perftest prints 0.00, inf or -nan when
+    a run misfires) is retried once."""
     for _ in (1, 2):
-        row = fn()
-        value = row.get(key) or 0
+        r = fn()
+        value = r["value"] or 0
         if math.isfinite(value) and value > 0:
-            return row
-    raise RdmabenchError(f"{what}: {key} was {row.get(key)!r} twice in a row: no figure to compare")
+            return r
+    raise RdmabenchError(f"{what}: {r['metric']} was {r['value']!r} twice in a row: no figure to compare")
 
 
 def run(device: str, peer: tuple[str, int] | None, sizes: list[int], lat_size: int = 2, repeat: int = 1,
@@ -92,13 +92,18 @@ def run(device: str, peer: tuple[str, int] | None, sizes: list[int], lat_size: i
             iters = lat_iters if kind == "lat" else (bw_iters or (5000 if test == "write_bw" else 1000))
             opts = RunOptions(tests=[test], sizes=[size], iters=iters, gid_index=gid)
 
-            def reference():
-                return (_perftest_remote(*peer, test, size, iters, device, gid) if peer
-                        else _perftest_local(test, size, iters, device, gid))
+            def reference(rep):
+                figures = (_perftest_remote(*peer, test, size, iters, device, gid) if peer
+                           else _perftest_local(test, size, iters, device, gid))
+                key = FIGURE[kind, "perftest"]
+                return row.make({"tool": "perftest", "test": test, "size": size}, key, figures.get(key) or 0,
+                                repetition=rep, detail={"iterations": iters, **figures})
 
-            def ours():
-                return (Client(opts, device, *peer, timeout_ms=timeout_ms).run() if peer
-                        else run_local(opts, device, timeout_ms=timeout_ms)).rows[0]
+            def ours(rep):
+                r = (Client(opts, device, *peer, timeout_ms=timeout_ms).run() if peer
+                     else run_local(opts, device, timeout_ms=timeout_ms)).rows[0]
+                return row.make({"tool": "rdmabench", **r["measured"]}, r["metric"], r["value"], repetition=rep,
+                                bytes=r["bytes"], seconds=r["seconds"], cpu=r["cpu"], detail=r["detail"])
 
             tools = {"perftest": (f"perftest {perftest.TOOLS[test]} {size} B", reference),
                      "rdmabench": (f"rdmabench {test} {size} B", ours)}
@@ -107,11 +112,8 @@ def run(device: str, peer: tuple[str, int] | None, sizes: list[int], lat_size: i
                 for tool in (("perftest", "rdmabench") if rep % 2 == 0 else ("rdmabench", "perftest")):
                     what, fn = tools[tool]
                     progress(what)
-                    pair[tool] = _measure(what, fn, FIGURE[kind, tool])
-                rows.append({"test": test, "size": size, "repetition": rep, "iterations": iters,
-                             "tool": "perftest", **pair["perftest"]})
-                rows.append({**pair["rdmabench"], "tool": "rdmabench", "test": test, "size": size,
-                             "repetition": rep})
+                    pair[tool] = _measure(what, lambda: fn(rep))
+                rows += [pair["perftest"], pair["rdmabench"]]
     return Result(kind="crosscheck", context=ctx,
                   options={"device": device, "peer": f"{peer[0]}:{peer[1]}" if peer else "local", "sizes": sizes,
                            "lat_size": lat_size, "repeat": repeat, "gid_index": gid, "lat_iters": lat_iters,
@@ -127,18 +129,20 @@ def ratios(result: Result) -> list[dict]:
     two means is kept beside it.
     """
     out = []
-    keys = sorted({(r["test"], r["size"]) for r in result.rows}, key=lambda k: ([t for t, _ in PLAN].index(k[0]), k[1]))
+    keys = sorted({(r["measured"]["test"], r["measured"]["size"]) for r in result.rows},
+                  key=lambda k: ([t for t, _ in PLAN].index(k[0]), k[1]))
     for test, size in keys:
         pairs = {}
         for r in result.rows:
-            if (r["test"], r["size"]) == (test, size):
-                pairs.setdefault(r["repetition"], {})[r["tool"]] = r
+            m = r["measured"]
+            if (m["test"], m["size"]) == (test, size):
+                pairs.setdefault(r["repetition"], {})[m["tool"]] = r
         pairs = [p for _, p in sorted(pairs.items()) if "perftest" in p and "rdmabench" in p]
         if not pairs:
             continue
         kind = dict(PLAN)[test]
-        ref = [p["perftest"][FIGURE[kind, "perftest"]] for p in pairs]
-        ours = [p["rdmabench"][FIGURE[kind, "rdmabench"]] for p in pairs]
+        ref = [row.figure(p["perftest"], FIGURE[kind, "perftest"]) for p in pairs]
+        ours = [row.figure(p["rdmabench"], FIGURE[kind, "rdmabench"]) for p in pairs]
         what, target = (("BW average MiB/s (ours / perftest)", f">= {BW_TARGET}") if kind == "bw" else
                         ("latency p50 us (ours / perftest t_typical)", f"<= {LAT_TARGET}"))
         paired = [b / a for a, b in zip(ref, ours)]

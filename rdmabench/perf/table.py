@@ -20,7 +20,7 @@ LAT_HEAD = ["#bytes", "#iterations", "t_min[usec]", "t_max[usec]", "t_typical[us
 
 
 def _cpu(row: dict, side: str) -> str:
-    cpu = row.get("cpu", {}).get(side)
+    cpu = (row.get("cpu") or {}).get(side)
     if not cpu:
         return "-"
     fmt = lambda v: "n/a" if v is None else f"{v:.2f}"  # noqa: E731  (n/a: too short for /proc/stat's ticks)
@@ -33,22 +33,26 @@ def _fmt(rows: list[list[str]]) -> list[str]:
 
 
 def render(rows: list[dict]) -> str:
+    """Verbs rows (results.row shape): their figures are in each row's detail."""
     out = []
-    for (test, rep_key), group in groupby(rows, key=lambda r: (r["test"], r.get("engine"))):
+    for (test, rep_key), group in groupby(rows, key=lambda r: (r["measured"]["test"], r["detail"].get("engine"))):
         group = list(group)
-        latency = "lat_p50_us" in group[0]
-        out.append(f"---- {test} ({rep_key} engine, {group[0].get('connect')}"
-                   + (", bidirectional" if group[0].get("bidir") else "") + ") ----")
+        latency = "lat_p50_us" in group[0]["detail"]
+        first = group[0]["detail"]
+        out.append(f"---- {test} ({rep_key} engine, {first.get('connect')}"
+                   + (", bidirectional" if first.get("bidir") else "") + ") ----")
         table = [LAT_HEAD if latency else BW_HEAD]
-        for r in group:
+        for row in group:
+            r = row["detail"]
+            size = str(row["measured"]["size"])
             n = str(r.get("iterations") or r.get("ops") or r.get("samples"))
             if latency:
-                table.append([str(r["size"]), n] + [f"{r[k]:.2f}" for k in (
+                table.append([size, n] + [f"{r[k]:.2f}" for k in (
                     "lat_min_us", "lat_max_us", "lat_p50_us", "lat_mean_us", "lat_stdev_us", "lat_p99_us",
-                    "lat_p99_9_us", "lat_p99_99_us")] + [_cpu(r, "client"), _cpu(r, "server")])
+                    "lat_p99_9_us", "lat_p99_99_us")] + [_cpu(row, "client"), _cpu(row, "server")])
             else:
                 peak = r.get("bw_best_window_MiBps")
-                table.append([str(r["size"]), n, f"{peak:.2f}" if peak else "-", f"{r['bw_avg_MiBps']:.2f}",
-                              f"{r['msg_rate_Mpps']:.6f}", _cpu(r, "client"), _cpu(r, "server")])
+                table.append([size, n, f"{peak:.2f}" if peak else "-", f"{r['bw_avg_MiBps']:.2f}",
+                              f"{r['msg_rate_Mpps']:.6f}", _cpu(row, "client"), _cpu(row, "server")])
         out.extend(_fmt(table))
     return "\n".join(out)

@@ -17,21 +17,16 @@ from dataclasses import dataclass, field
 import pandas as pd
 from scipy import stats
 
-from ..transports.base import KNOWN
-from ..units import format_size
-from .frames import BANDWIDTH_TESTS, LATENCY_TESTS, Tables, metric_for
+from .frames import ASIDE, Tables
+from .row import LATENCY_FIGURES
 
 ALPHA = 0.05
 SPREAD_LIMIT = 0.10
 # context fields whose difference makes a comparison suspect: (column in Tables.runs, how to name it)
 CONTEXT_CHECKS = [("hardware", "hardware"), ("environment", "environment"), ("device", "device"),
                   ("active_mtu", "active MTU"), ("link_layer", "link layer"), ("kernel", "kernel")]
-# per-row options that should match for a verbs pair to be like with like
-VERBS_OPTIONS = ("qps", "bidir", "engine", "connect", "iterations")
-TEST_ORDER = BANDWIDTH_TESTS + LATENCY_TESTS  # perftest's order
-HANDOFFS = ("pc1-pc2", "finalize", "c1-c2")  # the pipeline's order
-TRANSPORTS = KNOWN  # the registry's order: today's (http) first
-UNITS = {"bw_avg_MiBps": "MiB/s", "throughput_MiBps": "MiB/s"}
+# details that should match for a pair to be like with like, where the rows have them (verbs runs' settings)
+LIKE_WITH_LIKE = ("qps", "bidir", "engine", "connect", "iterations")
 
 
 @dataclass
@@ -77,37 +72,24 @@ COLUMNS = ["run", "kind", "item", "metric", "unit", "higher_is_better", "a_mean"
            "b_mean", "b_sd", "b_n", "ratio", "p_value", "significance"]
 
 
-def _rank(order: tuple, value) -> int:
-    return order.index(value) if value in order else len(order)
-
-
-def _series(t: Tables, kind: str, latency_metric: str) -> pd.DataFrame:
-    """One row per (run, item, repetition) with the value the item is judged by."""
-    if kind == "verbs":
-        df = t.verbs
-        if df.empty:
-            return pd.DataFrame(columns=["run", "key", "item", "metric", "value", "order"])
-        rows = []
-        for rec in df.to_dict("records"):
-            metric = metric_for(rec["test"], latency_metric)
-            value = rec.get(metric)
-            if value is None or (isinstance(value, float) and math.isnan(value)):
-                continue
-            rows.append({"run": rec["run"], "key": (rec["test"], rec["size"]),
-                         "item": f"{rec['test']} {format_size(int(rec['size']))}", "metric": metric,
-                         "value": float(value), "order": (_rank(TEST_ORDER, rec["test"]), rec["test"], rec["size"]),
-                         **{o: rec.get(o) for o in VERBS_OPTIONS}})
-        return pd.DataFrame(rows)
-    df = t.transfer
+def _series(t: Tables, latency_metric: str) -> pd.DataFrame:
+    """One row per (run, item, repetition) with the value the item is judged by: the row's own, or for a
+    latency figure the one --latency asks for (kept in the row's detail)."""
+    df = t.rows
+    cols = ["run", "key", "item", "metric", "unit", "higher_is_better", "value", "order", *LIKE_WITH_LIKE]
     if df.empty:
-        return pd.DataFrame(columns=["run", "key", "item", "metric", "value", "order"])
-    rows = [{"run": r["run"], "key": (r["handoff"], r["transport"], r["sector"]),
-             "item": f"{r['handoff']} {r['transport']} {r['sector']}", "metric": "throughput_MiBps",
-             "value": float(r["throughput_MiBps"]),
-             "order": (_rank(HANDOFFS, r["handoff"]), r["handoff"], str(r["sector"]), _rank(TRANSPORTS, r["transport"]),
-                       r["transport"])}
-            for r in df.to_dict("records") if r.get("throughput_MiBps") is not None]
-    return pd.DataFrame(rows)
+        return pd.DataFrame(columns=cols)
+    df = df.copy()
+    swap = df["metric"].isin(LATENCY_FIGURES) & (df["metric"] != latency_metric)
+    if swap.any():
+        col = f"detail.{latency_metric}"
+        df.loc[swap, "value"] = df.loc[swap, col] if col in df.columns else float("nan")
+        df.loc[swap, "metric"] = latency_metric
+    for opt in LIKE_WITH_LIKE:
+        df[opt] = df[f"detail.{opt}"] if f"detail.{opt}" in df.columns else None
+    df = df[df["value"].notna()]
+    df["value"] = df["value"].astype(float)
+    return df[cols]
 
 
 def _value(x):
@@ -122,7 +104,8 @@ def _fmt(x: float) -> str:
 
 
 def compare(t: Tables, latency_metric: str = "lat_p50_us") -> Comparison:
-    """Pair every later run's items with the first run's (test+size; handoff+transport+sector)."""
+    """Pair every later run's items with the first run's: rows that measured the same thing (test and size;
+    hand-off, transport and sector; ...)."""
     labels = list(t.runs["run"])
     if len(labels) < 2:
         raise ValueError("compare needs at least two result files")
@@ -130,14 +113,13 @@ def compare(t: Tables, latency_metric: str = "lat_p50_us") -> Comparison:
     out = Comparison(base, others, pd.DataFrame(columns=COLUMNS))
     runs = t.runs.set_index("run")
     kind_of = runs["kind"].to_dict()
-    series = {k: _series(t, k, latency_metric) for k in ("verbs", "transfer")}
-    if "crosscheck" in kind_of.values():
-        out.notes.append("crosscheck results are not compared here: `rdmabench crosscheck` prints their ratios")
+    s = _series(t, latency_metric)
+    for kind, why in ASIDE.items():
+        if kind in kind_of.values():
+            out.notes.append(f"{kind} results are not compared here: {why}")
 
     # spread over 10% of the mean, in any file
-    for kind, s in series.items():
-        if s.empty:
-            continue
+    if not s.empty:
         for (run, item), g in s.groupby(["run", "item"], sort=False):
             if len(g) >= 2 and g["value"].mean():
                 rel = g["value"].std(ddof=1) / abs(g["value"].mean())
@@ -163,8 +145,7 @@ def compare(t: Tables, latency_metric: str = "lat_p50_us") -> Comparison:
         if kind_of[other] != kind_of[base]:
             out.notes.append(f"{other} is a {kind_of[other]} result and {base} a {kind_of[base]} one: nothing to pair")
             continue
-        s = series.get(kind_of[base])
-        if s is None or s.empty:
+        if s.empty:
             continue
         a_all, b_all = s[s.run == base], s[s.run == other]
         a_groups = {k: g for k, g in a_all.groupby("key", sort=False)}
@@ -179,18 +160,18 @@ def compare(t: Tables, latency_metric: str = "lat_p50_us") -> Comparison:
         for key in sorted((k for k in a_groups if k in b_groups), key=lambda k: a_groups[k]["order"].iloc[0]):
             ga, gb = a_groups[key], b_groups[key]
             item, metric = ga["item"].iloc[0], ga["metric"].iloc[0]
-            if kind_of[base] == "verbs":
-                for opt in VERBS_OPTIONS:
-                    va, vb = "/".join(sorted(set(map(str, ga[opt])))), "/".join(sorted(set(map(str, gb[opt]))))
-                    if va != vb:
-                        option_diffs.setdefault((opt, va, vb), []).append(item)
+            for opt in LIKE_WITH_LIKE:
+                if ga[opt].isna().all() and gb[opt].isna().all():
+                    continue
+                va, vb = "/".join(sorted(set(map(str, ga[opt])))), "/".join(sorted(set(map(str, gb[opt]))))
+                if va != vb:
+                    option_diffs.setdefault((opt, va, vb), []).append(item)
             a, b = list(ga["value"]), list(gb["value"])
             test = welch(a, b)
             ma, mb = sum(a) / len(a), sum(b) / len(b)
-            higher = not (kind_of[base] == "verbs" and key[0] in LATENCY_TESTS)
             rows.append({
                 "run": other, "kind": kind_of[base], "item": item, "metric": metric,
-                "unit": UNITS.get(metric, "µs"), "higher_is_better": higher,
+                "unit": ga["unit"].iloc[0], "higher_is_better": bool(ga["higher_is_better"].iloc[0]),
                 "a_mean": ma, "a_sd": ga["value"].std(ddof=1) if len(a) > 1 else float("nan"), "a_n": len(a),
                 "b_mean": mb, "b_sd": gb["value"].std(ddof=1) if len(b) > 1 else float("nan"), "b_n": len(b),
                 "ratio": mb / ma if ma else float("nan"), "p_value": test.p if test else float("nan"),

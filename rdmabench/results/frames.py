@@ -2,10 +2,12 @@
 
     t = frames.load(["a.json", "b.json.gz"])
     t.runs        one row per file: run label, path, kind, and its context flattened (host, kernel, device, ...)
-    t.verbs       one row per verbs measurement (test, size, repetition, ...), nested dicts flattened with dots
-                  (cpu_s_per_gb.client_system, cpu.server.system.busy_s, ...); raw samples are not kept here
-    t.transfer    one row per transfer measurement (handoff, transport, sector, repetition, throughput_MiBps, ...)
-    t.crosscheck  crosscheck rows (tool: perftest | rdmabench)
+    t.rows        one row per measurement, whatever its kind (row.py's shape): run, kind, key (what was measured,
+                  as a tuple), item (its label), order, the measured keys as columns (test, size, handoff,
+                  transport, sector, tool), repetition, metric, unit, value, higher_is_better, bytes, seconds,
+                  then cpu.* and detail.* flattened with dots (cpu.per_gb.client_system, detail.lat_p99_us, ...);
+                  raw samples are not kept here
+    t.aside       the rows of kinds that are set aside (ASIDE: crosscheck), in the same shape
     t.samples     raw latency samples, one row per sample: run, test, size, repetition, latency_us
 
 Every table has a `run` column naming the file it came from (its name, made unique).
@@ -18,6 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from . import row as rowshape
 from .model import Result, load as load_result
 
 # context fields shown and compared, as (column, path into the context dict)
@@ -40,8 +43,9 @@ CONTEXT_FIELDS = [
     ("environment", ("environment",)),
     ("hardware", ("hardware",)),
 ]
-LATENCY_TESTS = ("write_lat", "read_lat", "send_lat")
-BANDWIDTH_TESTS = ("write_bw", "read_bw", "send_bw")
+# kinds whose rows are neither compared nor plotted, and why: they pair two tools, and their own command says it
+ASIDE = {"crosscheck": "`rdmabench crosscheck` prints their ratios"}
+FIRST = ["run", "kind", "key", "item", "order"]
 
 
 def _get(d: dict | None, path: tuple[str, ...]):
@@ -59,9 +63,8 @@ def context_row(context: dict | None) -> dict:
 @dataclass
 class Tables:
     runs: pd.DataFrame
-    verbs: pd.DataFrame
-    transfer: pd.DataFrame
-    crosscheck: pd.DataFrame
+    rows: pd.DataFrame
+    aside: pd.DataFrame
     samples: pd.DataFrame
     results: dict[str, Result] = field(default_factory=dict)  # run label -> the Result it came from
 
@@ -88,36 +91,38 @@ def load(paths: list[Path | str]) -> Tables:
     return from_results(list(zip(_labels(paths), [load_result(p) for p in paths])), paths)
 
 
+def _record(label: str, kind: str, r: dict) -> dict:
+    """A row for the table: its measured keys become columns beside the common ones."""
+    m = r["measured"]
+    return {"run": label, "kind": kind, "key": tuple(m.items()), "item": rowshape.label(m),
+            "order": rowshape.sort_key(m), **m, **{k: v for k, v in r.items() if k != "measured"}}
+
+
 def from_results(labelled: list[tuple[str, Result]], paths: list[Path] | None = None) -> Tables:
-    runs, verbs, transfer, cross, samples = [], [], [], [], []
+    runs, rows, aside, samples = [], [], [], []
     for i, (label, result) in enumerate(labelled):
         runs.append({"run": label, "path": str(paths[i]) if paths else None, "kind": result.kind,
                      "created": result.created, "rows": len(result.rows),
                      "peer_hostname": _get(result.peer_context, ("host", "hostname")),
                      **context_row(result.context)})
-        for row in result.rows:
-            row = {k: v for k, v in row.items()}
-            raw = row.pop("samples_us", None)
-            if result.kind == "verbs":
-                verbs.append({"run": label, **row})
-                if raw:
-                    samples.extend({"run": label, "test": row.get("test"), "size": row.get("size"),
-                                    "repetition": row.get("repetition", 0), "latency_us": v} for v in raw)
-            elif result.kind == "transfer":
-                transfer.append({"run": label, **row})
-            else:
-                cross.append({"run": label, **row})
+        for r in result.rows:
+            detail = dict(r["detail"])
+            raw = detail.pop("samples_us", None)
+            (aside if result.kind in ASIDE else rows).append(_record(label, result.kind, {**r, "detail": detail}))
+            if raw and result.kind not in ASIDE:
+                m = r["measured"]
+                samples.extend({"run": label, "test": m.get("test"), "size": m.get("size"),
+                                "repetition": r["repetition"], "latency_us": v} for v in raw)
     return Tables(
         runs=pd.DataFrame(runs, columns=["run", "path", "kind", "created", "rows", "peer_hostname"]
                           + [c for c, _ in CONTEXT_FIELDS]),
-        verbs=_frame(verbs, ["run", "test", "size", "repetition"]),
-        transfer=_frame(transfer, ["run", "handoff", "transport", "sector", "repetition"]),
-        crosscheck=_frame(cross, ["run", "tool"]),
+        rows=_frame(rows, FIRST),
+        aside=_frame(aside, FIRST),
         samples=pd.DataFrame(samples, columns=["run", "test", "size", "repetition", "latency_us"]),
         results={label: r for label, r in labelled},
     )
 
 
-def metric_for(test: str, latency_metric: str = "lat_p50_us") -> str:
-    """The column a verbs test is judged by: average bandwidth, or a latency figure (p50 by default)."""
-    return latency_metric if test in LATENCY_TESTS else "bw_avg_MiBps"
+def column(df: pd.DataFrame, name: str) -> pd.Series:
+    """A column, or all missing where no row has it (a measured key that none of these rows has)."""
+    return df[name] if name in df.columns else pd.Series([None] * len(df), index=df.index, dtype=object)

@@ -1,14 +1,15 @@
 """One result file: a versioned JSON document, written atomically.
 
-    {"schema": "rdmabench-result", "schema_version": 1,
+    {"schema": "rdmabench-result", "schema_version": 2,
      "tool": {"name": "rdmabench", "version": ...}, "created": ISO-8601 UTC,
-     "kind": "verbs" | "transfer" | "crosscheck",
+     "kind": "verbs" | "transfer" | "crosscheck" | "baseline",
      "context": {...}          # host, kernel, device, ...: see context.py
      "peer_context": {...}     # the other end's, when there is one
      "options": {...}          # exactly what was asked for
-     "rows": [{...}, ...]}     # one per (test or hand-off, size or transport, repetition)
+     "rows": [{...}, ...]}     # one per measurement, every kind the same shape: see row.py
 
-Files ending in .gz are gzipped. Nothing else in the suite writes result files.
+Files ending in .gz are gzipped. Nothing else in the suite writes result files. Files of schema_version 1
+(rows shaped by kind) are read and their rows converted (row.from_v1).
 """
 
 from __future__ import annotations
@@ -26,10 +27,12 @@ from pathlib import Path
 
 from .. import __version__
 from ..errors import RdmabenchError
+from . import row
 
 SCHEMA = "rdmabench-result"
-SCHEMA_VERSION = 1
-KINDS = ("verbs", "transfer", "crosscheck")
+SCHEMA_VERSION = 2
+READS = (1, 2)  # schema versions this rdmabench reads: 1 by converting its rows
+KINDS = ("verbs", "transfer", "crosscheck", "baseline")
 
 
 class ResultFileError(RdmabenchError):
@@ -62,12 +65,21 @@ class Result:
     def from_dict(cls, data: dict, source: str = "<dict>") -> "Result":
         if data.get("schema") != SCHEMA:
             raise ResultFileError(f"{source}: not an rdmabench result file (schema is {data.get('schema')!r})")
-        if data.get("schema_version") != SCHEMA_VERSION:
-            raise ResultFileError(f"{source}: schema_version {data.get('schema_version')!r}; "
-                                  f"this rdmabench reads version {SCHEMA_VERSION}")
+        version = data.get("schema_version")
+        if version not in READS:
+            raise ResultFileError(f"{source}: schema_version {version!r}; this rdmabench reads versions "
+                                  f"{', '.join(map(str, READS))}")
         if data.get("kind") not in KINDS:
             raise ResultFileError(f"{source}: kind {data.get('kind')!r} is not one of {', '.join(KINDS)}")
-        return cls(kind=data["kind"], context=data["context"], options=data["options"], rows=data["rows"],
+        rows = data["rows"]
+        if version == 1:
+            try:
+                rows = [row.from_v1(data["kind"], r) for r in rows]
+            except (KeyError, ValueError, TypeError) as err:
+                raise ResultFileError(f"{source}: schema_version 1 rows that do not convert: {err}") from None
+        elif any(not isinstance(r, dict) or set(r) != set(row.KEYS) for r in rows):
+            raise ResultFileError(f"{source}: a row without the keys {', '.join(row.KEYS)}")
+        return cls(kind=data["kind"], context=data["context"], options=data["options"], rows=rows,
                    peer_context=data.get("peer_context"), created=data["created"], tool=data["tool"])
 
     def default_path(self, folder: Path) -> Path:

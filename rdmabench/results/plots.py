@@ -17,14 +17,15 @@ import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import FixedLocator, FuncFormatter  # noqa: E402
 
-from ..transports.base import KNOWN  # noqa: E402
+from ..config import HANDOFFS  # noqa: E402
+from ..perf.tests import TESTS  # noqa: E402
+from ..transports.base import KNOWN as TRANSPORTS  # noqa: E402
 from ..units import format_size  # noqa: E402
-from .frames import BANDWIDTH_TESTS, LATENCY_TESTS, Tables  # noqa: E402
+from .frames import Tables, column  # noqa: E402
 
-HANDOFFS = ("pc1-pc2", "finalize", "c1-c2")
-TRANSPORTS = KNOWN  # the registry's order: today's (http) first
-CPU_KEYS = [("cpu_s_per_gb.client_system", "client, system-wide"), ("cpu_s_per_gb.client_process", "client, process"),
-            ("cpu_s_per_gb.server_system", "server, system-wide"), ("cpu_s_per_gb.server_process", "server, process")]
+TODAY = ("http",)  # the transport Lotus uses today (its HTTP fetch; JSON-RPC for the C1 output)
+CPU_KEYS = [("cpu.per_gb.client_system", "client, system-wide"), ("cpu.per_gb.client_process", "client, process"),
+            ("cpu.per_gb.server_system", "server, system-wide"), ("cpu.per_gb.server_process", "server, process")]
 MAX_CDF_SIZES = 4
 DPI = 100
 
@@ -68,23 +69,20 @@ def _ordered(values, order) -> list:
 
 
 def bandwidth_vs_size(t: Tables) -> list[Plot]:
-    """Average bandwidth against message size (log2 axis), one plot per bandwidth test, a line per run."""
-    df = t.verbs
-    if df.empty or "bw_avg_MiBps" not in df.columns:
+    """Average bandwidth against message size (log2 axis), one plot per test measured by it, a line per run."""
+    df = t.rows
+    if df.empty:
         return []
+    df = df[(df["metric"] == "bw_avg_MiBps") & column(df, "test").notna() & column(df, "size").notna()]
     out = []
-    for test in _ordered(df["test"], BANDWIDTH_TESTS):
-        if test not in BANDWIDTH_TESTS:
-            continue
-        d = df[(df.test == test) & df.bw_avg_MiBps.notna()]
-        if d.empty:
-            continue
+    for test in _ordered(df["test"] if not df.empty else [], TESTS):
+        d = df[df["test"] == test]
         fig = Figure(figsize=(8, 4.2))
         ax = fig.add_subplot()
         sizes = sorted(d["size"].unique())
         top = 0.0
         for run, g in d.groupby("run", sort=False):
-            s = g.groupby("size")["bw_avg_MiBps"].agg(["mean", "std"]).sort_index()
+            s = g.groupby("size")["value"].agg(["mean", "std"]).sort_index()
             ax.errorbar(s.index, s["mean"], yerr=s["std"].fillna(0), marker="o", ms=4, capsize=3, label=run)
             top = max(top, float((s["mean"] + s["std"].fillna(0)).max()))
         ax.set_xscale("log", base=2)
@@ -109,7 +107,7 @@ def latency_cdf(t: Tables) -> list[Plot]:
     if s.empty:
         return []
     out = []
-    for test in _ordered(s["test"], LATENCY_TESTS):
+    for test in _ordered(s["test"], TESTS):
         d = s[s.test == test]
         sizes = sorted(d["size"].unique())
         note = ""
@@ -142,8 +140,11 @@ def latency_cdf(t: Tables) -> list[Plot]:
 
 def transfer_times(t: Tables) -> list[Plot]:
     """Mean transfer time per hand-off (one panel each) per transport, with the throughput on each bar."""
-    df = t.transfer
-    if df.empty or "seconds" not in df.columns:
+    df = t.rows
+    if df.empty:
+        return []
+    df = df[column(df, "handoff").notna() & column(df, "transport").notna() & df["seconds"].notna()]
+    if df.empty:
         return []
     panels = list(dict.fromkeys((h, s) for h, s in sorted(
         zip(df["handoff"], df["sector"].astype(str)),
@@ -158,11 +159,11 @@ def transfer_times(t: Tables) -> list[Plot]:
         x = np.arange(len(transports))
         for i, run in enumerate(runs):
             g = d[d.run == run].groupby("transport").agg(mean=("seconds", "mean"), std=("seconds", "std"),
-                                                         mibps=("throughput_MiBps", "mean"))
+                                                         mibps=("value", "mean"))
             g = g.reindex(transports)
             bars = ax.bar(x + (i - (len(runs) - 1) / 2) * width, g["mean"], width, yerr=g["std"].fillna(0),
                           capsize=3, label=run if len(runs) > 1 else None, color=None if len(runs) > 1 else
-                          [("#c0504d" if tp == TRANSPORTS[0] else "#4f81bd") for tp in transports])
+                          [("#c0504d" if tp in TODAY else "#4f81bd") for tp in transports])
             for bar, mibps, sd in zip(bars, g["mibps"], g["std"].fillna(0)):
                 if mibps == mibps:
                     ax.annotate(f"{mibps:,.0f} MiB/s", (bar.get_x() + bar.get_width() / 2, bar.get_height() + sd),
@@ -181,8 +182,9 @@ def transfer_times(t: Tables) -> list[Plot]:
 
 def cpu_per_gb(t: Tables) -> list[Plot]:
     """CPU-seconds per GB moved, per transport, at both ends (system-wide as qperf counts, and per process)."""
-    df = t.transfer
-    cols = [c for c, _ in CPU_KEYS if c in df.columns]
+    df = t.rows
+    df = df[column(df, "transport").notna()] if not df.empty else df
+    cols = [c for c, _ in CPU_KEYS if c in df.columns and df[c].notna().any()]
     if df.empty or not cols:
         return []
     runs = list(dict.fromkeys(df["run"]))

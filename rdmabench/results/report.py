@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import __version__
-from .frames import Tables
+from ..perf.tests import TESTS
+from .frames import ASIDE, Tables, column
 from .plots import Plot, all_plots
 
 CONTEXT_ROWS = [("host", "hostname"), ("peer host", "peer_hostname"), ("kernel", "kernel"), ("OS", "os"),
@@ -48,20 +49,25 @@ def _cell(v) -> str:
     return str(v)
 
 
+def _tests(latency: bool) -> str:
+    names = [name for name, kind in TESTS.items() if kind.latency == latency]
+    return ", ".join(names[:-1]) + " or " + names[-1]
+
+
 def build(t: Tables) -> Report:
     runs = list(t.runs["run"])
     rec = t.runs.set_index("run")
     context = [(label, [_cell(rec.at[r, col]) for r in runs]) for label, col in CONTEXT_ROWS]
     not_hw = [(r, _cell(rec.at[r, "environment"])) for r in runs if not bool(rec.at[r, "hardware"])]
     p = all_plots(t)
-    has_verbs, has_transfer = not t.verbs.empty, not t.transfer.empty
+    has_verbs = bool(column(t.rows, "test").notna().any())  # rows that measured a verbs test
+    has_transfer = bool(column(t.rows, "handoff").notna().any())  # rows that measured a hand-off
     sections = [
         Section("bandwidth", "Bandwidth vs message size", p["bandwidth"],
-                "" if p["bandwidth"] else "No bandwidth rows in these files (verbs write_bw, read_bw or send_bw)."
+                "" if p["bandwidth"] else f"No bandwidth rows in these files (verbs {_tests(latency=False)})."
                 if not has_verbs else "No bandwidth test in these verbs results."),
         Section("latency", "Latency distribution", p["latency"],
-                "" if p["latency"] else "No raw latency samples in these files (verbs write_lat, read_lat or "
-                "send_lat)."),
+                "" if p["latency"] else f"No raw latency samples in these files (verbs {_tests(latency=True)})."),
         Section("transfer", "Transfer time per hand-off", p["transfer"],
                 "" if p["transfer"] else "No transfer rows in these files: nothing to plot per hand-off. "
                 "Transfers come from `rdmabench run --config`."),
@@ -69,9 +75,8 @@ def build(t: Tables) -> Report:
                 "" if p["cpu"] else "No transfer rows with CPU figures in these files: no CPU-per-GB plot."
                 if not has_transfer else "The transfer rows carry no CPU-per-GB figures."),
     ]
-    notes = []
-    if not t.crosscheck.empty:
-        notes.append(f"{len(t.crosscheck)} crosscheck rows are not plotted: `rdmabench crosscheck` prints their ratios.")
+    notes = [f"{n} {kind} rows are not plotted: {ASIDE[kind]}."
+             for kind, n in (t.aside["kind"].value_counts(sort=False).items() if not t.aside.empty else ())]
     return Report(runs, context, not_hw, sections, notes)
 
 

@@ -1,5 +1,5 @@
-"""Where a transfer's figures are computed, and nowhere else: the wall time of each move, the
-throughput of a transfer, its CPU-seconds per GB.
+"""Where a transfer's time is taken, and nowhere else: the wall time of each move, and the throughput
+over it (CPU-seconds per GB are derived where every row is built: results.row.make, with cpu.per_gb).
 
 A transport does not time itself: ``timed_move`` calls its ``ready`` (untimed: a cold cache, a
 fresh mount), then reads the clock around its ``move``. A transport may report the phases it
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import time
 
-from .. import cpu
 from ..transports.base import Transport
 from ..workloads.item import Item
 
@@ -32,12 +31,3 @@ def timed_move(transport: Transport, item: Item) -> dict:
 
 def throughput_mibps(nbytes: int, seconds: float) -> float:
     return nbytes / seconds / MIB if seconds > 0 else 0.0
-
-
-def figures(nbytes: int, seconds: float, cpu_client: dict, cpu_server: dict) -> dict:
-    """A transfer's throughput and, when anything moved, CPU-seconds per GB at both ends (cpu.per_gb)."""
-    out = {"throughput_MiBps": throughput_mibps(nbytes, seconds)}
-    per_gb = cpu.per_gb(cpu_client, cpu_server, nbytes)
-    if per_gb:
-        out["cpu_s_per_gb"] = per_gb
-    return out

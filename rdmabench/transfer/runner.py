@@ -18,8 +18,9 @@ from ..config import HANDOFF_STAGE, Scenario
 from ..errors import RdmabenchError
 from ..results import context
 from ..results.model import Result
+from ..results.row import make as make_row
 from .hosts import LocalHost, RemoteHost
-from .measure import MIB, figures
+from .measure import MIB, throughput_mibps
 
 SOURCE_IS_STORAGE = {"pc1-pc2": True, "finalize": False, "c1-c2": False}
 
@@ -87,18 +88,17 @@ def _transfer(handoff, shape, transport, rep, descs, source, dest, worker, stora
 
 
 def _row(handoff, shape, transport, rep, descs, source, dest, active, records, cpu, verified) -> dict:
-    """The result row of one transfer (the only place one is built); its figures come from measure.figures."""
+    """The result row of one transfer (the only place one is built): its time is the sum of the moves' wall
+    times (measure.timed_move), CPU-seconds per GB are derived by results.row.make."""
     moved = sum(r["bytes"] for r in records)
     seconds = sum(r["seconds"] for r in records)
-    return {
-        "handoff": handoff, "transport": transport, "sector": shape.label, "sector_size": shape.sector_size,
-        "scale": str(shape.scale), "repetition": rep, "files": sum(d.get("files", 1) for d in descs), "bytes": moved,
-        "seconds": seconds, "verified": verified,
-        "source": getattr(source, "name", "?"), "destination": getattr(dest, "name", "?"),
-        "active_end": getattr(active, "name", "?"), "items": records, "cpu": cpu,
-        "cpu_roles": {"client": "worker", "server": "storage"},
-        **figures(moved, seconds, cpu["client"], cpu["server"]),
-    }
+    return make_row({"handoff": handoff, "transport": transport, "sector": shape.label}, "throughput_MiBps",
+                    throughput_mibps(moved, seconds), repetition=rep, bytes=moved, seconds=seconds,
+                    cpu={**cpu, "roles": {"client": "worker", "server": "storage"}},
+                    detail={"sector_size": shape.sector_size, "scale": str(shape.scale),
+                            "files": sum(d.get("files", 1) for d in descs), "verified": verified,
+                            "source": getattr(source, "name", "?"), "destination": getattr(dest, "name", "?"),
+                            "active_end": getattr(active, "name", "?"), "items": records})
 
 
 def _cpu_cell(values: list[float]) -> str:
@@ -114,18 +114,19 @@ def render(rows: list[dict]) -> str:
 
     groups: dict = {}
     for r in rows:
-        groups.setdefault((r["handoff"], r["sector"], r["transport"]), []).append(r)
+        m = r["measured"]
+        groups.setdefault((m["handoff"], m["sector"], m["transport"]), []).append(r)
     head = (f"{'hand-off':<9} {'sector':<18} {'transport':<11} {'reps':>4} {'MiB':>9} {'time s':>8} {'MiB/s':>9} "
             f"{'CPU s/GB worker':>16} {'CPU s/GB storage':>17}  verified")
     lines = [head]
     for (handoff, sector_label, transport), rs in groups.items():
         secs = [r["seconds"] for r in rs]
-        tput = [r["throughput_MiBps"] for r in rs]
+        tput = [r["value"] for r in rs]
         spread = f"±{statistics.stdev(tput):.1f}" if len(tput) > 1 else ""
-        cw, cs = (_cpu_cell([r["cpu_s_per_gb"][k] for r in rs if "cpu_s_per_gb" in r])
-                  for k in ("client_process", "server_process"))
+        per_gb = [(r["cpu"] or {}).get("per_gb") for r in rs]
+        cw, cs = (_cpu_cell([p[k] for p in per_gb if p]) for k in ("client_process", "server_process"))
         lines.append(f"{handoff:<9} {sector_label:<18} {transport:<11} {len(rs):>4} {rs[0]['bytes'] / MIB:>9.1f} "
                      f"{statistics.fmean(secs):>8.3f} {statistics.fmean(tput):>9.1f}{spread:<7} {cw:>9} "
-                     f"{cs:>17}  {'yes' if all(r['verified'] for r in rs) else 'NO'}")
+                     f"{cs:>17}  {'yes' if all(r['detail']['verified'] for r in rs) else 'NO'}")
     lines.append("CPU s/GB: process CPU-seconds per GB moved at each end (system-wide figures are in the result file)")
     return "\n".join(lines)

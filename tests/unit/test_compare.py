@@ -21,9 +21,9 @@ def rows(c):
 def test_loader_tables(ab):
     t = frames.load(ab)
     assert list(t.runs["run"]) == ["a", "b"]
-    assert set(t.verbs["test"]) == {"write_bw", "read_bw", "write_lat"}
-    assert "samples_us" not in t.verbs.columns  # raw samples live in their own table
-    assert "cpu_s_per_gb.client_system" in t.verbs.columns
+    assert set(t.rows["test"]) == {"write_bw", "read_bw", "write_lat"}
+    assert "detail.samples_us" not in t.rows.columns  # raw samples live in their own table
+    assert "cpu.per_gb.client_system" in t.rows.columns
     assert len(t.samples[t.samples.run == "a"]) == 3 * 400
     assert t.runs.set_index("run").at["b", "active_mtu"] == 1024
 
@@ -142,8 +142,8 @@ def test_options_that_differ_are_named_once_per_option(tmp_path):
     a = crafted.verbs_a().save(tmp_path / "a.json")
     b = crafted.verbs_b()
     for row in b.rows:
-        if row["test"] == "write_bw":
-            row["qps"] = 4
+        if row["measured"]["test"] == "write_bw":
+            row["detail"]["qps"] = 4
     c = compare.compare(frames.load([a, b.save(tmp_path / "b.json")]))
     qps = [w for w in c.warnings if w.startswith("qps differs")]
     assert qps == ["qps differs between a (1) and b (4) for write_bw 64 KiB, write_bw 1 MiB: not quite like with like"]

@@ -5,14 +5,17 @@ import pytest
 from rdmabench.errors import RdmabenchError
 from rdmabench.perf import crosscheck
 from rdmabench.results.model import Result
+from rdmabench.results.row import make
 
 
 def _pair(test, size, rep, ref, ours):
-    if test.endswith("_bw"):
-        return [{"tool": "perftest", "test": test, "size": size, "repetition": rep, "bw_avg_MiBps": ref},
-                {"tool": "rdmabench", "test": test, "size": size, "repetition": rep, "bw_avg_MiBps": ours}]
-    return [{"tool": "perftest", "test": test, "size": size, "repetition": rep, "t_typical_us": ref},
-            {"tool": "rdmabench", "test": test, "size": size, "repetition": rep, "lat_p50_us": ours}]
+    figures = ("bw_avg_MiBps", "bw_avg_MiBps") if test.endswith("_bw") else ("t_typical_us", "lat_p50_us")
+    return [make({"tool": tool, "test": test, "size": size}, metric, value, repetition=rep)
+            for tool, metric, value in zip(("perftest", "rdmabench"), figures, (ref, ours))]
+
+
+def _figure(metric, value):
+    return make({"tool": "perftest", "test": "read_bw", "size": 65536}, metric, value)
 
 
 def test_verdict_is_the_median_of_paired_ratios():
@@ -39,10 +42,10 @@ def test_a_miss_is_reported_as_a_miss():
 
 
 def test_a_zero_figure_is_retried_once_then_refused():
-    figures = iter([{"bw_avg_MiBps": 0.0}, {"bw_avg_MiBps": 31.5}])
-    assert crosscheck._measure("perftest ib_read_bw", lambda: next(figures), "bw_avg_MiBps") == {"bw_avg_MiBps": 31.5}
-    with pytest.raises(RdmabenchError, match="twice in a row"):
-        crosscheck._measure("perftest ib_read_bw", lambda: {"bw_avg_MiBps": 0.0}, "bw_avg_MiBps")
+    figures = iter([_figure("bw_avg_MiBps", 0.0), _figure("bw_avg_MiBps", 31.5)])
+    assert crosscheck._measure("perftest ib_read_bw", lambda: next(figures))["value"] == 31.5
+    with pytest.raises(RdmabenchError, match="bw_avg_MiBps was 0.0 twice in a row"):
+        crosscheck._measure("perftest ib_read_bw", lambda: _figure("bw_avg_MiBps", 0.0))
 
 
 def test_no_pairs_is_an_error():
@@ -59,7 +62,7 @@ def test_perftest_printing_inf_is_a_misfire_retried_once():
     row = perftest.parse("write_lat", bad)
     assert row["t_typical_us"] == float("inf")
     good = perftest.parse("write_lat", bad.replace("inf", "9.5").replace("-nan", "0.1"))
-    figures = iter([row, good])
-    assert crosscheck._measure("perftest ib_write_lat", lambda: next(figures), "t_typical_us") == good
+    figures = iter([_figure("t_typical_us", row["t_typical_us"]), _figure("t_typical_us", good["t_typical_us"])])
+    assert crosscheck._measure("perftest ib_write_lat", lambda: next(figures))["value"] == good["t_typical_us"]
     with pytest.raises(RdmabenchError, match="twice in a row"):
-        crosscheck._measure("perftest ib_write_lat", lambda: row, "t_typical_us")
+        crosscheck._measure("perftest ib_write_lat", lambda: _figure("t_typical_us", row["t_typical_us"]))

@@ -163,8 +163,8 @@ def test_what_if_uses_only_the_rows_of_its_sector_size(tmp_path):
     rows = []
     for size, factor in ((32 << 30, 1.0), (64 << 30, 3.0)):
         for row in r.rows:
-            rows.append({**row, "sector": f"{size >> 30}GiB", "sector_size": size,
-                         "throughput_MiBps": row["throughput_MiBps"] * factor})
+            rows.append({**row, "measured": {**row["measured"], "sector": f"{size >> 30}GiB"},
+                         "detail": {**row["detail"], "sector_size": size}, "value": row["value"] * factor})
     r.rows = rows
     path = r.save(tmp_path / "both.json")
     for size, factor in ((32 << 30, 1.0), (64 << 30, 3.0)):

@@ -70,10 +70,14 @@ def test_sweep_and_options():
 
 
 def test_table_uses_perftest_column_order():
-    bw_row = {"test": "write_bw", "engine": "native", "connect": "oob", "size": 65536, "iterations": 5000,
-              "bw_avg_MiBps": 100.0, "msg_rate_Mpps": 0.0016, "bw_best_window_MiBps": 120.0}
-    lat_row = {"test": "write_lat", "engine": "native", "connect": "cm", "size": 2, "iterations": 1000,
-               **metrics.latency([1000.0, 2000.0, 3000.0], "half round trip")}
+    from rdmabench.results.row import make
+
+    bw_row = make({"test": "write_bw", "size": 65536}, "bw_avg_MiBps", 100.0,
+                  detail={"engine": "native", "connect": "oob", "iterations": 5000, "bw_avg_MiBps": 100.0,
+                          "msg_rate_Mpps": 0.0016, "bw_best_window_MiBps": 120.0})
+    lat = metrics.latency([1000.0, 2000.0, 3000.0], "half round trip")
+    lat_row = make({"test": "write_lat", "size": 2}, "lat_p50_us", lat["lat_p50_us"],
+                   detail={"engine": "native", "connect": "cm", "iterations": 1000, **lat})
     text = table.render([bw_row, lat_row])
     head_bw = next(line for line in text.splitlines() if "#bytes" in line and "BW" in line)
     assert head_bw.index("#iterations") < head_bw.index("BW best window") < head_bw.index("BW average") < head_bw.index("MsgRate")

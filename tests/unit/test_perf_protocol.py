@@ -75,14 +75,19 @@ def test_one_result_holds_both_ends(fake_engine, tmp_path):
     opts = RunOptions(tests=["write_bw", "send_bw", "write_lat"], iters=100, validate=True)
     result = client_mod.Client(opts, "rxe0", "127.0.0.1", server.port).run()
     thread.join(5)
-    assert [(r["test"], r["size"]) for r in result.rows] == [("write_bw", 65536), ("send_bw", 65536), ("write_lat", 2)]
+    assert [tuple(r["measured"].values()) for r in result.rows] == [("write_bw", 65536), ("send_bw", 65536),
+                                                                     ("write_lat", 2)]
     bw = result.rows[0]
-    assert bw["bw_avg_MiBps"] == pytest.approx(100 * 65536 / 2**20)
-    assert set(bw["cpu"]) == {"client", "server"} and "busy_cores" in bw["cpu"]["server"]["system"]
-    assert bw["validated"] == 100 and bw["corrupt"] == 0
-    assert bw["registered_bytes"] == 128 * 65536  # validating: a buffer per message in flight
-    assert "outstanding_reads" not in bw  # only read tests say how many READs were in flight
-    assert result.rows[2]["lat_p50_us"] == pytest.approx(1.049) and len(result.rows[2]["samples_us"]) == 100
+    assert bw["metric"] == "bw_avg_MiBps" and bw["value"] == pytest.approx(100 * 65536 / 2**20)
+    assert bw["bytes"] == 100 * 65536 and bw["seconds"] > 0 and bw["higher_is_better"]
+    assert {"client", "server", "per_gb"} <= set(bw["cpu"]) and "busy_cores" in bw["cpu"]["server"]["system"]
+    d = bw["detail"]
+    assert d["validated"] == 100 and d["corrupt"] == 0
+    assert d["registered_bytes"] == 128 * 65536  # validating: a buffer per message in flight
+    assert "outstanding_reads" not in d  # only read tests say how many READs were in flight
+    lat = result.rows[2]
+    assert lat["metric"] == "lat_p50_us" and lat["unit"] == "µs" and not lat["higher_is_better"]
+    assert lat["value"] == pytest.approx(1.049) and len(lat["detail"]["samples_us"]) == 100
     assert result.peer_context["device"]["name"] == "rxe0"
     assert result.options["tests"] == ["write_bw", "send_bw", "write_lat"]
     assert all(ep.closed for ep in FakeEndpoint.opened)  # every endpoint released, both ends
@@ -98,7 +103,8 @@ def test_server_survives_a_client_that_dies_mid_test(fake_engine, tmp_path):
     chan.close()  # dies before connecting its QPs
     result = client_mod.Client(RunOptions(tests=["read_bw"], iters=10), "rxe0", "127.0.0.1", server.port).run()
     thread.join(5)
-    assert result.rows[0]["test"] == "read_bw" and result.rows[0]["outstanding_reads"] == 16
+    r = result.rows[0]
+    assert r["measured"]["test"] == "read_bw" and r["detail"]["outstanding_reads"] == 16
     assert all(ep.closed for ep in FakeEndpoint.opened)
 
 

@@ -53,10 +53,13 @@ def files(tmp_path_factory):
 @pytest.mark.parametrize("shown", sorted(rc.where("host")))
 def test_host_commands_run_as_the_readme_shows(shown, files, tmp_path):
     cmd = rc.COVERAGE[shown][1].format(**{k: shlex.quote(str(v)) for k, v in files.items()})
-    env = {}
+    env = {"RDMABENCH_RESULTS": str(tmp_path / "results")}  # result files of commands run without -o
     if "secret init" in cmd:  # writes to ~/.config: a home of its own, nothing of the user's touched
-        env = {"HOME": str(tmp_path), "RDMABENCH_SECRET_FILE": ""}
+        env.update(HOME=str(tmp_path), RDMABENCH_SECRET_FILE="")
     done = run_shell(cmd, cwd=Path(rc.ROOT), env=env)
+    if "baseline" in cmd:  # a result file like every other command's
+        saved = list((tmp_path / "results").glob("baseline-*.json"))
+        assert len(saved) == 1 and f"result file: {saved[0]}" in done.stdout
     if "secret init" in cmd:
         secret = tmp_path / ".config" / "rdmabench" / "secret"
         assert secret.stat().st_mode & 0o777 == 0o600 and str(secret) in done.stdout

@@ -6,11 +6,12 @@ import pytest
 from rdmabench.cpu import CpuMeter
 from rdmabench.results import context
 from rdmabench.results.model import Result, ResultFileError, load
+from rdmabench.results.row import make
 
 
 def sample():
     return Result(kind="verbs", context=context.collect(), options={"test": "write_bw", "size": 65536},
-                  rows=[{"test": "write_bw", "size": 65536, "bw_avg_mbps": 1234.5}])
+                  rows=[make({"test": "write_bw", "size": 65536}, "bw_avg_MiBps", 1234.5)])
 
 
 @pytest.mark.parametrize("name", ["r.json", "r.json.gz"])
@@ -20,13 +21,13 @@ def test_save_and_load_round_trip(tmp_path, name):
     assert load(path).to_dict() == r.to_dict()
     raw = path.read_bytes()
     data = json.loads(gzip.decompress(raw) if name.endswith(".gz") else raw)
-    assert data["schema"] == "rdmabench-result" and data["schema_version"] == 1
+    assert data["schema"] == "rdmabench-result" and data["schema_version"] == 2
     assert [p.name for p in tmp_path.iterdir()] == [name]  # no temporary file left beside it
 
 
 def test_nan_is_refused_and_nothing_is_written(tmp_path):
     r = sample()
-    r.rows[0]["bw_avg_mbps"] = float("nan")  # not JSON: perftest's old output is what we avoid
+    r.rows[0]["value"] = float("nan")  # not JSON: perftest's old output is what we avoid
     with pytest.raises(ValueError):
         r.save(tmp_path / "r.json")
     assert list(tmp_path.iterdir()) == []
@@ -38,7 +39,7 @@ def test_load_errors_name_the_file(tmp_path):
     with pytest.raises(ResultFileError, match="bad.json: not valid JSON"):
         load(bad)
     bad.write_text(json.dumps({"schema": "rdmabench-result", "schema_version": 99}))
-    with pytest.raises(ResultFileError, match="schema_version 99"):
+    with pytest.raises(ResultFileError, match="schema_version 99; this rdmabench reads versions 1, 2"):
         load(bad)
     with pytest.raises(ResultFileError, match="cannot read"):
         load(tmp_path / "absent.json")
@@ -123,6 +124,6 @@ def test_a_too_short_interval_gives_no_system_rate_never_an_impossible_one():
     assert 0.5 < cpu["process"]["cores"] <= cpu["cores"]  # the process clock does not tick: it spun the whole time
     got = per_gb(cpu, cpu, 10**6)
     assert set(got) == {"client_process", "server_process"}  # no system-wide figure it could not measure
-    row = {"test": "send_bw", "size": 2, "ops": 5, "bw_avg_MiBps": 1.0, "msg_rate_Mpps": 0.1,
-           "cpu": {"client": cpu, "server": cpu}}
+    row = make({"test": "send_bw", "size": 2}, "bw_avg_MiBps", 1.0, cpu={"client": cpu, "server": cpu},
+               detail={"ops": 5, "bw_avg_MiBps": 1.0, "msg_rate_Mpps": 0.1})
     assert "n/a/" in table.render([row])

@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from rdmabench.cli import cli
+from rdmabench.results import row
 
 CONFIG = """
 name = "t"
@@ -41,13 +42,15 @@ def check_result(path):
     rows = result["rows"]
     # (pc1-pc2 + finalize) x 2 shapes x 2 transports x 2 reps + c1-c2 x 2 shapes x http x 2 reps
     assert len(rows) == 2 * 2 * 2 * 2 + 2 * 2
-    assert {(r["handoff"], r["transport"]) for r in rows} == {
+    assert {(r["measured"]["handoff"], r["measured"]["transport"]) for r in rows} == {
         ("pc1-pc2", "http"), ("pc1-pc2", "shared"), ("finalize", "http"), ("finalize", "shared"), ("c1-c2", "http")}
     for r in rows:
-        assert r["verified"] is True and r["bytes"] > 0 and r["throughput_MiBps"] > 0
-        assert set(r["cpu"]) == {"client", "server"}
-    pc1 = [r for r in rows if r["handoff"] == "pc1-pc2" and r["sector"].startswith("32GiB")]
-    assert pc1 and all(r["files"] == 13 for r in pc1)  # sealed + 11 layers + tree-d
+        assert set(r) == set(row.KEYS)  # the one row shape (results/row.py)
+        assert r["detail"]["verified"] is True and r["bytes"] > 0 and r["value"] > 0
+        assert r["metric"] == "throughput_MiBps" and r["unit"] == "MiB/s" and r["higher_is_better"]
+        assert {"client", "server", "roles"} <= set(r["cpu"]) and r["cpu"]["per_gb"]["client_process"] > 0
+    pc1 = [r for r in rows if r["measured"]["handoff"] == "pc1-pc2" and r["measured"]["sector"].startswith("32GiB")]
+    assert pc1 and all(r["detail"]["files"] == 13 for r in pc1)  # sealed + 11 layers + tree-d
     return result
 
 
@@ -110,7 +113,7 @@ def test_a_real_size_config_runs_scaled_down_elsewhere(tmp_path):
                                     "--dir", str(tmp_path / "d"), "-o", str(out)])
     assert done.exit_code == 0, done.output
     rows = json.loads(out.read_text())["rows"]
-    assert {r["sector"] for r in rows} == {"32GiB@1/1048576"} and all(r["repetition"] == 0 for r in rows)
+    assert {r["measured"]["sector"] for r in rows} == {"32GiB@1/1048576"} and all(r["repetition"] == 0 for r in rows)
     assert (tmp_path / "d" / "storage").is_dir() and not Path("/srv/rdmabench").exists()
 
 
@@ -118,9 +121,12 @@ def test_the_table_says_n_a_where_cpu_could_not_be_measured():
     """A row without a CPU-per-GB figure showed 0.00 CPU-s/GB: a figure it never measured."""
     from rdmabench.transfer import runner
 
-    row = {"handoff": "finalize", "sector": "8MiB", "transport": "http", "bytes": 1 << 20, "seconds": 0.2,
-           "throughput_MiBps": 5.0, "verified": True}
+    from rdmabench.results.row import make
+
+    row = make({"handoff": "finalize", "transport": "http", "sector": "8MiB"}, "throughput_MiBps", 5.0,
+               bytes=1 << 20, seconds=0.2, detail={"verified": True})
     line = runner.render([row]).splitlines()[1]
     assert "n/a" in line and "0.00" not in line
-    line = runner.render([{**row, "cpu_s_per_gb": {"client_process": 1.5, "server_process": 2.5}}]).splitlines()[1]
+    cpu = {"per_gb": {"client_process": 1.5, "server_process": 2.5}}
+    line = runner.render([{**row, "cpu": cpu}]).splitlines()[1]
     assert "1.50" in line and "2.50" in line

@@ -70,7 +70,7 @@ def test_a_pull_runs_on_the_destination_a_push_on_the_source(tmp_path, calls):
     push = calls.make("fake-push", Capabilities(kinds=ALL, source_active=ALL))
     worker, storage = hosts(tmp_path)
     result = runner.run(scenario(tmp_path, [pull, push]), worker, storage)
-    ends = {(r["handoff"], r["transport"]): r["active_end"] for r in result.rows}
+    ends = {(r["measured"]["handoff"], r["measured"]["transport"]): r["detail"]["active_end"] for r in result.rows}
     assert ends == {("pc1-pc2", pull): "worker", ("finalize", pull): "storage",
                     ("pc1-pc2", push): "storage", ("finalize", push): "worker"}
     log = [c for c in calls.log if c[0] != "ready"]
@@ -85,8 +85,8 @@ def test_a_blob_can_be_sent_by_its_source_while_files_are_fetched(tmp_path, call
     name = calls.make("fake-mixed", Capabilities(kinds=ALL, source_active=frozenset({"blob"})))
     worker, storage = hosts(tmp_path)
     result = runner.run(scenario(tmp_path, [name], ("pc1-pc2", "c1-c2")), worker, storage)
-    assert {r["handoff"]: r["active_end"] for r in result.rows} == {"pc1-pc2": "worker", "c1-c2": "worker"}
-    assert {r["handoff"]: r["destination"] for r in result.rows} == {"pc1-pc2": "worker", "c1-c2": "storage"}
+    ends = {r["measured"]["handoff"]: (r["detail"]["active_end"], r["detail"]["destination"]) for r in result.rows}
+    assert ends == {"pc1-pc2": ("worker", "worker"), "c1-c2": ("worker", "storage")}
 
 
 def test_client_only_runs_both_directions_on_the_worker_with_the_export(tmp_path, calls):
@@ -116,13 +116,15 @@ def test_the_runner_times_each_move_and_records_the_phases(tmp_path, calls):
     name = calls.make("fake-slow-ready", Capabilities())
     worker, storage = hosts(tmp_path)
     row = runner.run(scenario(tmp_path, [name], ("pc1-pc2",)), worker, storage).rows[0]
-    assert [c[2] for c in calls.log if c[0] == "ready"] == [i["item"] for i in row["items"]]  # before each move
-    for item in row["items"]:
+    items = row["detail"]["items"]
+    assert [c[2] for c in calls.log if c[0] == "ready"] == [i["item"] for i in items]  # before each move
+    for item in items:
         assert 0.05 <= item["seconds"] < 0.2  # the move's wall time, not ready()'s
         assert item["phases"] == {"verify_s": 0.01}
-    assert row["seconds"] == sum(i["seconds"] for i in row["items"])
-    assert row["throughput_MiBps"] == pytest.approx(row["bytes"] / row["seconds"] / (1 << 20))
-    assert set(row["cpu_s_per_gb"]) >= {"client_process", "server_process"}
+    assert row["seconds"] == sum(i["seconds"] for i in items)
+    assert row["metric"] == "throughput_MiBps"
+    assert row["value"] == pytest.approx(row["bytes"] / row["seconds"] / (1 << 20))
+    assert set(row["cpu"]["per_gb"]) >= {"client_process", "server_process"}
 
 
 def test_the_cli_asks_for_a_device_only_for_what_needs_one(tmp_path, calls, monkeypatch):

@@ -29,18 +29,20 @@ def test_every_test_type_validated_with_both_ends_in_the_result(lab_env, tmp_pat
     assert result["context"]["device"]["name"] == lab_env["device"]
     assert result["context"]["device"]["gid_type"] == "RoCE v2"
     assert "soft-RoCE" in result["context"]["environment"] and result["context"]["hardware"] is False
-    assert [r["test"] for r in result["rows"]] == ALL
+    assert [r["measured"]["test"] for r in result["rows"]] == ALL
     reads = min(devices.describe(lab_env["device"]).max_qp_rd_atom, 255)  # both ends are this device
     for row in result["rows"]:
-        assert row["corrupt"] == 0 and row["validated"] > 0, row["test"]
-        assert row.get("outstanding_reads") == (reads if row["test"].startswith("read_") else None), row["test"]
+        test, d = row["measured"]["test"], row["detail"]
+        assert d["corrupt"] == 0 and d["validated"] > 0, test
+        assert d.get("outstanding_reads") == (reads if test.startswith("read_") else None), test
         assert row["cpu"]["client"]["elapsed_s"] > 0 and row["cpu"]["server"]["elapsed_s"] > 0
-        if row["test"].endswith("_bw"):
-            assert row["ops"] == 40 and row["bytes"] == 40 * 65536 and row["bw_avg_MiBps"] > 0
-            assert row["bw_best_window_MiBps"] >= row["bw_avg_MiBps"] * 0.999
+        if test.endswith("_bw"):
+            assert d["ops"] == 40 and row["bytes"] == 40 * 65536 and row["value"] == d["bw_avg_MiBps"] > 0
+            assert row["metric"] == "bw_avg_MiBps" and row["unit"] == "MiB/s" and row["cpu"]["per_gb"]
+            assert d["bw_best_window_MiBps"] >= d["bw_avg_MiBps"] * 0.999
         else:
-            assert row["samples"] == 40 and len(row["samples_us"]) == 40
-            assert 0 < row["lat_min_us"] <= row["lat_p50_us"] <= row["lat_p99_us"] <= row["lat_max_us"]
+            assert d["samples"] == 40 and len(d["samples_us"]) == 40 and row["value"] == d["lat_p50_us"]
+            assert 0 < d["lat_min_us"] <= d["lat_p50_us"] <= d["lat_p99_us"] <= d["lat_max_us"]
     assert "#bytes" in done.stdout and "t_typical[usec]" in done.stdout and "BW average[MiB/sec]" in done.stdout
 
 
@@ -49,16 +51,16 @@ def test_sweep_several_qps_and_duration(tmp_path):
     done = rdmabench("run", "-t", "write_bw", "--sizes", "1K:4K", "--iters", "30", "--qps", "2", "-o", str(out))
     assert done.returncode == 0, done.stderr
     rows = json.loads(out.read_text())["rows"]
-    assert [r["size"] for r in rows] == [1024, 2048, 4096]
-    assert all(r["ops"] == 60 for r in rows)  # iterations are per QP, as perftest's -n
+    assert [r["measured"]["size"] for r in rows] == [1024, 2048, 4096]
+    assert all(r["detail"]["ops"] == 60 for r in rows)  # iterations are per QP, as perftest's -n
     # perftest's buffers: a slot per message in flight up to half a page, one shared buffer above
-    assert [r["registered_bytes"] for r in rows] == [2 * 128 * 1024, 2 * 128 * 2048, 2 * 4096]
+    assert [r["detail"]["registered_bytes"] for r in rows] == [2 * 128 * 1024, 2 * 128 * 2048, 2 * 4096]
     start = time.monotonic()
     done = rdmabench("run", "-t", "read_bw", "--duration", "2", "-o", str(out))
     assert done.returncode == 0, done.stderr
     assert time.monotonic() - start < 60
     row = json.loads(out.read_text())["rows"][0]
-    assert 1.5 < row["seconds"] < 4 and row["ops"] > 0
+    assert 1.5 < row["seconds"] < 4 and row["detail"]["ops"] > 0
 
 
 def test_results_go_to_the_labs_folder_without_o(lab_env, tmp_path):
@@ -77,9 +79,10 @@ def test_bidirectional_best_window_counts_both_directions(tmp_path):
     done = rdmabench("run", "-t", "write_bw", "-q", "2", "-b", "--sizes", "64K", "-n", "200", "-o", str(out))
     assert done.returncode == 0, done.stderr
     row = json.loads(out.read_text())["rows"][0]
-    assert len(row["bw_avg_MiBps_each_way"]) == 2
-    assert row["bw_best_window_MiBps"] >= row["bw_avg_MiBps"] * 0.999
-    assert len(row["bw_best_window_MiBps_each_way"]) == 2
+    d = row["detail"]
+    assert len(d["bw_avg_MiBps_each_way"]) == 2 and row["value"] == d["bw_avg_MiBps"]
+    assert d["bw_best_window_MiBps"] >= d["bw_avg_MiBps"] * 0.999
+    assert len(d["bw_best_window_MiBps_each_way"]) == 2
 
 
 def test_an_8_mib_ping_pong_registers_two_buffers_not_a_gigabyte(tmp_path):
@@ -88,7 +91,7 @@ def test_an_8_mib_ping_pong_registers_two_buffers_not_a_gigabyte(tmp_path):
     done = rdmabench("run", "-t", "send_lat", "--sizes", "8M", "-n", "5", "-o", str(out))
     assert done.returncode == 0, done.stderr
     row = json.loads(out.read_text())["rows"][0]
-    assert row["registered_bytes"] == 2 * (8 << 20) and row["samples"] == 5
+    assert row["detail"]["registered_bytes"] == 2 * (8 << 20) and row["detail"]["samples"] == 5
 
 
 def test_device_caps_are_checked_before_anything_starts(lab_env):

@@ -35,15 +35,16 @@ def test_every_test_type_across_the_link(peer, lab_env, tmp_path, connect):
     assert result["context"]["host"]["hostname"] == "worker"
     assert result["peer_context"]["host"]["hostname"] == "storage"
     assert result["peer_context"]["device"]["gid"] == f"::ffff:{peer}"
-    assert [r["test"] for r in result["rows"]] == ALL
+    assert [r["measured"]["test"] for r in result["rows"]] == ALL
     for row in result["rows"]:
-        assert row["corrupt"] == 0 and row["validated"] > 0
+        assert row["detail"]["corrupt"] == 0 and row["detail"]["validated"] > 0
         assert row["cpu"]["server"]["system"]["busy_s"] >= 0
-        per_gb = row["cpu_s_per_gb"]  # per process always (an exact clock); system-wide where long enough
+        per_gb = row["cpu"]["per_gb"]  # per process always (an exact clock); system-wide where long enough
         assert per_gb["client_process"] > 0 and per_gb["server_process"] >= 0
         for side in ("client", "server"):
             assert (f"{side}_system" in per_gb) == row["cpu"][side]["measurable"], (side, row["cpu"][side])
-        assert (row["bw_avg_MiBps"] if row["test"].endswith("_bw") else row["lat_p50_us"]) > 0
+        assert row["value"] > 0 and row["metric"] == ("bw_avg_MiBps" if row["measured"]["test"].endswith("_bw")
+                                                      else "lat_p50_us")
 
 
 def test_crosscheck_through_the_remote_server(peer, tmp_path):
@@ -52,7 +53,7 @@ def test_crosscheck_through_the_remote_server(peer, tmp_path):
                      "-o", str(out))
     assert done.returncode == 0, done.stdout + done.stderr
     result = json.loads(out.read_text())
-    assert {r["tool"] for r in result["rows"]} == {"perftest", "rdmabench"}
+    assert {r["measured"]["tool"] for r in result["rows"]} == {"perftest", "rdmabench"}
     ratios = result["options"]["ratios"]
     assert [(r["test"], r["size"]) for r in ratios] == [("write_bw", 65536), ("read_bw", 65536), ("write_lat", 2)]
     assert all(r["ratio"] > 0 for r in ratios)

@@ -33,7 +33,7 @@ def test_sector_and_c1_handoffs_across_the_link(lab_env, tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     result = json.loads(out.read_text())
     assert result["peer_context"]["host"]["hostname"] == "storage"
-    rows = {(r["handoff"], r["transport"]): r for r in result["rows"]}
+    rows = {(r["measured"]["handoff"], r["measured"]["transport"]): {**r, **r["detail"]} for r in result["rows"]}
     assert set(rows) == {("pc1-pc2", t) for t in ("http", "rdma-write", "rdma-read")} | \
         {("finalize", t) for t in ("http", "rdma-write", "rdma-read")} | {("c1-c2", "http"), ("c1-c2", "rdma-write")}
     for (handoff, transport), r in rows.items():

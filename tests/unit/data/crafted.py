@@ -1,7 +1,11 @@
 """Crafted result files with known answers, built through the results model (Result(...).save).
 
-`python tests/unit/data/crafted.py` rewrites the .json files beside it (useful to look at a report by hand:
-`rdmabench report tests/unit/data/*.json -o /tmp/r`); the tests build their own copies in tmp_path.
+`python tests/unit/data/crafted.py DIR` writes them to DIR (useful to look at a report by hand:
+`rdmabench report DIR/*.json -o /tmp/r`); the tests build their own copies in tmp_path.
+
+The rows are written as schema 1 had them (flat, by kind) and converted by row.from_v1, the path an old
+file takes. The .json files beside this one are schema 1 files, written before the one row shape, and kept
+as they are so that reading old files stays tested (test_results.py).
 
 Known answers:
 - verbs A vs B, write_bw 64 KiB: 1000±10 vs 1200±10 MiB/s over 3 repetitions: ratio 1.2, significant.
@@ -23,6 +27,7 @@ if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
 from rdmabench.results.model import Result  # noqa: E402
+from rdmabench.results.row import from_v1  # noqa: E402
 
 MiB = 1 << 20
 
@@ -51,6 +56,10 @@ def cpu(seconds: float, busy: float, proc: float) -> dict:
     return {"elapsed_s": seconds, "cores": 64,
             "system": {"busy_cores": busy / seconds, "busy_s": busy},
             "process": {"user_s": proc * 0.2, "system_s": proc * 0.8, "cores": proc / seconds}}
+
+
+def v2(kind: str, rows: list[dict]) -> list[dict]:
+    return [from_v1(kind, r) for r in rows]
 
 
 def bw_row(test: str, size: int, rep: int, mibps: float, qps: int = 1) -> dict:
@@ -84,7 +93,7 @@ def verbs_a() -> Result:
         rows += [bw_row("write_bw", 65536, rep, v64), bw_row("write_bw", MiB, rep, v1m),
                  bw_row("read_bw", 65536, rep, 950 + rep), lat_row("write_lat", 2, rep, lat, seed=rep)]
     return Result(kind="verbs", context=context(), options={"tests": ["write_bw", "read_bw", "write_lat"], "repeat": 3},
-                  rows=rows, created="2024-05-01T10:00:00+00:00")
+                  rows=v2("verbs", rows), created="2024-05-01T10:00:00+00:00")
 
 
 def verbs_b() -> Result:
@@ -94,7 +103,7 @@ def verbs_b() -> Result:
                  bw_row("read_bw", 65536, rep, rd)]
     rows.append(lat_row("write_lat", 2, 0, 1.5, seed=7))
     return Result(kind="verbs", context=context(mtu=1024, kernel="6.12.12-amd64"),
-                  options={"tests": ["write_bw", "read_bw", "write_lat"], "repeat": 3}, rows=rows,
+                  options={"tests": ["write_bw", "read_bw", "write_lat"], "repeat": 3}, rows=v2("verbs", rows),
                   created="2024-05-02T10:00:00+00:00")
 
 
@@ -110,7 +119,7 @@ def verbs_sweep() -> Result:
             for size in (2, 4096, 65536):
                 rows.append(lat_row(test, size, rep, base + size / 12500, seed=rep * 100 + size % 97))
     return Result(kind="verbs", context=context(hostname="worker-1"), options={"tests": "all", "repeat": 2},
-                  rows=rows, created="2024-05-03T10:00:00+00:00")
+                  rows=v2("verbs", rows), created="2024-05-03T10:00:00+00:00")
 
 
 TRANSFER_MIBPS = {
@@ -139,7 +148,7 @@ def transfer_result(emulated: bool = True, mibps: dict | None = None) -> Result:
                                           "server_system": cs * 0.8, "server_process": cs * 0.5}})
     ctx = emulated_context() if emulated else context(hostname="worker-1")
     return Result(kind="transfer", context=ctx, peer_context=emulated_context("storage") if emulated else context(),
-                  options={"config": "configs/sealing-8MiB.toml", "repeat": 3}, rows=rows,
+                  options={"config": "configs/sealing-8MiB.toml", "repeat": 3}, rows=v2("transfer", rows),
                   created="2024-05-04T10:00:00+00:00")
 
 
@@ -151,5 +160,5 @@ def save_all(folder: Path) -> dict[str, Path]:
 
 
 if __name__ == "__main__":
-    for name, path in save_all(Path(__file__).parent).items():
+    for name, path in save_all(Path(sys.argv[1])).items():
         print(path)
