@@ -121,7 +121,7 @@ def test_a_too_short_interval_gives_no_system_rate_never_an_impossible_one():
     cpu = meter.stop(bytes_moved=10**6)
     assert cpu["measurable"] is False and "ticks" in cpu["note"]
     assert cpu["system"]["busy_cores"] is None and "cpu_s_per_gb" not in cpu["system"]
-    assert 0.5 < cpu["process"]["cores"] <= cpu["cores"]  # the process clock does not tick: it spun the whole time
+    assert 0 < cpu["process"]["cores"] <= cpu["cores"]  # the process clock does not tick: it spun (its share of a busy host)
     got = per_gb(cpu, cpu, 10**6)
     assert set(got) == {"client_process", "server_process"}  # no system-wide figure it could not measure
     row = make({"test": "send_bw", "size": 2}, "bw_avg_MiBps", 1.0, cpu={"client": cpu, "server": cpu},
