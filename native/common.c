@@ -216,18 +216,6 @@ double clock_read_ns(void)
 	return g_clock_read_ns;
 }
 
-void clock_refine(void)
-{
-	uint64_t n, t;
-
-	if (!g_use_tsc)
-		return;
-	n = now_ns();
-	t = ticks();
-	if (n > g_ns0 + 200000000ull && t > g_tsc0)
-		g_tsc_hz = (double)(t - g_tsc0) * 1e9 / (double)(n - g_ns0);
-}
-
 double tsc_hz(void)
 {
 	return g_tsc_hz;

@@ -38,17 +38,15 @@ PyObject *rt_raise(const struct rt_err *e);
 
 uint64_t now_ns(void); /* CLOCK_MONOTONIC_RAW in ns */
 
-/* Choose and calibrate the hot loops' clock once (module init). tsc_hz() is 1e9 where no
- * usable TSC exists: then ticks() is now_ns() itself. */
+/* Choose and calibrate the hot loops' clock once per process (module init); the rate never
+ * changes after that, so every result of the process carries the same tsc_hz() (and the results
+ * context records it). tsc_hz() is 1e9 where no usable TSC exists: then ticks() is now_ns(). */
 void clock_calibrate(void);
 double tsc_hz(void);
 /* Which clock ticks() reads ("tsc (invariant)", "tsc (rate checked; ...)", "clock_gettime") and
  * what one clock_gettime costs here in ns: both go into every result's context. */
 const char *timer_name(void);
 double clock_read_ns(void);
-/* Re-measure the TSC rate over the whole window since clock_calibrate(): a longer window, a
- * better figure (called after every run, with the GIL held). */
-void clock_refine(void);
 /* ticks -> ns on the CLOCK_MONOTONIC_RAW scale (comparable with now_ns()). */
 int64_t ticks_to_ns(uint64_t t);
 /* a duration in ticks -> ns */

@@ -134,7 +134,6 @@ PyObject *ep_run(Endpoint *ep, PyObject *args, PyObject *kwargs)
 		}
 		Py_END_ALLOW_THREADS
 		ep->busy = 0;
-		clock_refine();
 	}
 	if (rc) {
 		res = rt_raise(&err);
