@@ -76,11 +76,15 @@
 #include <rdma/rdma_cma.h>
 #include <rdma/rdma_verbs.h>
 
+/* The wire protocol of the run loops and the file loops (rdmabench/engines/python/protocol.py
+ * speaks the run loops' part): control messages are zero-byte SENDs whose immediate is the message. */
 #define MAX_QPS 256
 #define POLL_BATCH 32
-#define IMM_END 0xFFFFFFFFu   /* last message of a duration run */
+#define IMM_END 0xFFFFFFFFu   /* last message of a duration run; file loops: the puller is done */
 #define IMM_READY 0xFFFFFFFEu /* write_lat: the server is ready to be written to */
-#define IDX_MASK 0xFFFFFFFFFFFFull
+#define IMM_ABORT 0xFFFFFFFDu /* file loops: the sender failed, stop now */
+#define FX_MAX_CHUNKS 0xFFFFFF00ull /* file loops: chunk numbers stay below the markers */
+#define IDX_MASK 0xFFFFFFFFFFFFull /* wr_id = QP index << 48 | WR index */
 #define MAX_BUFFER (64ull << 30)
 #define MAX_RD_ATOMIC 255 /* keep in step with rdmabench/verbs/resources.py */
 
@@ -138,7 +142,14 @@ PyObject *ep_connect(Endpoint *ep, PyObject *args, PyObject *kwargs);
 PyObject *ep_cm_listen(PyObject *cls, PyObject *args, PyObject *kwargs);
 PyObject *ep_cm_connect(PyObject *cls, PyObject *args, PyObject *kwargs);
 
-/* ep_poll.c: records, posting and polling */
+/* ep_poll.c: polling for every loop (run's and the file loops): ep_poll fills wc with up to max
+ * completions (-1 with e set when the poll or one failed); ep_send_done advances the QP's send queue
+ * and returns the WR's sq_data entry; ep_recv_done reposts the receive once its slot is free. */
+int ep_poll(Endpoint *ep, int recv, struct ibv_wc *wc, int max, struct rt_err *e);
+uint64_t ep_send_done(Endpoint *ep, const struct ibv_wc *wc);
+int ep_recv_done(Endpoint *ep, const struct ibv_wc *wc, struct rt_err *e);
+
+/* ep_poll.c: the run loops' records, posting and polling */
 void note_corrupt(struct run *r, uint64_t seq);
 void check_landed(struct run *r, uint32_t q, uint64_t slot, uint32_t len, uint64_t seed, uint64_t seq);
 void record_completion(struct run *r, uint64_t t, uint64_t ops);

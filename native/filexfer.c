@@ -32,18 +32,7 @@
  * progress for timeout_ms raises TimeoutError. After an error the endpoint's queues are in an
  * unknown state: close it.
  */
-#include "common.h"
-
-#include <arpa/inet.h>
-#include <errno.h>
-#include <string.h>
-#include <unistd.h>
-
-#define FX_END 0xFFFFFFFFu
-#define FX_ABORT 0xFFFFFFFDu
-#define FX_MAX_CHUNKS 0xFFFFFF00ull
-#define FX_IDX_MASK 0xFFFFFFFFFFFFull
-#define FX_BATCH 32
+#include "endpoint.h"
 
 enum fx_tag { FX_T_WRITE = 1, FX_T_SEND = 2, FX_T_READ = 3 };
 
@@ -156,30 +145,22 @@ static int fx_stalled(struct fx *x, const char *what, struct rt_err *e)
 	return 0;
 }
 
-/* Poll the send CQ: count completions; READ completions are handed to on_read. */
+/* Poll the send CQ (every WR of these loops is signaled): count completions; READ completions are
+ * handed to on_read. */
 static int fx_poll_send(struct fx *x, int (*on_read)(struct fx *, uint64_t, struct rt_err *),
 			uint64_t *writes_done, struct rt_err *e)
 {
-	struct ibv_wc wc[FX_BATCH];
-	int n, i;
+	struct ibv_wc wc[POLL_BATCH];
+	int n = ep_poll(x->ep, 0, wc, POLL_BATCH, e), i;
 
-	n = ibv_poll_cq(x->ep->scq, FX_BATCH, wc);
-	if (n < 0) {
-		rt_set(e, RT_OS, EIO, "ibv_poll_cq(send) failed");
-		return -1;
-	}
 	for (i = 0; i < n; i++) {
-		uint64_t tag;
+		uint64_t tag = ep_send_done(x->ep, &wc[i]);
 
-		if (wc[i].status != IBV_WC_SUCCESS)
-			return wc_failed(&wc[i], "send", e);
-		tag = x->p->sq_data[(wc[i].wr_id & FX_IDX_MASK) % x->ep->depth];
-		x->p->sq_done++;
 		x->sends_done++;
 		x->last_progress = ticks();
 		if ((tag >> 56) == FX_T_WRITE && writes_done)
 			(*writes_done)++;
-		if ((tag >> 56) == FX_T_READ && on_read && on_read(x, tag & FX_IDX_MASK, e))
+		if ((tag >> 56) == FX_T_READ && on_read && on_read(x, tag & IDX_MASK, e))
 			return -1;
 	}
 	return n;
@@ -189,18 +170,11 @@ static int fx_poll_send(struct fx *x, int (*on_read)(struct fx *, uint64_t, stru
 static int fx_poll_recv(struct fx *x, uint32_t *imm, struct rt_err *e)
 {
 	struct ibv_wc wc;
-	int n = ibv_poll_cq(x->ep->rcq, 1, &wc);
+	int n = ep_poll(x->ep, 1, &wc, 1, e);
 
-	if (n < 0) {
-		rt_set(e, RT_OS, EIO, "ibv_poll_cq(recv) failed");
-		return -1;
-	}
-	if (n == 0)
-		return 0;
-	if (wc.status != IBV_WC_SUCCESS)
-		return wc_failed(&wc, "receive", e);
-	x->p->rq_done++;
-	if (post_recvs(x->ep, 0, e))
+	if (n <= 0)
+		return n;
+	if (ep_recv_done(x->ep, &wc, e))
 		return -1;
 	x->last_progress = ticks();
 	if (!(wc.wc_flags & IBV_WC_WITH_IMM)) {
@@ -208,7 +182,7 @@ static int fx_poll_recv(struct fx *x, uint32_t *imm, struct rt_err *e)
 		return -1;
 	}
 	*imm = ntohl(wc.imm_data);
-	if (*imm == FX_ABORT) {
+	if (*imm == IMM_ABORT) {
 		rt_set(e, RT_OS, ECONNABORTED, "the peer aborted the transfer");
 		return -1;
 	}
@@ -238,7 +212,7 @@ static void fx_tell_abort(struct fx *x, const struct rt_err *why)
 	memset(&ignored, 0, sizeof(ignored));
 	if (x->p->sq_posted - x->p->sq_done >= x->ep->depth)
 		return;
-	if (post_one(x->ep, 0, IBV_WR_SEND, NULL, 0, 0, 1, FX_ABORT, 1, 0, &ignored))
+	if (post_one(x->ep, 0, IBV_WR_SEND, NULL, 0, 0, 1, IMM_ABORT, 1, 0, &ignored))
 		return;
 	x->sends_posted++;
 	until = now_ns() + 1000000000ull;
@@ -328,7 +302,7 @@ static int fx_serve(struct fx *x, struct rt_err *e)
 		if (r < 0)
 			return -1;
 		if (r > 0) {
-			if (imm == FX_END)
+			if (imm == IMM_END)
 				break;
 			if (imm >= x->n) {
 				rt_set(e, RT_VALUE, EPROTO, "protocol error: chunk %u requested, the file has %llu",
@@ -398,7 +372,7 @@ static int fx_pull(struct fx *x, struct rt_err *e)
 		if (w < 0 || (w == 0 && fx_stalled(x, "pulling chunks", e)))
 			return -1;
 	}
-	if (fx_post(x, IBV_WR_SEND, 0, FX_END, 1, FX_T_SEND, e))
+	if (fx_post(x, IBV_WR_SEND, 0, IMM_END, 1, FX_T_SEND, e))
 		return -1;
 	return fx_drain(x, fx_on_read, e);
 }
