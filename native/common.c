@@ -29,32 +29,6 @@ void rt_set_os(struct rt_err *e, const char *call, int rc)
 	rt_set(e, RT_OS, errnum, "%s failed: %s", call, strerror(errnum));
 }
 
-PyObject *rt_raise(const struct rt_err *e)
-{
-	PyObject *args;
-
-	switch (e->kind) {
-	case RT_VALUE:
-		PyErr_SetString(PyExc_ValueError, e->msg);
-		return NULL;
-	case RT_LOOKUP:
-		PyErr_SetString(PyExc_LookupError, e->msg);
-		return NULL;
-	case RT_NOMEM:
-		PyErr_SetString(PyExc_MemoryError, e->msg);
-		return NULL;
-	case RT_TIMEOUT:
-	case RT_OS:
-	default:
-		args = Py_BuildValue("(is)", e->errnum, e->msg);
-		if (args) {
-			PyErr_SetObject(e->kind == RT_TIMEOUT ? PyExc_TimeoutError : PyExc_OSError, args);
-			Py_DECREF(args);
-		}
-		return NULL;
-	}
-}
-
 /* ------------------------------------------------------------------ clocks */
 
 int g_use_tsc;

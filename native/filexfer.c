@@ -377,62 +377,30 @@ static int fx_pull(struct fx *x, struct rt_err *e)
 	return fx_drain(x, fx_on_read, e);
 }
 
-/* ------------------------------------------------------------------ Python */
+/* ------------------------------------------------------------------ entry */
 
-enum fx_kind { FX_PUSH, FX_RECV, FX_SERVE, FX_PULL };
-
-static PyObject *fx_call(PyObject *args, PyObject *kwargs, enum fx_kind kind, const char *fmt)
+int fx_transfer(Endpoint *ep, enum fx_kind kind, int fd, uint8_t *mem, int64_t size, int timeout_ms,
+		int64_t abort_after, struct fx_result *out, struct rt_err *e)
 {
-	static char *kwlist[] = { "ep", "io", "size", "timeout_ms", "abort_after", NULL };
-	int (*loops[])(struct fx *, struct rt_err *) = { fx_push, fx_recv, fx_serve, fx_pull };
-	int writable = kind == FX_RECV || kind == FX_PULL;
+	static int (*const loops[])(struct fx *, struct rt_err *) = { fx_push, fx_recv, fx_serve, fx_pull };
 	struct fx_pull_state s;
 	struct fx *x = &s.x;
-	PyObject *io;
-	Endpoint *ep;
-	Py_buffer view;
-	int have_view = 0, rc, timeout_ms = 30000;
-	long long size, abort_after = -1;
-	struct rt_err err;
 	uint64_t t0;
+	int rc;
 
-	if (!PyArg_ParseTupleAndKeywords(args, kwargs, fmt, kwlist, &EndpointType, &ep, &io, &size,
-					 &timeout_ms, &abort_after))
-		return NULL;
-	if (!ep_usable(ep, 1))
-		return NULL;
 	if (ep->nqps != 1) {
-		PyErr_SetString(PyExc_ValueError, "file transfers use an endpoint with one QP");
-		return NULL;
+		rt_set(e, RT_VALUE, 0, "file transfers use an endpoint with one QP");
+		return -1;
 	}
 	if (size < 0 || timeout_ms <= 0) {
-		PyErr_SetString(PyExc_ValueError, "size must be >= 0 and timeout_ms > 0");
-		return NULL;
+		rt_set(e, RT_VALUE, 0, "size must be >= 0 and timeout_ms > 0");
+		return -1;
 	}
 	memset(&s, 0, sizeof(s));
-	memset(&err, 0, sizeof(err));
 	x->ep = ep;
 	x->p = &ep->q[0];
-	x->fd = -1;
-	if (PyLong_Check(io)) {
-		x->fd = (int)PyLong_AsLong(io);
-		if (x->fd < 0) {
-			if (!PyErr_Occurred())
-				PyErr_SetString(PyExc_ValueError, "bad file descriptor");
-			return NULL;
-		}
-	} else {
-		if (PyObject_GetBuffer(io, &view, writable ? PyBUF_WRITABLE : PyBUF_SIMPLE))
-			return NULL;
-		have_view = 1;
-		x->mem = view.buf;
-		if (view.len < size) {
-			PyBuffer_Release(&view);
-			PyErr_Format(PyExc_ValueError, "the buffer holds %zd bytes, less than size %lld",
-				     view.len, size);
-			return NULL;
-		}
-	}
+	x->fd = fd;
+	x->mem = mem;
 	x->size = (uint64_t)size;
 	x->chunk = ep->size;
 	x->n = (x->size + x->chunk - 1) / x->chunk;
@@ -441,48 +409,17 @@ static PyObject *fx_call(PyObject *args, PyObject *kwargs, enum fx_kind kind, co
 	x->timeout_ticks = ns_to_ticks(x->timeout_ns);
 	x->abort_after = abort_after;
 	if (x->n > FX_MAX_CHUNKS || x->window == 0 || x->p->rsize < x->chunk) {
-		if (have_view)
-			PyBuffer_Release(&view);
-		PyErr_SetString(PyExc_ValueError, "file too large for the chunk size, or the peer has no slots");
-		return NULL;
+		rt_set(e, RT_VALUE, 0, "file too large for the chunk size, or the peer has no slots");
+		return -1;
 	}
-	ep->busy = 1;
-	Py_BEGIN_ALLOW_THREADS
 	t0 = now_ns();
 	x->last_progress = ticks();
-	rc = loops[kind](x, &err);
+	rc = loops[kind](x, e);
 	if (rc)
-		fx_tell_abort(x, &err);
-	t0 = now_ns() - t0;
-	Py_END_ALLOW_THREADS
-	ep->busy = 0;
-	if (have_view)
-		PyBuffer_Release(&view);
-	if (rc)
-		return rt_raise(&err);
-	return Py_BuildValue("{s:K,s:K,s:K,s:K}", "bytes", (unsigned long long)x->size, "chunks",
-			     (unsigned long long)x->n, "ns", (unsigned long long)t0, "io_ns",
-			     (unsigned long long)x->io_ns);
-}
-
-static PyObject *py_fx_push(PyObject *m, PyObject *a, PyObject *k) { return fx_call(a, k, FX_PUSH, "O!OL|iL:fx_push"); }
-static PyObject *py_fx_recv(PyObject *m, PyObject *a, PyObject *k) { return fx_call(a, k, FX_RECV, "O!OL|iL:fx_recv"); }
-static PyObject *py_fx_serve(PyObject *m, PyObject *a, PyObject *k) { return fx_call(a, k, FX_SERVE, "O!OL|iL:fx_serve"); }
-static PyObject *py_fx_pull(PyObject *m, PyObject *a, PyObject *k) { return fx_call(a, k, FX_PULL, "O!OL|iL:fx_pull"); }
-
-static PyMethodDef fx_methods[] = {
-	{ "fx_push", (PyCFunction)(void (*)(void))py_fx_push, METH_VARARGS | METH_KEYWORDS,
-	  "fx_push(ep, src, size, timeout_ms=30000, abort_after=-1): rdma-write source (see filexfer.c)" },
-	{ "fx_recv", (PyCFunction)(void (*)(void))py_fx_recv, METH_VARARGS | METH_KEYWORDS,
-	  "fx_recv(ep, dst, size, timeout_ms=30000, abort_after=-1): rdma-write destination" },
-	{ "fx_serve", (PyCFunction)(void (*)(void))py_fx_serve, METH_VARARGS | METH_KEYWORDS,
-	  "fx_serve(ep, src, size, timeout_ms=30000, abort_after=-1): rdma-read source" },
-	{ "fx_pull", (PyCFunction)(void (*)(void))py_fx_pull, METH_VARARGS | METH_KEYWORDS,
-	  "fx_pull(ep, dst, size, timeout_ms=30000, abort_after=-1): rdma-read destination" },
-	{ NULL, NULL, 0, NULL },
-};
-
-int filexfer_register(PyObject *module)
-{
-	return PyModule_AddFunctions(module, fx_methods);
+		fx_tell_abort(x, e);
+	out->bytes = x->size;
+	out->chunks = x->n;
+	out->ns = now_ns() - t0;
+	out->io_ns = x->io_ns;
+	return rc;
 }
