@@ -1,7 +1,8 @@
 /*
  * rdmabench._native's binding layer: the only code that converts Python objects. It wraps the C
  * core's Endpoint (endpoint.h) as the Python type rdmabench._native.Endpoint, exposes the file
- * loops (fx_push, fx_recv, fx_serve, fx_pull: filexfer.c) and the hot loops' clock, calibrated once
+ * loops (fx_push, fx_recv, fx_serve, fx_pull: filexfer.c), the payload pattern (pattern) and the hot
+ * loops' clock, calibrated once
  * when the module loads (TSC_HZ, TIMER, CLOCK_READ_NS). Every core call runs without the GIL where it
  * waits on the wire; its error record (struct rt_err) is raised here, once the GIL is back:
  *   OSError(errno, msg)  a verbs/rdma_cm call or a completion failed
@@ -621,7 +622,29 @@ static PyObject *py_fx_recv(PyObject *m, PyObject *a, PyObject *k) { return fx_c
 static PyObject *py_fx_serve(PyObject *m, PyObject *a, PyObject *k) { return fx_call(a, k, FX_SERVE, "O!OL|iL:fx_serve"); }
 static PyObject *py_fx_pull(PyObject *m, PyObject *a, PyObject *k) { return fx_call(a, k, FX_PULL, "O!OL|iL:fx_pull"); }
 
+/* ------------------------------------------------------------------ the payload pattern */
+
+static PyObject *py_pattern(PyObject *m, PyObject *args)
+{
+	Py_ssize_t size;
+	unsigned long long seed;
+	PyObject *b;
+
+	if (!PyArg_ParseTuple(args, "nK:pattern", &size, &seed))
+		return NULL;
+	if (size < 0) {
+		PyErr_SetString(PyExc_ValueError, "size must be >= 0");
+		return NULL;
+	}
+	b = PyBytes_FromStringAndSize(NULL, size);
+	if (b)
+		fill_pattern((uint8_t *)PyBytes_AS_STRING(b), (size_t)size, seed);
+	return b;
+}
+
 static PyMethodDef module_methods[] = {
+	{ "pattern", py_pattern, METH_VARARGS,
+	  "pattern(size, seed) -> bytes: rdmabench/workloads/pattern.py's pattern_py, from C" },
 	{ "fx_push", (PyCFunction)(void (*)(void))py_fx_push, METH_VARARGS | METH_KEYWORDS,
 	  "fx_push(ep, src, size, timeout_ms=30000, abort_after=-1): rdma-write source (see filexfer.c)" },
 	{ "fx_recv", (PyCFunction)(void (*)(void))py_fx_recv, METH_VARARGS | METH_KEYWORDS,

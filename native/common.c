@@ -1,6 +1,7 @@
 /* Shared helpers of rdmabench._native: errors, clocks, payload pattern (see common.h). */
 #include "common.h"
 
+#include <endian.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -229,12 +230,12 @@ void fill_pattern(uint8_t *buf, size_t len, uint64_t seed)
 
 	for (; i + 8 <= len; i += 8) {
 		x = xorshift_step(x);
-		w = x * 0x2545F4914F6CDD1Dull;
+		w = htole64(x * 0x2545F4914F6CDD1Dull); /* the definition is little endian */
 		memcpy(buf + i, &w, 8);
 	}
 	if (i < len) {
 		x = xorshift_step(x);
-		w = x * 0x2545F4914F6CDD1Dull;
+		w = htole64(x * 0x2545F4914F6CDD1Dull); /* the definition is little endian */
 		memcpy(buf + i, &w, len - i);
 	}
 }
@@ -246,14 +247,14 @@ int check_pattern(const uint8_t *buf, size_t len, uint64_t seed)
 
 	for (; i + 8 <= len; i += 8) {
 		x = xorshift_step(x);
-		w = x * 0x2545F4914F6CDD1Dull;
+		w = htole64(x * 0x2545F4914F6CDD1Dull); /* the definition is little endian */
 		memcpy(&got, buf + i, 8);
 		if (got != w)
 			return 0;
 	}
 	if (i < len) {
 		x = xorshift_step(x);
-		w = x * 0x2545F4914F6CDD1Dull;
+		w = htole64(x * 0x2545F4914F6CDD1Dull); /* the definition is little endian */
 		if (memcmp(buf + i, &w, len - i) != 0)
 			return 0;
 	}

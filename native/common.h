@@ -65,9 +65,11 @@ static inline uint64_t ticks(void)
 
 /* ------------------------------------------------------------------ payload pattern */
 
-/* Deterministic, position-dependent bytes (xorshift64*), different per seed. */
+/* rdmabench/workloads/pattern.py's pattern_py(len, seed), the one definition: xorshift64* from
+ * seed | 1, each 64-bit output little endian, the last word cut to fit (tests/unit/test_pattern.py
+ * proves the bytes identical). */
 void fill_pattern(uint8_t *buf, size_t len, uint64_t seed);
-/* Seed of the payload of message `seq` on QP `qp` (splitmix64 of both). */
+/* Seed of the payload of message `seq` on QP `qp` (splitmix64 of both): pattern.py's pattern_seed. */
 uint64_t pattern_seed(uint32_t qp, uint64_t seq);
 /* 1 when buf holds fill_pattern(seed) exactly. */
 int check_pattern(const uint8_t *buf, size_t len, uint64_t seed);

@@ -132,14 +132,7 @@ class PeerInfo:
             raise VerbsError(f"peer sent incomplete connection info {d!r}: missing {exc}") from exc
 
 
-# --------------------------------------------------------------------------- patterns
-
-
-def pattern(size: int, seed: int = 0) -> bytes:
-    """Deterministic bytes: a 251-byte block (prime, so it never lines up with pages) repeated."""
-    block = bytes(((seed * 131 + 7) + i * 13 + (i * i) // 7) & 0xFF for i in range(251))
-    reps = size // len(block) + 1
-    return (block * reps)[:size]
+# --------------------------------------------------------------------------- payload checks (the pattern: rdmabench/workloads/pattern.py)
 
 
 def first_mismatch(got: bytes, want: bytes) -> int | None:
