@@ -34,8 +34,8 @@ import time
 from rdmabench import auth
 from rdmabench.errors import RdmabenchError, VerbsError
 from rdmabench.verbs.oob import Channel, Listener, PeerUnavailable, connect as oob_connect
-from rdmabench.verbs.resources import Device, PeerInfo, RCEndpoint, SizeError, find_gid_for_ip, first_mismatch, poll
-from rdmabench.workloads.pattern import pattern
+from rdmabench.verbs.resources import (Device, PeerInfo, RCEndpoint, SizeError, find_gid_for_ip, first_mismatch,
+                                       pattern, poll)
 
 WRITE_SEED = 11
 FILL_SEED = 23

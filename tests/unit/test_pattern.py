@@ -31,10 +31,10 @@ def test_c_and_python_produce_identical_bytes(size):
 
 def test_pattern_is_the_one_everyone_uses():
     from rdmabench.engines import python as pyeng
-    from rdmabench.verbs import peer, roundtrip
+    from rdmabench.verbs import peer, resources, roundtrip
 
     assert pyeng.pattern is pat.pattern and pyeng.pattern_seed is pat.pattern_seed
-    assert peer.pattern is pat.pattern and roundtrip.pattern is pat.pattern
+    assert peer.pattern is pat.pattern and roundtrip.pattern is pat.pattern and resources.pattern is pat.pattern
     base, tag = pat._base("some/file")
     assert base == pat.pattern_py(pat.BLOCK, tag)
 
