@@ -1,12 +1,11 @@
 """What only the native engine (rdmabench._native.Endpoint) has, on the lab's soft-RoCE device: its
-record's typed arrays, its loops releasing the GIL, its clock. The contract both
-engines keep is tested once, over both, in test_engine_contract.py.
+record's typed arrays, its loops releasing the GIL, its clock. The contract both engines keep is
+tested once, over both, in test_engine_contract.py.
 """
 import os
 import subprocess
 import sys
 from array import array
-
 
 from rdmabench.engines import native
 
