@@ -44,7 +44,8 @@
  *                      bidirectional send_bw received
  *   t_start_ns         first post of the measured phase (receiver only: first receive completion)
  *   t_end_ns           last completion; both on the CLOCK_MONOTONIC_RAW scale, int ns
- *   tsc_hz             ticks per second of the clock used (1e9 when no TSC: clock_gettime)
+ *   tsc_hz             ticks per second of the clock used, calibrated once per process (1e9 when
+ *                      no TSC: clock_gettime); the results context records the same figure
  *   completions_ns     array('q'): time (int ns, same scale) of each signaled completion (BW)
  *   completions_ops    array('Q'): messages completed in the measured phase at that time (BW)
  *   samples_ns         array('d'): latency samples in ns, at most min(iters, max_samples) (lat);
