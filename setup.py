@@ -6,7 +6,7 @@ setup(
     ext_modules=[
         Extension(
             "rdmabench._native",
-            sources=["native/rdmabench_native.c", "native/common.c", "native/endpoint.c",
+            sources=["native/bindings.c", "native/common.c", "native/endpoint.c",
                      "native/ep_connect.c", "native/ep_cm.c", "native/ep_poll.c", "native/ep_bw.c",
                      "native/ep_lat.c", "native/ep_run.c", "native/filexfer.c"],
             depends=["native/common.h", "native/endpoint.h"],

@@ -1,6 +1,7 @@
 /* Shared helpers of rdmabench._native: errors, clocks, payload pattern (see common.h). */
 #include "common.h"
 
+#include <endian.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -27,32 +28,6 @@ void rt_set_os(struct rt_err *e, const char *call, int rc)
 	int errnum = rc > 0 ? rc : (errno ? errno : EIO);
 
 	rt_set(e, RT_OS, errnum, "%s failed: %s", call, strerror(errnum));
-}
-
-PyObject *rt_raise(const struct rt_err *e)
-{
-	PyObject *args;
-
-	switch (e->kind) {
-	case RT_VALUE:
-		PyErr_SetString(PyExc_ValueError, e->msg);
-		return NULL;
-	case RT_LOOKUP:
-		PyErr_SetString(PyExc_LookupError, e->msg);
-		return NULL;
-	case RT_NOMEM:
-		PyErr_SetString(PyExc_MemoryError, e->msg);
-		return NULL;
-	case RT_TIMEOUT:
-	case RT_OS:
-	default:
-		args = Py_BuildValue("(is)", e->errnum, e->msg);
-		if (args) {
-			PyErr_SetObject(e->kind == RT_TIMEOUT ? PyExc_TimeoutError : PyExc_OSError, args);
-			Py_DECREF(args);
-		}
-		return NULL;
-	}
 }
 
 /* ------------------------------------------------------------------ clocks */
@@ -216,18 +191,6 @@ double clock_read_ns(void)
 	return g_clock_read_ns;
 }
 
-void clock_refine(void)
-{
-	uint64_t n, t;
-
-	if (!g_use_tsc)
-		return;
-	n = now_ns();
-	t = ticks();
-	if (n > g_ns0 + 200000000ull && t > g_tsc0)
-		g_tsc_hz = (double)(t - g_tsc0) * 1e9 / (double)(n - g_ns0);
-}
-
 double tsc_hz(void)
 {
 	return g_tsc_hz;
@@ -267,12 +230,12 @@ void fill_pattern(uint8_t *buf, size_t len, uint64_t seed)
 
 	for (; i + 8 <= len; i += 8) {
 		x = xorshift_step(x);
-		w = x * 0x2545F4914F6CDD1Dull;
+		w = htole64(x * 0x2545F4914F6CDD1Dull); /* the definition is little endian */
 		memcpy(buf + i, &w, 8);
 	}
 	if (i < len) {
 		x = xorshift_step(x);
-		w = x * 0x2545F4914F6CDD1Dull;
+		w = htole64(x * 0x2545F4914F6CDD1Dull); /* the definition is little endian */
 		memcpy(buf + i, &w, len - i);
 	}
 }
@@ -284,14 +247,14 @@ int check_pattern(const uint8_t *buf, size_t len, uint64_t seed)
 
 	for (; i + 8 <= len; i += 8) {
 		x = xorshift_step(x);
-		w = x * 0x2545F4914F6CDD1Dull;
+		w = htole64(x * 0x2545F4914F6CDD1Dull); /* the definition is little endian */
 		memcpy(&got, buf + i, 8);
 		if (got != w)
 			return 0;
 	}
 	if (i < len) {
 		x = xorshift_step(x);
-		w = x * 0x2545F4914F6CDD1Dull;
+		w = htole64(x * 0x2545F4914F6CDD1Dull); /* the definition is little endian */
 		if (memcmp(buf + i, &w, len - i) != 0)
 			return 0;
 	}

@@ -61,15 +61,15 @@ void ep_release(Endpoint *ep, struct rt_err *e)
 }
 
 /* Argument checks that need no device. */
-int ep_check_args(Endpoint *ep, int qps, Py_ssize_t size, int depth, int slots, int mtu,
-			 int cq_mod, int inline_size, struct rt_err *e)
+int ep_check_args(Endpoint *ep, int qps, int64_t size, int depth, int slots, int mtu, int cq_mod,
+		  int inline_size, struct rt_err *e)
 {
 	if (qps < 1 || qps > MAX_QPS) {
 		rt_set(e, RT_VALUE, 0, "qps must be between 1 and %d, got %d", MAX_QPS, qps);
 		return -1;
 	}
-	if (size <= 0 || size > (Py_ssize_t)UINT32_MAX) {
-		rt_set(e, RT_VALUE, 0, "size must be between 1 byte and 4 GiB, got %zd", size);
+	if (size <= 0 || size > (int64_t)UINT32_MAX) {
+		rt_set(e, RT_VALUE, 0, "size must be between 1 byte and 4 GiB, got %lld", (long long)size);
 		return -1;
 	}
 	if (depth < 1 || depth > 65536) {
@@ -260,93 +260,75 @@ int post_recvs(Endpoint *ep, uint32_t q, struct rt_err *e)
 	return 0;
 }
 
-/* ------------------------------------------------------------------ Python: construction */
+/* ------------------------------------------------------------------ open */
 
-Endpoint *ep_alloc(PyTypeObject *type)
+void ep_init(Endpoint *ep)
 {
-	Endpoint *ep = (Endpoint *)type->tp_alloc(type, 0);
-
-	if (!ep)
-		return NULL;
+	memset(ep, 0, sizeof(*ep));
 	ep->port = 1;
 	ep->corrupt_seq = -1;
-	return ep;
 }
 
-static PyObject *ep_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+/* Open `device`, check the options against it, make PD, CQs, buffer and the QPs (not connected). */
+int ep_open(Endpoint *ep, const char *device, int gid_index, int port, int qps, int64_t size,
+	    int depth, int slots, int mtu, int cq_mod, int inline_size, struct rt_err *e)
 {
-	static char *kwlist[] = { "device", "gid_index", "port", "qps", "size", "depth", "slots",
-				  "mtu", "cq_mod", "inline_size", NULL };
-	const char *device;
-	int gid_index, port = 1, qps = 1, depth = 128, slots = 0, mtu = 0, cq_mod = 100,
-		       inline_size = 0;
-	Py_ssize_t size = 65536;
 	struct ibv_device **devs = NULL;
 	struct ibv_device *dev;
 	struct ibv_port_attr pattr;
 	struct ibv_qp_init_attr qia;
-	struct rt_err err;
-	Endpoint *ep;
 	int ndev = 0, rc, i;
 
-	if (!PyArg_ParseTupleAndKeywords(args, kwargs, "si|iiniiiii:Endpoint", kwlist, &device,
-					 &gid_index, &port, &qps, &size, &depth, &slots, &mtu,
-					 &cq_mod, &inline_size))
-		return NULL;
-	ep = ep_alloc(type);
-	if (!ep)
-		return NULL;
-	memset(&err, 0, sizeof(err));
 	snprintf(ep->devname, sizeof(ep->devname), "%s", device);
 	ep->port = port;
 	ep->gid_index = gid_index;
-	if (ep_check_args(ep, qps, size, depth, slots, mtu, cq_mod, inline_size, &err))
+	if (ep_check_args(ep, qps, size, depth, slots, mtu, cq_mod, inline_size, e))
 		goto fail;
 	if (port < 1 || port > 255) {
-		rt_set(&err, RT_VALUE, 0, "port must be between 1 and 255, got %d", port);
+		rt_set(e, RT_VALUE, 0, "port must be between 1 and 255, got %d", port);
 		goto fail;
 	}
 	if (gid_index < 0 || gid_index > 255) {
-		rt_set(&err, RT_VALUE, 0, "gid_index must be between 0 and 255, got %d", gid_index);
+		rt_set(e, RT_VALUE, 0, "gid_index must be between 0 and 255, got %d", gid_index);
 		goto fail;
 	}
 	errno = 0;
 	devs = ibv_get_device_list(&ndev);
 	if (!devs) {
-		rt_set(&err, RT_LOOKUP, 0, "no RDMA device named '%s'; devices here: none (%s)", device,
+		rt_set(e, RT_LOOKUP, 0, "no RDMA device named '%s'; devices here: none (%s)", device,
 		       strerror(errno ? errno : ENOSYS));
 		goto fail;
 	}
-	dev = find_device(devs, ndev, device, &err);
+	dev = find_device(devs, ndev, device, e);
 	if (!dev)
 		goto fail;
 	ep->ctx = ibv_open_device(dev);
 	if (!ep->ctx) {
-		rt_set_os(&err, "ibv_open_device", 0);
+		rt_set_os(e, "ibv_open_device", 0);
 		goto fail;
 	}
 	ep->own_ctx = 1;
 	ibv_free_device_list(devs);
 	devs = NULL;
-	if (ep_setup_verbs(ep, &err))
+	if (ep_setup_verbs(ep, e))
 		goto fail;
 	rc = ibv_query_port(ep->ctx, (uint8_t)port, &pattr);
 	if (rc) {
-		rt_set_os(&err, "ibv_query_port", rc);
+		rt_set_os(e, "ibv_query_port", rc);
 		goto fail;
 	}
 	if (gid_index >= pattr.gid_tbl_len) {
-		rt_set(&err, RT_VALUE, 0, "gid_index %d is out of range: %s port %d has %d GID entries",
+		rt_set(e, RT_VALUE, 0, "gid_index %d is out of range: %s port %d has %d GID entries",
 		       gid_index, device, port, pattr.gid_tbl_len);
 		goto fail;
 	}
 	rc = ibv_query_gid(ep->ctx, (uint8_t)port, gid_index, &ep->gid);
 	if (rc) {
-		rt_set_os(&err, "ibv_query_gid", rc);
+		rt_set_os(e, "ibv_query_gid", rc);
 		goto fail;
 	}
 	if (gid_is_zero(&ep->gid)) {
-		rt_set(&err, RT_VALUE, 0,
+		rt_set(e, RT_VALUE, 0,
 		       "gid_index %d is empty on %s port %d (on rxe the IPv4-mapped RoCE v2 GID is "
 		       "usually index 1)",
 		       gid_index, device, port);
@@ -356,186 +338,16 @@ static PyObject *ep_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 	for (i = 0; i < qps; i++) {
 		ep->q[i].qp = ibv_create_qp(ep->pd, &qia);
 		if (!ep->q[i].qp) {
-			rt_set_os(&err, "ibv_create_qp", 0);
+			rt_set_os(e, "ibv_create_qp", 0);
 			goto fail;
 		}
 		ep->nqps_created = i + 1;
 	}
-	return (PyObject *)ep;
+	return 0;
 
 fail:
 	if (devs)
 		ibv_free_device_list(devs);
-	ep_release(ep, &err);
-	Py_DECREF(ep);
-	return rt_raise(&err);
-}
-
-static void ep_dealloc(Endpoint *ep)
-{
-	struct rt_err err;
-
-	memset(&err, 0, sizeof(err));
-	if (!ep->closed)
-		ep_release(ep, &err);
-	Py_TYPE(ep)->tp_free((PyObject *)ep);
-}
-
-int ep_usable(Endpoint *ep, int need_connected)
-{
-	if (ep->closed) {
-		PyErr_SetString(PyExc_RuntimeError, "the endpoint is closed");
-		return 0;
-	}
-	if (ep->busy) {
-		PyErr_SetString(PyExc_RuntimeError, "the endpoint is running in another thread");
-		return 0;
-	}
-	if (need_connected && !ep->connected) {
-		PyErr_SetString(PyExc_RuntimeError, "the endpoint is not connected: call connect() first");
-		return 0;
-	}
-	return 1;
-}
-
-static PyObject *ep_close(Endpoint *ep, PyObject *unused)
-{
-	struct rt_err err;
-
-	if (ep->busy) {
-		PyErr_SetString(PyExc_RuntimeError, "cannot close: the endpoint is running in another thread");
-		return NULL;
-	}
-	if (ep->closed)
-		Py_RETURN_NONE;
-	memset(&err, 0, sizeof(err));
-	ep_release(ep, &err);
-	if (err.kind != RT_OK)
-		return rt_raise(&err);
-	Py_RETURN_NONE;
-}
-
-static PyObject *ep_enter(Endpoint *ep, PyObject *unused)
-{
-	if (!ep_usable(ep, 0))
-		return NULL;
-	Py_INCREF(ep);
-	return (PyObject *)ep;
-}
-
-static PyObject *ep_exit(Endpoint *ep, PyObject *args)
-{
-	return ep_close(ep, NULL);
-}
-
-/* ------------------------------------------------------------------ type */
-
-static PyObject *ep_get_device(Endpoint *ep, void *c) { return PyUnicode_FromString(ep->devname); }
-static PyObject *ep_get_mtu(Endpoint *ep, void *c)
-{
-	return PyLong_FromLong(ep->closed ? 0 : ep_mtu_bytes(ep));
-}
-static PyObject *ep_get_reg(Endpoint *ep, void *c)
-{
-	return PyLong_FromUnsignedLongLong(ep->mr ? (unsigned long long)ep->mr->length : 0);
-}
-/* RDMA READs QP 0 keeps in flight: the QP's own setting once connected (OOB: the smaller of our
- * device's and the peer's responder; rdma_cm: what it negotiated), before that our device's cap */
-static PyObject *ep_get_reads(Endpoint *ep, void *c)
-{
-	struct ibv_qp_attr attr;
-	struct ibv_qp_init_attr init;
-
-	if (ep->connected && !ep->closed && ep->q && ep->q[0].qp &&
-	    ibv_query_qp(ep->q[0].qp, &attr, IBV_QP_MAX_QP_RD_ATOMIC, &init) == 0)
-		return PyLong_FromUnsignedLong(attr.max_rd_atomic);
-	return PyLong_FromUnsignedLong(ep->max_rd_atomic);
-}
-static PyObject *ep_get_connected(Endpoint *ep, void *c) { return PyBool_FromLong(ep->connected); }
-static PyObject *ep_get_closed(Endpoint *ep, void *c) { return PyBool_FromLong(ep->closed); }
-
-#define UINT_GETTER(name, field)                                                                  \
-	static PyObject *ep_get_##name(Endpoint *ep, void *c)                                     \
-	{                                                                                         \
-		return PyLong_FromUnsignedLong((unsigned long)ep->field);                         \
-	}
-UINT_GETTER(port, port)
-UINT_GETTER(qps, nqps)
-UINT_GETTER(size, size)
-UINT_GETTER(depth, depth)
-UINT_GETTER(slots, slots)
-UINT_GETTER(cq_mod, cq_mod)
-UINT_GETTER(inline_size, inline_size)
-UINT_GETTER(gid_index, gid_index)
-
-static PyGetSetDef ep_getset[] = {
-	{ "device", (getter)ep_get_device, NULL, "device name (for cm: the one rdma_cm resolved)", NULL },
-	{ "mtu", (getter)ep_get_mtu, NULL, "path MTU in bytes once connected, else the port's", NULL },
-	{ "registered_bytes", (getter)ep_get_reg, NULL, "bytes registered: qps * slots * size", NULL },
-	{ "outstanding_reads", (getter)ep_get_reads, NULL,
-	  "RDMA READs in flight per QP (once connected: what QP 0 was given)", NULL },
-	{ "connected", (getter)ep_get_connected, NULL, NULL, NULL },
-	{ "closed", (getter)ep_get_closed, NULL, NULL, NULL },
-	{ "port", (getter)ep_get_port, NULL, NULL, NULL },
-	{ "qps", (getter)ep_get_qps, NULL, NULL, NULL },
-	{ "size", (getter)ep_get_size, NULL, NULL, NULL },
-	{ "depth", (getter)ep_get_depth, NULL, NULL, NULL },
-	{ "slots", (getter)ep_get_slots, NULL, NULL, NULL },
-	{ "cq_mod", (getter)ep_get_cq_mod, NULL, "signaling interval (clamped to depth)", NULL },
-	{ "inline_size", (getter)ep_get_inline_size, NULL, NULL, NULL },
-	{ "gid_index", (getter)ep_get_gid_index, NULL, NULL, NULL },
-	{ NULL, NULL, NULL, NULL, NULL },
-};
-
-static PyMethodDef ep_methods[] = {
-	{ "local_info", (PyCFunction)ep_local_info, METH_NOARGS,
-	  "local_info() -> list of {qpn, psn, gid, lid, addr, rkey, size, slots, mtu, rd_atomic}, one per QP" },
-	{ "connect", (PyCFunction)(void (*)(void))ep_connect, METH_VARARGS | METH_KEYWORDS,
-	  "connect(remote): bring every QP to RTS against the peer's local_info() list" },
-	{ "run", (PyCFunction)(void (*)(void))ep_run, METH_VARARGS | METH_KEYWORDS,
-	  "run(test, role, iters=0, duration_s=0.0, warmup=0, bidir=False, validate=False,\n"
-	  "    max_samples=1000000, timeout_ms=10000) -> dict (see the module source header)" },
-	{ "close", (PyCFunction)ep_close, METH_NOARGS, "release every verbs resource (idempotent)" },
-	{ "__enter__", (PyCFunction)ep_enter, METH_NOARGS, NULL },
-	{ "__exit__", (PyCFunction)ep_exit, METH_VARARGS, NULL },
-	{ "cm_listen", (PyCFunction)(void (*)(void))ep_cm_listen,
-	  METH_VARARGS | METH_KEYWORDS | METH_CLASS,
-	  "cm_listen(bind_ip, port, qps=1, size=65536, depth=128, slots=0, cq_mod=100,\n"
-	  "          inline_size=0, timeout_ms=10000) -> Endpoint connected through rdma_cm" },
-	{ "cm_connect", (PyCFunction)(void (*)(void))ep_cm_connect,
-	  METH_VARARGS | METH_KEYWORDS | METH_CLASS,
-	  "cm_connect(peer_ip, port, qps=1, size=65536, depth=128, slots=0, cq_mod=100,\n"
-	  "           inline_size=0, timeout_ms=10000) -> Endpoint connected through rdma_cm" },
-	{ "_inject_corruption", (PyCFunction)ep_inject, METH_O,
-	  "test hook: the sender corrupts the payload of this sequence number (-1: none)" },
-	{ "_flip_byte", (PyCFunction)ep_flip, METH_VARARGS,
-	  "test hook: _flip_byte(qp, slot, offset) flips one byte of a local slot" },
-	{ NULL, NULL, 0, NULL },
-};
-
-PyTypeObject EndpointType = {
-	PyVarObject_HEAD_INIT(NULL, 0)
-	.tp_name = "rdmabench._native.Endpoint",
-	.tp_basicsize = sizeof(Endpoint),
-	.tp_flags = Py_TPFLAGS_DEFAULT,
-	.tp_doc = "Endpoint(device, gid_index, port=1, qps=1, size=65536, depth=128, slots=0, mtu=0,\n"
-		  "         cq_mod=100, inline_size=0)\n\n"
-		  "RC QPs on one device with one registered buffer of qps * slots * size bytes\n"
-		  "(slots 0 -> depth), and the benchmark loops in C (run()).",
-	.tp_new = ep_new,
-	.tp_dealloc = (destructor)ep_dealloc,
-	.tp_methods = ep_methods,
-	.tp_getset = ep_getset,
-};
-
-int endpoint_register(PyObject *module)
-{
-	if (PyType_Ready(&EndpointType) < 0)
-		return -1;
-	Py_INCREF(&EndpointType);
-	if (PyModule_AddObject(module, "Endpoint", (PyObject *)&EndpointType) < 0) {
-		Py_DECREF(&EndpointType);
-		return -1;
-	}
-	return 0;
+	ep_release(ep, e);
+	return -1;
 }

@@ -1,7 +1,9 @@
 /*
- * endpoint.h: what the Endpoint sources share (endpoint.c: the object and its resources;
+ * endpoint.h: the C core's Endpoint, no Python in it (endpoint.c: resources, open and close;
  * ep_connect.c: out-of-band connect; ep_cm.c: rdma_cm; ep_poll.c: posting and polling;
- * ep_bw.c and ep_lat.c: the bandwidth and latency loops; ep_run.c: run() and its result).
+ * ep_bw.c and ep_lat.c: the bandwidth and latency loops; ep_run.c: one run's setup and loop;
+ * filexfer.c: the file loops). bindings.c wraps it as the Python type below and is the only
+ * code that converts Python objects.
  *
  * rdmabench._native.Endpoint: verbs resources held open across runs, connected to a peer
  * (QP info exchanged by the caller, or through rdma_cm), and the benchmark loops in C.
@@ -42,7 +44,8 @@
  *                      bidirectional send_bw received
  *   t_start_ns         first post of the measured phase (receiver only: first receive completion)
  *   t_end_ns           last completion; both on the CLOCK_MONOTONIC_RAW scale, int ns
- *   tsc_hz             ticks per second of the clock used (1e9 when no TSC: clock_gettime)
+ *   tsc_hz             ticks per second of the clock used, calibrated once per process (1e9 when
+ *                      no TSC: clock_gettime); the results context records the same figure
  *   completions_ns     array('q'): time (int ns, same scale) of each signaled completion (BW)
  *   completions_ops    array('Q'): messages completed in the measured phase at that time (BW)
  *   samples_ns         array('d'): latency samples in ns, at most min(iters, max_samples) (lat);
@@ -76,11 +79,70 @@
 #include <rdma/rdma_cma.h>
 #include <rdma/rdma_verbs.h>
 
+struct ep_qp {
+	struct ibv_qp *qp;
+	struct rdma_cm_id *cm_id;
+	uint32_t psn;
+	/* the peer's memory for this QP */
+	uint64_t raddr;
+	uint32_t rkey;
+	uint32_t rslots;
+	uint64_t rsize;
+	enum ibv_mtu path_mtu;
+	/* persistent across runs */
+	uint64_t sq_posted, sq_done; /* send queue: WRs posted / known complete */
+	uint64_t rq_posted, rq_done; /* receive WQEs posted / completed */
+	uint64_t *sq_data;           /* ring[depth]: data messages posted up to WR i (incl.) */
+	uint64_t data_done;          /* data messages completed (this run) */
+	int last_signaled;
+};
+
+typedef struct endpoint {
+	struct ibv_context *ctx;
+	int own_ctx;
+	struct ibv_pd *pd;
+	struct ibv_cq *scq, *rcq;
+	uint8_t *buf;
+	size_t buf_len;
+	struct ibv_mr *mr;
+	struct ep_qp *q;
+	int nqps, nqps_created;
+	int port, gid_index;
+	union ibv_gid gid;
+	uint16_t lid;
+	enum ibv_mtu active_mtu;
+	int req_mtu;
+	uint32_t size, depth, slots, cq_mod, inline_size, recv_target;
+	uint32_t max_rd_atomic, max_dest_rd_atomic;
+	struct rdma_event_channel *cm_ch;
+	char devname[64];
+	int connected, closed, busy;
+	int64_t corrupt_seq; /* test hook: the sender corrupts this sequence's payload; -1 none */
+} Endpoint;
+
+static inline uint8_t *slot_addr(const Endpoint *ep, uint32_t q, uint64_t slot)
+{
+	return ep->buf + ((size_t)q * ep->slots + (size_t)(slot % ep->slots)) * ep->size;
+}
+
+/* One QP's connection facts: what local_info() says of ours, and what connect() takes of the peer's. */
+struct remote_qp {
+	uint32_t qpn, psn, rkey, slots, mtu;
+	uint32_t rd_atomic; /* 0: the peer did not say (an older rdmabench) */
+	uint16_t lid;
+	uint64_t addr, size;
+	union ibv_gid gid;
+};
+
+/* The wire protocol of the run loops and the file loops (rdmabench/engines/python/protocol.py
+ * speaks the run loops' part): control messages are zero-byte SENDs whose immediate is the message. */
 #define MAX_QPS 256
 #define POLL_BATCH 32
-#define IMM_END 0xFFFFFFFFu   /* last message of a duration run */
+#define IMM_END 0xFFFFFFFFu   /* last message of a duration run; file loops: the puller is done */
 #define IMM_READY 0xFFFFFFFEu /* write_lat: the server is ready to be written to */
-#define IDX_MASK 0xFFFFFFFFFFFFull
+#define IMM_ABORT 0xFFFFFFFDu /* file loops: the sender failed, stop now */
+#define FX_MAX_CHUNKS 0xFFFFFF00ull /* file loops: chunk numbers stay below the markers */
+#define IDX_MASK 0xFFFFFFFFFFFFull /* wr_id = QP index << 48 | WR index */
 #define MAX_BUFFER (64ull << 30)
 #define MAX_RD_ATOMIC 255 /* keep in step with rdmabench/verbs/resources.py */
 
@@ -101,7 +163,8 @@ struct bwq {
 
 struct run {
 	Endpoint *ep;
-	int test, client, bidir, validate;
+	int test, client, bidir, validate, passive, is_lat;
+	uint64_t dur_ticks;
 	uint64_t iters, warmup;
 	double duration_s;
 	uint64_t timeout_ticks;
@@ -123,22 +186,39 @@ struct run {
 	uint64_t lat_ops; /* latency tests: measured iterations */
 };
 
-/* endpoint.c: resources and construction */
+/* endpoint.c: resources, open and close (0, or -1 with e set; a failed open releases what it made) */
+void ep_init(Endpoint *ep);
 void ep_release(Endpoint *ep, struct rt_err *e);
-int ep_check_args(Endpoint *ep, int qps, Py_ssize_t size, int depth, int slots, int mtu,
-			 int cq_mod, int inline_size, struct rt_err *e);
+int ep_check_args(Endpoint *ep, int qps, int64_t size, int depth, int slots, int mtu, int cq_mod,
+		  int inline_size, struct rt_err *e);
 int ep_setup_verbs(Endpoint *ep, struct rt_err *e);
 void ep_qp_init_attr(Endpoint *ep, struct ibv_qp_init_attr *qia);
-Endpoint *ep_alloc(PyTypeObject *type);
+int ep_open(Endpoint *ep, const char *device, int gid_index, int port, int qps, int64_t size,
+	    int depth, int slots, int mtu, int cq_mod, int inline_size, struct rt_err *e);
 int ep_mtu_bytes(Endpoint *ep);
+/* keep recv_target receives posted on QP q (receive i -> slot i % slots); post one WR (len 0: no
+ * SGE; sq_data[sq_posted % depth] = data_after); record a failed completion */
+int post_recvs(Endpoint *ep, uint32_t q, struct rt_err *e);
+int post_one(Endpoint *ep, uint32_t q, enum ibv_wr_opcode op, uint8_t *laddr, uint32_t len,
+	     uint64_t raddr, int has_imm, uint32_t imm, int signaled, uint64_t data_after,
+	     struct rt_err *e);
+int wc_failed(const struct ibv_wc *wc, const char *side, struct rt_err *e);
 
-/* ep_connect.c and ep_cm.c: the Python methods that connect */
-PyObject *ep_local_info(Endpoint *ep, PyObject *unused);
-PyObject *ep_connect(Endpoint *ep, PyObject *args, PyObject *kwargs);
-PyObject *ep_cm_listen(PyObject *cls, PyObject *args, PyObject *kwargs);
-PyObject *ep_cm_connect(PyObject *cls, PyObject *args, PyObject *kwargs);
+/* ep_connect.c: QP i's facts for the peer; every QP to RTS against the peer's (n == nqps) */
+void ep_local_qp(const Endpoint *ep, int i, struct remote_qp *out);
+int ep_connect_qps(Endpoint *ep, const struct remote_qp *r, int n, struct rt_err *e);
+/* ep_cm.c: open and connect through rdma_cm (one connection per QP); releases on failure */
+int ep_cm_open(Endpoint *ep, int listen, const char *ip, int port, int qps, int64_t size, int depth,
+	       int slots, int cq_mod, int inline_size, int timeout_ms, struct rt_err *e);
 
-/* ep_poll.c: records, posting and polling */
+/* ep_poll.c: polling for every loop (run's and the file loops): ep_poll fills wc with up to max
+ * completions (-1 with e set when the poll or one failed); ep_send_done advances the QP's send queue
+ * and returns the WR's sq_data entry; ep_recv_done reposts the receive once its slot is free. */
+int ep_poll(Endpoint *ep, int recv, struct ibv_wc *wc, int max, struct rt_err *e);
+uint64_t ep_send_done(Endpoint *ep, const struct ibv_wc *wc);
+int ep_recv_done(Endpoint *ep, const struct ibv_wc *wc, struct rt_err *e);
+
+/* ep_poll.c: the run loops' records, posting and polling */
 void note_corrupt(struct run *r, uint64_t seq);
 void check_landed(struct run *r, uint32_t q, uint64_t slot, uint32_t len, uint64_t seed, uint64_t seq);
 void record_completion(struct run *r, uint64_t t, uint64_t ops);
@@ -153,9 +233,21 @@ int bw_phase(struct run *r, uint64_t target, uint64_t dur_ticks, int record, str
 void fill_read_slots(Endpoint *ep);
 int lat_run(struct run *r, uint64_t dur_ticks, struct rt_err *e);
 
-/* ep_run.c: the Python methods that run */
-PyObject *ep_run(Endpoint *ep, PyObject *args, PyObject *kwargs);
-PyObject *ep_inject(Endpoint *ep, PyObject *arg);
-PyObject *ep_flip(Endpoint *ep, PyObject *args);
+/* ep_run.c: run_setup checks the arguments and allocates the records (r->passive: nothing to
+ * do); run_loop runs (touches only C state: called without the GIL); run_free frees the records */
+int run_setup(struct run *r, Endpoint *ep, const char *test, const char *role, int64_t iters,
+	      double duration_s, int64_t warmup, int bidir, int validate, int64_t max_samples,
+	      int timeout_ms, struct rt_err *e);
+int run_loop(struct run *r, struct rt_err *e);
+void run_free(struct run *r);
+
+/* filexfer.c: one file's (or blob's) chunks through a connected one-QP endpoint (fd >= 0: pread/
+ * pwrite; else mem). -> bytes, chunks, ns (wall), io_ns (in pread/pwrite) */
+enum fx_kind { FX_PUSH, FX_RECV, FX_SERVE, FX_PULL };
+struct fx_result {
+	uint64_t bytes, chunks, ns, io_ns;
+};
+int fx_transfer(Endpoint *ep, enum fx_kind kind, int fd, uint8_t *mem, int64_t size, int timeout_ms,
+		int64_t abort_after, struct fx_result *out, struct rt_err *e);
 
 #endif

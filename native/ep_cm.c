@@ -372,61 +372,29 @@ out:
 	return ret;
 }
 
-static PyObject *ep_cm(PyTypeObject *type, PyObject *args, PyObject *kwargs, int listen)
+/* Open and connect through rdma_cm: listen for (or connect to) `qps` connections on ip:port. */
+int ep_cm_open(Endpoint *ep, int listen, const char *ip, int port, int qps, int64_t size, int depth,
+	       int slots, int cq_mod, int inline_size, int timeout_ms, struct rt_err *e)
 {
-	static char *kw_listen[] = { "bind_ip", "port", "qps", "size", "depth", "slots", "cq_mod",
-				     "inline_size", "timeout_ms", NULL };
-	static char *kw_connect[] = { "peer_ip", "port", "qps", "size", "depth", "slots", "cq_mod",
-				      "inline_size", "timeout_ms", NULL };
-	const char *ip;
-	int port, qps = 1, depth = 128, slots = 0, cq_mod = 100, inline_size = 0, timeout_ms = 10000;
-	Py_ssize_t size = 65536;
 	char portstr[16];
-	struct rt_err err;
-	Endpoint *ep;
 	int rc;
 
-	if (!PyArg_ParseTupleAndKeywords(args, kwargs,
-					 listen ? "si|iniiiii:cm_listen" : "si|iniiiii:cm_connect",
-					 listen ? kw_listen : kw_connect, &ip, &port, &qps, &size,
-					 &depth, &slots, &cq_mod,
-					 &inline_size, &timeout_ms))
-		return NULL;
 	if (port < 1 || port > 65535 || timeout_ms <= 0) {
-		PyErr_Format(PyExc_ValueError, "port must be 1..65535 and timeout_ms positive (got %d, %d)",
-			     port, timeout_ms);
-		return NULL;
+		rt_set(e, RT_VALUE, 0, "port must be 1..65535 and timeout_ms positive (got %d, %d)", port,
+		       timeout_ms);
+		return -1;
 	}
-	ep = ep_alloc(type);
-	if (!ep)
-		return NULL;
-	memset(&err, 0, sizeof(err));
-	if (ep_check_args(ep, qps, size, depth, slots, 0, cq_mod, inline_size, &err)) {
-		ep_release(ep, &err);
-		Py_DECREF(ep);
-		return rt_raise(&err);
+	if (ep_check_args(ep, qps, size, depth, slots, 0, cq_mod, inline_size, e)) {
+		ep_release(ep, e);
+		return -1;
 	}
 	snprintf(portstr, sizeof(portstr), "%d", port);
-	Py_BEGIN_ALLOW_THREADS
-	rc = listen ? do_cm_listen(ep, ip, portstr, timeout_ms, &err)
-		    : do_cm_connect(ep, ip, portstr, timeout_ms, &err);
-	if (rc)
-		ep_release(ep, &err);
-	Py_END_ALLOW_THREADS
+	rc = listen ? do_cm_listen(ep, ip, portstr, timeout_ms, e)
+		    : do_cm_connect(ep, ip, portstr, timeout_ms, e);
 	if (rc) {
-		Py_DECREF(ep);
-		return rt_raise(&err);
+		ep_release(ep, e);
+		return -1;
 	}
 	ep->connected = 1;
-	return (PyObject *)ep;
-}
-
-PyObject *ep_cm_listen(PyObject *cls, PyObject *args, PyObject *kwargs)
-{
-	return ep_cm((PyTypeObject *)cls, args, kwargs, 1);
-}
-
-PyObject *ep_cm_connect(PyObject *cls, PyObject *args, PyObject *kwargs)
-{
-	return ep_cm((PyTypeObject *)cls, args, kwargs, 0);
+	return 0;
 }

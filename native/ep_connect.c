@@ -1,4 +1,4 @@
-/* Out-of-band connection: local_info() out, the peer's info in, each QP to RTS. (see endpoint.h) */
+/* Out-of-band connection: our QPs' facts out, the peer's in, each QP to RTS. (see endpoint.h) */
 #include "endpoint.h"
 
 /* ------------------------------------------------------------------ local_info / connect */
@@ -10,122 +10,6 @@ int ep_mtu_bytes(Endpoint *ep)
 	if (ep->req_mtu && mtu_enum(ep->req_mtu) < ep->active_mtu)
 		return ep->req_mtu;
 	return mtu_bytes(ep->active_mtu);
-}
-
-PyObject *ep_local_info(Endpoint *ep, PyObject *unused)
-{
-	PyObject *list, *d;
-	char gid[33];
-	int i, j;
-
-	if (!ep_usable(ep, 0))
-		return NULL;
-	for (j = 0; j < 16; j++)
-		snprintf(gid + 2 * j, 3, "%02x", ep->gid.raw[j]);
-	list = PyList_New(ep->nqps);
-	if (!list)
-		return NULL;
-	for (i = 0; i < ep->nqps; i++) {
-		d = Py_BuildValue("{s:I,s:I,s:s,s:H,s:K,s:I,s:I,s:I,s:i,s:I}",
-				  "qpn", ep->q[i].qp->qp_num,
-				  "psn", ep->q[i].psn,
-				  "gid", gid,
-				  "lid", ep->lid,
-				  "addr", (unsigned long long)(uintptr_t)slot_addr(ep, (uint32_t)i, 0),
-				  "rkey", ep->mr->rkey,
-				  "size", ep->size,
-				  "slots", ep->slots,
-				  "mtu", ep_mtu_bytes(ep),
-				  /* RDMA READs this end answers at once: the peer's READ depth */
-				  "rd_atomic", ep->max_dest_rd_atomic);
-		if (!d) {
-			Py_DECREF(list);
-			return NULL;
-		}
-		PyList_SET_ITEM(list, i, d);
-	}
-	return list;
-}
-
-struct remote_qp {
-	uint32_t qpn, psn, rkey, slots, mtu;
-	uint32_t rd_atomic; /* 0: the peer did not say (an older rdmabench) */
-	uint16_t lid;
-	uint64_t addr, size;
-	union ibv_gid gid;
-};
-
-static int dict_u64(PyObject *d, const char *key, int idx, uint64_t *out)
-{
-	PyObject *v = PyDict_GetItemString(d, key);
-	unsigned long long x;
-
-	if (!v) {
-		PyErr_Format(PyExc_ValueError, "remote[%d] has no '%s'", idx, key);
-		return -1;
-	}
-	x = PyLong_AsUnsignedLongLong(v);
-	if (x == (unsigned long long)-1 && PyErr_Occurred()) {
-		PyErr_Clear();
-		PyErr_Format(PyExc_ValueError, "remote[%d]['%s'] must be a non-negative int", idx, key);
-		return -1;
-	}
-	*out = x;
-	return 0;
-}
-
-static int parse_remote(PyObject *d, int idx, struct remote_qp *r)
-{
-	uint64_t v;
-	PyObject *g;
-	const char *s;
-	int j;
-
-	if (!PyDict_Check(d)) {
-		PyErr_Format(PyExc_TypeError, "remote[%d] must be a dict", idx);
-		return -1;
-	}
-#define GET(key, field, max)                                                                      \
-	do {                                                                                      \
-		if (dict_u64(d, key, idx, &v))                                                    \
-			return -1;                                                                \
-		if (v > (max)) {                                                                  \
-			PyErr_Format(PyExc_ValueError, "remote[%d]['%s'] out of range", idx, key); \
-			return -1;                                                                \
-		}                                                                                 \
-		r->field = v;                                                                     \
-	} while (0)
-	GET("qpn", qpn, 0xffffffu);
-	GET("psn", psn, 0xffffffu);
-	GET("lid", lid, 0xffffu);
-	GET("addr", addr, UINT64_MAX);
-	GET("rkey", rkey, UINT32_MAX);
-	GET("size", size, UINT32_MAX);
-	GET("slots", slots, UINT32_MAX);
-	GET("mtu", mtu, 4096u);
-	r->rd_atomic = 0;
-	if (PyDict_GetItemString(d, "rd_atomic"))
-		GET("rd_atomic", rd_atomic, 255u);
-#undef GET
-	g = PyDict_GetItemString(d, "gid");
-	if (!g || !PyUnicode_Check(g) || !(s = PyUnicode_AsUTF8(g)) || strlen(s) != 32) {
-		PyErr_Format(PyExc_ValueError, "remote[%d]['gid'] must be 32 hex characters", idx);
-		return -1;
-	}
-	for (j = 0; j < 16; j++) {
-		unsigned int byte;
-
-		if (sscanf(s + 2 * j, "%2x", &byte) != 1) {
-			PyErr_Format(PyExc_ValueError, "remote[%d]['gid'] is not hex", idx);
-			return -1;
-		}
-		r->gid.raw[j] = (uint8_t)byte;
-	}
-	if (r->slots == 0 || r->size == 0) {
-		PyErr_Format(PyExc_ValueError, "remote[%d] has no slots", idx);
-		return -1;
-	}
-	return 0;
 }
 
 static int qp_modify_connect(Endpoint *ep, uint32_t i, const struct remote_qp *r, struct rt_err *e)
@@ -198,60 +82,43 @@ static int qp_modify_connect(Endpoint *ep, uint32_t i, const struct remote_qp *r
 	return 0;
 }
 
-PyObject *ep_connect(Endpoint *ep, PyObject *args, PyObject *kwargs)
+void ep_local_qp(const Endpoint *ep, int i, struct remote_qp *out)
 {
-	static char *kwlist[] = { "remote", NULL };
-	PyObject *remote, *seq;
-	struct remote_qp *r;
-	struct rt_err err;
-	Py_ssize_t n, i;
-	int rc = 0;
+	memset(out, 0, sizeof(*out));
+	out->qpn = ep->q[i].qp->qp_num;
+	out->psn = ep->q[i].psn;
+	out->gid = ep->gid;
+	out->lid = ep->lid;
+	out->addr = (uint64_t)(uintptr_t)slot_addr(ep, (uint32_t)i, 0);
+	out->rkey = ep->mr->rkey;
+	out->size = ep->size;
+	out->slots = ep->slots;
+	out->mtu = (uint32_t)ep_mtu_bytes((Endpoint *)ep);
+	out->rd_atomic = ep->max_dest_rd_atomic; /* RDMA READs this end answers at once: the peer's READ depth */
+}
 
-	if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O:connect", kwlist, &remote))
-		return NULL;
-	if (!ep_usable(ep, 0))
-		return NULL;
-	if (ep->connected || ep->cm_ch) {
-		PyErr_SetString(PyExc_RuntimeError, "the endpoint is already connected");
-		return NULL;
-	}
-	seq = PySequence_Fast(remote, "remote must be a list of dicts, one per QP");
-	if (!seq)
-		return NULL;
-	n = PySequence_Fast_GET_SIZE(seq);
+int ep_connect_qps(Endpoint *ep, const struct remote_qp *r, int n, struct rt_err *e)
+{
+	int i;
+
 	if (n != ep->nqps) {
-		PyErr_Format(PyExc_ValueError, "remote describes %zd QPs, this endpoint has %d", n,
-			     ep->nqps);
-		Py_DECREF(seq);
-		return NULL;
-	}
-	r = calloc((size_t)n, sizeof(*r));
-	if (!r) {
-		Py_DECREF(seq);
-		return PyErr_NoMemory();
+		rt_set(e, RT_VALUE, 0, "remote describes %d QPs, this endpoint has %d", n, ep->nqps);
+		return -1;
 	}
 	for (i = 0; i < n; i++) {
-		if (parse_remote(PySequence_Fast_GET_ITEM(seq, i), (int)i, &r[i])) {
-			free(r);
-			Py_DECREF(seq);
-			return NULL;
+		if (r[i].slots == 0 || r[i].size == 0) {
+			rt_set(e, RT_VALUE, 0, "remote[%d] has no slots", i);
+			return -1;
 		}
 		if (r[i].size < ep->size) {
-			PyErr_Format(PyExc_ValueError,
-				     "remote[%zd] slots are %llu bytes, smaller than this size (%u)", i,
-				     (unsigned long long)r[i].size, ep->size);
-			free(r);
-			Py_DECREF(seq);
-			return NULL;
+			rt_set(e, RT_VALUE, 0, "remote[%d] slots are %llu bytes, smaller than this size (%u)",
+			       i, (unsigned long long)r[i].size, ep->size);
+			return -1;
 		}
 	}
-	Py_DECREF(seq);
-	memset(&err, 0, sizeof(err));
-	for (i = 0; i < n && rc == 0; i++)
-		rc = qp_modify_connect(ep, (uint32_t)i, &r[i], &err);
-	free(r);
-	if (rc)
-		return rt_raise(&err);
+	for (i = 0; i < n; i++)
+		if (qp_modify_connect(ep, (uint32_t)i, &r[i], e))
+			return -1;
 	ep->connected = 1;
-	Py_RETURN_NONE;
+	return 0;
 }

@@ -9,13 +9,11 @@ static int wait_recv(struct run *r, struct ibv_wc *out, struct rt_err *e)
 	int n;
 
 	for (;;) {
-		n = ibv_poll_cq(ep->rcq, 1, out);
+		n = ep_poll(ep, 1, out, 1, e);
 		if (n > 0)
 			break;
-		if (n < 0) {
-			rt_set_os(e, "ibv_poll_cq(recv)", -n);
+		if (n < 0)
 			return -1;
-		}
 		if (ticks() - start > r->timeout_ticks) {
 			rt_set(e, RT_TIMEOUT, ETIMEDOUT,
 			       "%s %s: QP 0: nothing received for %d ms", test_names[r->test],
@@ -23,10 +21,7 @@ static int wait_recv(struct run *r, struct ibv_wc *out, struct rt_err *e)
 			return -1;
 		}
 	}
-	if (out->status != IBV_WC_SUCCESS)
-		return wc_failed(out, "receive", e);
-	ep->q[0].rq_done = (out->wr_id & IDX_MASK) + 1;
-	return post_recvs(ep, 0, e);
+	return ep_recv_done(ep, out, e);
 }
 
 /* Room for one more WR on QP 0's send queue. */
@@ -59,7 +54,7 @@ int lat_run(struct run *r, uint64_t dur_ticks, struct rt_err *e)
 	const uint64_t total = r->warmup + r->iters;
 	uint64_t i, t0, t1, deadline = 0;
 	struct ibv_wc wc;
-	int sig;
+	int sig, n;
 
 	r->recording = 0;
 	r->last_progress = ticks();
@@ -132,17 +127,14 @@ int lat_run(struct run *r, uint64_t dur_ticks, struct rt_err *e)
 					check_landed(r, 0, wc.wr_id & IDX_MASK, size, pattern_seed(0, i), i);
 			} else { /* read_lat: one READ at a time, post to completion */
 				uint8_t *dst = slot_addr(ep, 0, 0);
-				int n;
 
 				t0 = ticks();
 				if (post_one(ep, 0, IBV_WR_RDMA_READ, dst, size, p->raddr, 0, 0, 1, i + 1, e))
 					return -1;
 				do {
-					n = ibv_poll_cq(ep->scq, 1, &wc);
-					if (n < 0) {
-						rt_set_os(e, "ibv_poll_cq(send)", -n);
+					n = ep_poll(ep, 0, &wc, 1, e);
+					if (n < 0)
 						return -1;
-					}
 					if (n == 0 && ticks() - t0 > r->timeout_ticks) {
 						rt_set(e, RT_TIMEOUT, ETIMEDOUT,
 						       "read_lat client: QP 0: READ %llu not complete after %d ms",
@@ -151,9 +143,7 @@ int lat_run(struct run *r, uint64_t dur_ticks, struct rt_err *e)
 					}
 				} while (n == 0);
 				t1 = ticks();
-				if (wc.status != IBV_WC_SUCCESS)
-					return wc_failed(&wc, "send", e);
-				p->sq_done = (wc.wr_id & IDX_MASK) + 1;
+				ep_send_done(ep, &wc);
 				p->data_done = i + 1;
 				if (r->validate)
 					check_landed(r, 0, 0, size, pattern_seed(0, 0), i);
@@ -174,11 +164,8 @@ int lat_run(struct run *r, uint64_t dur_ticks, struct rt_err *e)
 
 				while (*poll_byte != val) {
 					if ((++spins & 1023) == 0) {
-						if (dur_ticks && ibv_poll_cq(ep->rcq, 1, &wc) > 0) {
-							if (wc.status != IBV_WC_SUCCESS)
-								return wc_failed(&wc, "receive", e);
-							p->rq_done = (wc.wr_id & IDX_MASK) + 1;
-							if (post_recvs(ep, 0, e))
+						if (dur_ticks && (n = ep_poll(ep, 1, &wc, 1, e)) != 0) {
+							if (n < 0 || ep_recv_done(ep, &wc, e))
 								return -1;
 							if ((wc.wc_flags & IBV_WC_WITH_IMM) &&
 							    ntohl(wc.imm_data) == IMM_END)

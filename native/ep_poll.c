@@ -87,11 +87,13 @@ int wc_failed(const struct ibv_wc *wc, const char *side, struct rt_err *e)
 	return -1;
 }
 
-/* Poll up to POLL_BATCH completions from cq: how many, or -1 when the poll or any completion
- * failed (a failure ends the run, so the good ones before it need no handling). */
-static int poll_batch(struct ibv_cq *cq, struct ibv_wc *wc, const char *side, struct rt_err *e)
+/* Poll up to max completions of the endpoint's send (recv 0) or receive CQ: how many, or -1 when
+ * the poll or any completion failed (a failure ends the loop, so the good ones before it need no
+ * handling). */
+int ep_poll(Endpoint *ep, int recv, struct ibv_wc *wc, int max, struct rt_err *e)
 {
-	int n = ibv_poll_cq(cq, POLL_BATCH, wc), i;
+	const char *side = recv ? "receive" : "send";
+	int n = ibv_poll_cq(recv ? ep->rcq : ep->scq, max, wc), i;
 
 	if (n < 0) {
 		char call[32];
@@ -106,6 +108,25 @@ static int poll_batch(struct ibv_cq *cq, struct ibv_wc *wc, const char *side, st
 	return n;
 }
 
+/* A send completion: its QP's send queue is done up to that WR; the WR's sq_data entry. */
+uint64_t ep_send_done(Endpoint *ep, const struct ibv_wc *wc)
+{
+	struct ep_qp *p = &ep->q[wc->wr_id >> 48];
+	uint64_t idx = wc->wr_id & IDX_MASK;
+
+	p->sq_done = idx + 1;
+	return p->sq_data[idx % ep->depth];
+}
+
+/* A receive completion handled: its slot may take the next message; keep recv_target posted. */
+int ep_recv_done(Endpoint *ep, const struct ibv_wc *wc, struct rt_err *e)
+{
+	uint32_t q = (uint32_t)(wc->wr_id >> 48);
+
+	ep->q[q].rq_done = (wc->wr_id & IDX_MASK) + 1;
+	return post_recvs(ep, q, e);
+}
+
 /* Poll the send CQ once. Updates sq_done / data_done; read_bw validate checks landed data;
  * records a sample per signaled completion while recording. Returns completions seen or -1. */
 int poll_send(struct run *r, struct rt_err *e)
@@ -114,22 +135,20 @@ int poll_send(struct run *r, struct rt_err *e)
 	struct ibv_wc wc[POLL_BATCH];
 	int n, i;
 
-	n = poll_batch(ep->scq, wc, "send", e);
+	n = ep_poll(ep, 0, wc, POLL_BATCH, e);
 	if (n <= 0)
 		return n;
 	uint64_t t = ticks();
 
 	for (i = 0; i < n; i++) {
 		uint32_t q = (uint32_t)(wc[i].wr_id >> 48);
-		uint64_t idx = wc[i].wr_id & IDX_MASK;
 		struct ep_qp *p;
 		uint64_t d;
 
 		if (q >= (uint32_t)ep->nqps)
 			continue;
 		p = &ep->q[q];
-		p->sq_done = idx + 1;
-		d = p->sq_data[idx % ep->depth];
+		d = ep_send_done(ep, &wc[i]);
 		if (d > p->data_done) {
 			r->tot_done += d - p->data_done;
 			p->data_done = d;
@@ -210,7 +229,7 @@ int poll_recv(struct run *r, struct rt_err *e)
 	struct ibv_wc wc[POLL_BATCH];
 	int n, i;
 
-	n = poll_batch(ep->rcq, wc, "receive", e);
+	n = ep_poll(ep, 1, wc, POLL_BATCH, e);
 	if (n <= 0)
 		return n;
 	uint64_t t = ticks();
@@ -226,7 +245,6 @@ int poll_recv(struct run *r, struct rt_err *e)
 		if (q >= (uint32_t)ep->nqps)
 			continue;
 		s = &r->s[q];
-		ep->q[q].rq_done = widx + 1;
 		if (wc[i].opcode == IBV_WC_RECV_RDMA_WITH_IMM) {
 			uint64_t seq = s->recvd;
 
@@ -268,7 +286,7 @@ int poll_recv(struct run *r, struct rt_err *e)
 					record_completion(r, t, r->tot_recvd - r->recvd0);
 			}
 		}
-		if (post_recvs(ep, q, e))
+		if (ep_recv_done(ep, &wc[i], e))
 			return -1;
 	}
 	r->last_progress = t;

@@ -32,18 +32,7 @@
  * progress for timeout_ms raises TimeoutError. After an error the endpoint's queues are in an
  * unknown state: close it.
  */
-#include "common.h"
-
-#include <arpa/inet.h>
-#include <errno.h>
-#include <string.h>
-#include <unistd.h>
-
-#define FX_END 0xFFFFFFFFu
-#define FX_ABORT 0xFFFFFFFDu
-#define FX_MAX_CHUNKS 0xFFFFFF00ull
-#define FX_IDX_MASK 0xFFFFFFFFFFFFull
-#define FX_BATCH 32
+#include "endpoint.h"
 
 enum fx_tag { FX_T_WRITE = 1, FX_T_SEND = 2, FX_T_READ = 3 };
 
@@ -156,30 +145,22 @@ static int fx_stalled(struct fx *x, const char *what, struct rt_err *e)
 	return 0;
 }
 
-/* Poll the send CQ: count completions; READ completions are handed to on_read. */
+/* Poll the send CQ (every WR of these loops is signaled): count completions; READ completions are
+ * handed to on_read. */
 static int fx_poll_send(struct fx *x, int (*on_read)(struct fx *, uint64_t, struct rt_err *),
 			uint64_t *writes_done, struct rt_err *e)
 {
-	struct ibv_wc wc[FX_BATCH];
-	int n, i;
+	struct ibv_wc wc[POLL_BATCH];
+	int n = ep_poll(x->ep, 0, wc, POLL_BATCH, e), i;
 
-	n = ibv_poll_cq(x->ep->scq, FX_BATCH, wc);
-	if (n < 0) {
-		rt_set(e, RT_OS, EIO, "ibv_poll_cq(send) failed");
-		return -1;
-	}
 	for (i = 0; i < n; i++) {
-		uint64_t tag;
+		uint64_t tag = ep_send_done(x->ep, &wc[i]);
 
-		if (wc[i].status != IBV_WC_SUCCESS)
-			return wc_failed(&wc[i], "send", e);
-		tag = x->p->sq_data[(wc[i].wr_id & FX_IDX_MASK) % x->ep->depth];
-		x->p->sq_done++;
 		x->sends_done++;
 		x->last_progress = ticks();
 		if ((tag >> 56) == FX_T_WRITE && writes_done)
 			(*writes_done)++;
-		if ((tag >> 56) == FX_T_READ && on_read && on_read(x, tag & FX_IDX_MASK, e))
+		if ((tag >> 56) == FX_T_READ && on_read && on_read(x, tag & IDX_MASK, e))
 			return -1;
 	}
 	return n;
@@ -189,18 +170,11 @@ static int fx_poll_send(struct fx *x, int (*on_read)(struct fx *, uint64_t, stru
 static int fx_poll_recv(struct fx *x, uint32_t *imm, struct rt_err *e)
 {
 	struct ibv_wc wc;
-	int n = ibv_poll_cq(x->ep->rcq, 1, &wc);
+	int n = ep_poll(x->ep, 1, &wc, 1, e);
 
-	if (n < 0) {
-		rt_set(e, RT_OS, EIO, "ibv_poll_cq(recv) failed");
-		return -1;
-	}
-	if (n == 0)
-		return 0;
-	if (wc.status != IBV_WC_SUCCESS)
-		return wc_failed(&wc, "receive", e);
-	x->p->rq_done++;
-	if (post_recvs(x->ep, 0, e))
+	if (n <= 0)
+		return n;
+	if (ep_recv_done(x->ep, &wc, e))
 		return -1;
 	x->last_progress = ticks();
 	if (!(wc.wc_flags & IBV_WC_WITH_IMM)) {
@@ -208,7 +182,7 @@ static int fx_poll_recv(struct fx *x, uint32_t *imm, struct rt_err *e)
 		return -1;
 	}
 	*imm = ntohl(wc.imm_data);
-	if (*imm == FX_ABORT) {
+	if (*imm == IMM_ABORT) {
 		rt_set(e, RT_OS, ECONNABORTED, "the peer aborted the transfer");
 		return -1;
 	}
@@ -238,7 +212,7 @@ static void fx_tell_abort(struct fx *x, const struct rt_err *why)
 	memset(&ignored, 0, sizeof(ignored));
 	if (x->p->sq_posted - x->p->sq_done >= x->ep->depth)
 		return;
-	if (post_one(x->ep, 0, IBV_WR_SEND, NULL, 0, 0, 1, FX_ABORT, 1, 0, &ignored))
+	if (post_one(x->ep, 0, IBV_WR_SEND, NULL, 0, 0, 1, IMM_ABORT, 1, 0, &ignored))
 		return;
 	x->sends_posted++;
 	until = now_ns() + 1000000000ull;
@@ -328,7 +302,7 @@ static int fx_serve(struct fx *x, struct rt_err *e)
 		if (r < 0)
 			return -1;
 		if (r > 0) {
-			if (imm == FX_END)
+			if (imm == IMM_END)
 				break;
 			if (imm >= x->n) {
 				rt_set(e, RT_VALUE, EPROTO, "protocol error: chunk %u requested, the file has %llu",
@@ -398,67 +372,35 @@ static int fx_pull(struct fx *x, struct rt_err *e)
 		if (w < 0 || (w == 0 && fx_stalled(x, "pulling chunks", e)))
 			return -1;
 	}
-	if (fx_post(x, IBV_WR_SEND, 0, FX_END, 1, FX_T_SEND, e))
+	if (fx_post(x, IBV_WR_SEND, 0, IMM_END, 1, FX_T_SEND, e))
 		return -1;
 	return fx_drain(x, fx_on_read, e);
 }
 
-/* ------------------------------------------------------------------ Python */
+/* ------------------------------------------------------------------ entry */
 
-enum fx_kind { FX_PUSH, FX_RECV, FX_SERVE, FX_PULL };
-
-static PyObject *fx_call(PyObject *args, PyObject *kwargs, enum fx_kind kind, const char *fmt)
+int fx_transfer(Endpoint *ep, enum fx_kind kind, int fd, uint8_t *mem, int64_t size, int timeout_ms,
+		int64_t abort_after, struct fx_result *out, struct rt_err *e)
 {
-	static char *kwlist[] = { "ep", "io", "size", "timeout_ms", "abort_after", NULL };
-	int (*loops[])(struct fx *, struct rt_err *) = { fx_push, fx_recv, fx_serve, fx_pull };
-	int writable = kind == FX_RECV || kind == FX_PULL;
+	static int (*const loops[])(struct fx *, struct rt_err *) = { fx_push, fx_recv, fx_serve, fx_pull };
 	struct fx_pull_state s;
 	struct fx *x = &s.x;
-	PyObject *io;
-	Endpoint *ep;
-	Py_buffer view;
-	int have_view = 0, rc, timeout_ms = 30000;
-	long long size, abort_after = -1;
-	struct rt_err err;
 	uint64_t t0;
+	int rc;
 
-	if (!PyArg_ParseTupleAndKeywords(args, kwargs, fmt, kwlist, &EndpointType, &ep, &io, &size,
-					 &timeout_ms, &abort_after))
-		return NULL;
-	if (!ep_usable(ep, 1))
-		return NULL;
 	if (ep->nqps != 1) {
-		PyErr_SetString(PyExc_ValueError, "file transfers use an endpoint with one QP");
-		return NULL;
+		rt_set(e, RT_VALUE, 0, "file transfers use an endpoint with one QP");
+		return -1;
 	}
 	if (size < 0 || timeout_ms <= 0) {
-		PyErr_SetString(PyExc_ValueError, "size must be >= 0 and timeout_ms > 0");
-		return NULL;
+		rt_set(e, RT_VALUE, 0, "size must be >= 0 and timeout_ms > 0");
+		return -1;
 	}
 	memset(&s, 0, sizeof(s));
-	memset(&err, 0, sizeof(err));
 	x->ep = ep;
 	x->p = &ep->q[0];
-	x->fd = -1;
-	if (PyLong_Check(io)) {
-		x->fd = (int)PyLong_AsLong(io);
-		if (x->fd < 0) {
-			if (!PyErr_Occurred())
-				PyErr_SetString(PyExc_ValueError, "bad file descriptor");
-			return NULL;
-		}
-	} else {
-		if (PyObject_GetBuffer(io, &view, writable ? PyBUF_WRITABLE : PyBUF_SIMPLE))
-			return NULL;
-		have_view = 1;
-		x->mem = view.buf;
-		if (view.len < size) {
-			PyBuffer_Release(&view);
-			PyErr_Format(PyExc_ValueError, "the buffer holds %zd bytes, less than size %lld",
-				     view.len, size);
-			return NULL;
-		}
-	}
+	x->fd = fd;
+	x->mem = mem;
 	x->size = (uint64_t)size;
 	x->chunk = ep->size;
 	x->n = (x->size + x->chunk - 1) / x->chunk;
@@ -467,48 +409,17 @@ static PyObject *fx_call(PyObject *args, PyObject *kwargs, enum fx_kind kind, co
 	x->timeout_ticks = ns_to_ticks(x->timeout_ns);
 	x->abort_after = abort_after;
 	if (x->n > FX_MAX_CHUNKS || x->window == 0 || x->p->rsize < x->chunk) {
-		if (have_view)
-			PyBuffer_Release(&view);
-		PyErr_SetString(PyExc_ValueError, "file too large for the chunk size, or the peer has no slots");
-		return NULL;
+		rt_set(e, RT_VALUE, 0, "file too large for the chunk size, or the peer has no slots");
+		return -1;
 	}
-	ep->busy = 1;
-	Py_BEGIN_ALLOW_THREADS
 	t0 = now_ns();
 	x->last_progress = ticks();
-	rc = loops[kind](x, &err);
+	rc = loops[kind](x, e);
 	if (rc)
-		fx_tell_abort(x, &err);
-	t0 = now_ns() - t0;
-	Py_END_ALLOW_THREADS
-	ep->busy = 0;
-	if (have_view)
-		PyBuffer_Release(&view);
-	if (rc)
-		return rt_raise(&err);
-	return Py_BuildValue("{s:K,s:K,s:K,s:K}", "bytes", (unsigned long long)x->size, "chunks",
-			     (unsigned long long)x->n, "ns", (unsigned long long)t0, "io_ns",
-			     (unsigned long long)x->io_ns);
-}
-
-static PyObject *py_fx_push(PyObject *m, PyObject *a, PyObject *k) { return fx_call(a, k, FX_PUSH, "O!OL|iL:fx_push"); }
-static PyObject *py_fx_recv(PyObject *m, PyObject *a, PyObject *k) { return fx_call(a, k, FX_RECV, "O!OL|iL:fx_recv"); }
-static PyObject *py_fx_serve(PyObject *m, PyObject *a, PyObject *k) { return fx_call(a, k, FX_SERVE, "O!OL|iL:fx_serve"); }
-static PyObject *py_fx_pull(PyObject *m, PyObject *a, PyObject *k) { return fx_call(a, k, FX_PULL, "O!OL|iL:fx_pull"); }
-
-static PyMethodDef fx_methods[] = {
-	{ "fx_push", (PyCFunction)(void (*)(void))py_fx_push, METH_VARARGS | METH_KEYWORDS,
-	  "fx_push(ep, src, size, timeout_ms=30000, abort_after=-1): rdma-write source (see filexfer.c)" },
-	{ "fx_recv", (PyCFunction)(void (*)(void))py_fx_recv, METH_VARARGS | METH_KEYWORDS,
-	  "fx_recv(ep, dst, size, timeout_ms=30000, abort_after=-1): rdma-write destination" },
-	{ "fx_serve", (PyCFunction)(void (*)(void))py_fx_serve, METH_VARARGS | METH_KEYWORDS,
-	  "fx_serve(ep, src, size, timeout_ms=30000, abort_after=-1): rdma-read source" },
-	{ "fx_pull", (PyCFunction)(void (*)(void))py_fx_pull, METH_VARARGS | METH_KEYWORDS,
-	  "fx_pull(ep, dst, size, timeout_ms=30000, abort_after=-1): rdma-read destination" },
-	{ NULL, NULL, 0, NULL },
-};
-
-int filexfer_register(PyObject *module)
-{
-	return PyModule_AddFunctions(module, fx_methods);
+		fx_tell_abort(x, e);
+	out->bytes = x->size;
+	out->chunks = x->n;
+	out->ns = now_ns() - t0;
+	out->io_ns = x->io_ns;
+	return rc;
 }

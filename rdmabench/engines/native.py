@@ -27,7 +27,7 @@ import functools
 
 from rdmabench.errors import DeviceNotFound, RdmabenchError, VerbsError
 
-__all__ = ["Endpoint", "open_endpoint", "cm_listen", "cm_connect", "TESTS"]
+__all__ = ["Endpoint", "open_endpoint", "cm_listen", "cm_connect", "clock", "TESTS"]
 
 TESTS = ("write_bw", "read_bw", "send_bw", "write_lat", "read_lat", "send_lat")
 
@@ -41,6 +41,15 @@ def _load():
             "run `make install` or `pip install -e .` in the source tree"
         ) from exc
     return _native
+
+
+def clock() -> dict:
+    """The hot loops' clock, chosen and calibrated once when the extension loads: ``timer`` (which
+    clock: "tsc (invariant)", "tsc (rate checked; ...)" or "clock_gettime"), ``tsc_hz`` (its rate,
+    fixed for the process) and ``clock_gettime_ns`` (what one kernel clock read costs here).
+    Raises RdmabenchError when the extension is not built."""
+    mod = _load()
+    return {"timer": mod.TIMER, "tsc_hz": mod.TSC_HZ, "clock_gettime_ns": mod.CLOCK_READ_NS}
 
 
 def _mapped(fn):

@@ -80,12 +80,12 @@ def timer() -> dict:
     except OSError:
         pass
     try:
-        from ..engines.native import _load
+        from ..engines.native import clock
 
-        mod = _load()
+        native = clock()
     except Exception:  # the extension not built: the python engine still runs
         return out
-    out.update(native=mod.TIMER, tsc_hz=mod.TSC_HZ, clock_gettime_ns=round(mod.CLOCK_READ_NS, 1))
+    out.update(native=native["timer"], tsc_hz=native["tsc_hz"], clock_gettime_ns=round(native["clock_gettime_ns"], 1))
     return out
 
 

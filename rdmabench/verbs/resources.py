@@ -25,6 +25,7 @@ import weakref
 from dataclasses import MISSING, asdict, dataclass
 
 from rdmabench.errors import DeviceNotFound, NoDevices, RdmabenchError, VerbsError
+from rdmabench.workloads.pattern import pattern  # noqa: F401 - the one payload pattern (the pyverbs peer takes it from here)
 from rdmabench.verbs import compat as c  # first: a clear error if pyverbs is missing
 
 from pyverbs.addr import GID, AHAttr, GlobalRoute  # noqa: E402
@@ -132,14 +133,7 @@ class PeerInfo:
             raise VerbsError(f"peer sent incomplete connection info {d!r}: missing {exc}") from exc
 
 
-# --------------------------------------------------------------------------- patterns
-
-
-def pattern(size: int, seed: int = 0) -> bytes:
-    """Deterministic bytes: a 251-byte block (prime, so it never lines up with pages) repeated."""
-    block = bytes(((seed * 131 + 7) + i * 13 + (i * i) // 7) & 0xFF for i in range(251))
-    reps = size // len(block) + 1
-    return (block * reps)[:size]
+# --------------------------------------------------------------------------- payload checks
 
 
 def first_mismatch(got: bytes, want: bytes) -> int | None:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import contextlib
 import time
 
-from rdmabench.verbs.resources import Device, RCEndpoint, first_mismatch, pattern, poll
+from rdmabench.verbs.resources import Device, RCEndpoint, first_mismatch, poll
+from rdmabench.workloads.pattern import pattern
 
 WRITE_SEED = 1
 READ_SEED = 2

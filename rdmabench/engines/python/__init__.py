@@ -22,7 +22,8 @@ its protocol exactly (native/endpoint.h and the ep_*.c loops, native/common.c):
   duration run, IMM_READY 0xFFFFFFFE tells a write_lat client the server has zeroed its byte, any
   other immediate on a write_bw-validate writer is a credit (messages checked so far, mod 2^32).
 - Payload pattern: xorshift64* words seeded with splitmix64((qp << 48) ^ seq) (``pattern_seed`` /
-  ``pattern`` below, the same functions as common.c), so a python receiver checks a native sender.
+  ``pattern``: rdmabench/workloads/pattern.py's, which common.c implements), so a python receiver
+  checks a native sender.
 - write_bw validate: RDMA WRITE WITH IMM (imm = sequence) so the receiver sees every message;
   it checks the slot, and returns credits every slots/2 messages; the writer never runs more than
   the peer's slots ahead of the credits. read_bw/read_lat validate: the passive server fills every

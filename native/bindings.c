@@ -1,0 +1,694 @@
+/*
+ * rdmabench._native's binding layer: the only code that converts Python objects. It wraps the C
+ * core's Endpoint (endpoint.h) as the Python type rdmabench._native.Endpoint, exposes the file
+ * loops (fx_push, fx_recv, fx_serve, fx_pull: filexfer.c), the payload pattern (pattern) and the hot
+ * loops' clock, calibrated once
+ * when the module loads (TSC_HZ, TIMER, CLOCK_READ_NS). Every core call runs without the GIL where it
+ * waits on the wire; its error record (struct rt_err) is raised here, once the GIL is back:
+ *   OSError(errno, msg)  a verbs/rdma_cm call or a completion failed
+ *   TimeoutError         no progress before the deadline
+ *   ValueError           a bad argument;  LookupError: no device of that name;  MemoryError
+ *   RuntimeError         the endpoint is closed, not connected or busy in another thread
+ * rdmabench roundtrip --engine native is two Endpoints (rdmabench/native.py).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include "endpoint.h"
+
+typedef struct {
+	PyObject_HEAD
+	Endpoint ep;
+} EpObject;
+
+static PyTypeObject EndpointType;
+
+static PyObject *rt_raise(const struct rt_err *e)
+{
+	PyObject *args;
+
+	switch (e->kind) {
+	case RT_VALUE:
+		PyErr_SetString(PyExc_ValueError, e->msg);
+		return NULL;
+	case RT_LOOKUP:
+		PyErr_SetString(PyExc_LookupError, e->msg);
+		return NULL;
+	case RT_NOMEM:
+		PyErr_SetString(PyExc_MemoryError, e->msg);
+		return NULL;
+	default:
+		args = Py_BuildValue("(is)", e->errnum, e->msg);
+		if (args) {
+			PyErr_SetObject(e->kind == RT_TIMEOUT ? PyExc_TimeoutError : PyExc_OSError, args);
+			Py_DECREF(args);
+		}
+		return NULL;
+	}
+}
+
+/* 1 when the endpoint is open, idle (and connected if asked), else a RuntimeError set and 0. */
+static int ep_usable(Endpoint *ep, int need_connected)
+{
+	if (ep->closed) {
+		PyErr_SetString(PyExc_RuntimeError, "the endpoint is closed");
+		return 0;
+	}
+	if (ep->busy) {
+		PyErr_SetString(PyExc_RuntimeError, "the endpoint is running in another thread");
+		return 0;
+	}
+	if (need_connected && !ep->connected) {
+		PyErr_SetString(PyExc_RuntimeError, "the endpoint is not connected: call connect() first");
+		return 0;
+	}
+	return 1;
+}
+
+static EpObject *ep_alloc(PyTypeObject *type)
+{
+	EpObject *o = (EpObject *)type->tp_alloc(type, 0);
+
+	if (o)
+		ep_init(&o->ep);
+	return o;
+}
+
+/* ------------------------------------------------------------------ construction */
+
+static PyObject *ep_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+	static char *kwlist[] = { "device", "gid_index", "port", "qps", "size", "depth", "slots",
+				  "mtu", "cq_mod", "inline_size", NULL };
+	const char *device;
+	int gid_index, port = 1, qps = 1, depth = 128, slots = 0, mtu = 0, cq_mod = 100, inline_size = 0;
+	Py_ssize_t size = 65536;
+	struct rt_err err;
+	EpObject *o;
+
+	if (!PyArg_ParseTupleAndKeywords(args, kwargs, "si|iiniiiii:Endpoint", kwlist, &device,
+					 &gid_index, &port, &qps, &size, &depth, &slots, &mtu,
+					 &cq_mod, &inline_size))
+		return NULL;
+	o = ep_alloc(type);
+	if (!o)
+		return NULL;
+	memset(&err, 0, sizeof(err));
+	if (ep_open(&o->ep, device, gid_index, port, qps, size, depth, slots, mtu, cq_mod, inline_size,
+		    &err)) {
+		Py_DECREF(o);
+		return rt_raise(&err);
+	}
+	return (PyObject *)o;
+}
+
+static PyObject *ep_cm(PyTypeObject *type, PyObject *args, PyObject *kwargs, int listen)
+{
+	static char *kw_listen[] = { "bind_ip", "port", "qps", "size", "depth", "slots", "cq_mod",
+				     "inline_size", "timeout_ms", NULL };
+	static char *kw_connect[] = { "peer_ip", "port", "qps", "size", "depth", "slots", "cq_mod",
+				      "inline_size", "timeout_ms", NULL };
+	const char *ip;
+	int port, qps = 1, depth = 128, slots = 0, cq_mod = 100, inline_size = 0, timeout_ms = 10000;
+	Py_ssize_t size = 65536;
+	struct rt_err err;
+	EpObject *o;
+	int rc;
+
+	if (!PyArg_ParseTupleAndKeywords(args, kwargs,
+					 listen ? "si|iniiiii:cm_listen" : "si|iniiiii:cm_connect",
+					 listen ? kw_listen : kw_connect, &ip, &port, &qps, &size,
+					 &depth, &slots, &cq_mod, &inline_size, &timeout_ms))
+		return NULL;
+	o = ep_alloc(type);
+	if (!o)
+		return NULL;
+	memset(&err, 0, sizeof(err));
+	Py_BEGIN_ALLOW_THREADS
+	rc = ep_cm_open(&o->ep, listen, ip, port, qps, size, depth, slots, cq_mod, inline_size,
+			timeout_ms, &err);
+	Py_END_ALLOW_THREADS
+	if (rc) {
+		Py_DECREF(o);
+		return rt_raise(&err);
+	}
+	return (PyObject *)o;
+}
+
+static PyObject *ep_cm_listen(PyObject *cls, PyObject *args, PyObject *kwargs)
+{
+	return ep_cm((PyTypeObject *)cls, args, kwargs, 1);
+}
+
+static PyObject *ep_cm_connect(PyObject *cls, PyObject *args, PyObject *kwargs)
+{
+	return ep_cm((PyTypeObject *)cls, args, kwargs, 0);
+}
+
+static void ep_dealloc(EpObject *o)
+{
+	struct rt_err err;
+
+	memset(&err, 0, sizeof(err));
+	if (!o->ep.closed)
+		ep_release(&o->ep, &err);
+	Py_TYPE(o)->tp_free((PyObject *)o);
+}
+
+static PyObject *ep_close(EpObject *o, PyObject *unused)
+{
+	struct rt_err err;
+
+	if (o->ep.busy) {
+		PyErr_SetString(PyExc_RuntimeError, "cannot close: the endpoint is running in another thread");
+		return NULL;
+	}
+	if (o->ep.closed)
+		Py_RETURN_NONE;
+	memset(&err, 0, sizeof(err));
+	ep_release(&o->ep, &err);
+	if (err.kind != RT_OK)
+		return rt_raise(&err);
+	Py_RETURN_NONE;
+}
+
+static PyObject *ep_enter(EpObject *o, PyObject *unused)
+{
+	if (!ep_usable(&o->ep, 0))
+		return NULL;
+	Py_INCREF(o);
+	return (PyObject *)o;
+}
+
+static PyObject *ep_exit(EpObject *o, PyObject *args)
+{
+	return ep_close(o, NULL);
+}
+
+/* ------------------------------------------------------------------ local_info / connect */
+
+static PyObject *ep_local_info(EpObject *o, PyObject *unused)
+{
+	Endpoint *ep = &o->ep;
+	struct remote_qp me;
+	PyObject *list, *d;
+	char gid[33];
+	int i, j;
+
+	if (!ep_usable(ep, 0))
+		return NULL;
+	list = PyList_New(ep->nqps);
+	if (!list)
+		return NULL;
+	for (i = 0; i < ep->nqps; i++) {
+		ep_local_qp(ep, i, &me);
+		for (j = 0; j < 16; j++)
+			snprintf(gid + 2 * j, 3, "%02x", me.gid.raw[j]);
+		d = Py_BuildValue("{s:I,s:I,s:s,s:H,s:K,s:I,s:K,s:I,s:I,s:I}", "qpn", me.qpn, "psn",
+				  me.psn, "gid", gid, "lid", me.lid, "addr", (unsigned long long)me.addr,
+				  "rkey", me.rkey, "size", (unsigned long long)me.size, "slots", me.slots,
+				  "mtu", me.mtu, "rd_atomic", me.rd_atomic);
+		if (!d) {
+			Py_DECREF(list);
+			return NULL;
+		}
+		PyList_SET_ITEM(list, i, d);
+	}
+	return list;
+}
+
+static int dict_u64(PyObject *d, const char *key, int idx, uint64_t max, uint64_t *out)
+{
+	PyObject *v = PyDict_GetItemString(d, key);
+	unsigned long long x;
+
+	if (!v) {
+		PyErr_Format(PyExc_ValueError, "remote[%d] has no '%s'", idx, key);
+		return -1;
+	}
+	x = PyLong_AsUnsignedLongLong(v);
+	if (x == (unsigned long long)-1 && PyErr_Occurred()) {
+		PyErr_Clear();
+		PyErr_Format(PyExc_ValueError, "remote[%d]['%s'] must be a non-negative int", idx, key);
+		return -1;
+	}
+	if (x > max) {
+		PyErr_Format(PyExc_ValueError, "remote[%d]['%s'] out of range", idx, key);
+		return -1;
+	}
+	*out = x;
+	return 0;
+}
+
+static int parse_remote(PyObject *d, int idx, struct remote_qp *r)
+{
+	uint64_t qpn, psn, lid, rkey, size, slots, mtu, rd = 0;
+	PyObject *g;
+	const char *s;
+	int j;
+
+	if (!PyDict_Check(d)) {
+		PyErr_Format(PyExc_TypeError, "remote[%d] must be a dict", idx);
+		return -1;
+	}
+	if (dict_u64(d, "qpn", idx, 0xffffffu, &qpn) || dict_u64(d, "psn", idx, 0xffffffu, &psn) ||
+	    dict_u64(d, "lid", idx, 0xffffu, &lid) || dict_u64(d, "addr", idx, UINT64_MAX, &r->addr) ||
+	    dict_u64(d, "rkey", idx, UINT32_MAX, &rkey) || dict_u64(d, "size", idx, UINT32_MAX, &size) ||
+	    dict_u64(d, "slots", idx, UINT32_MAX, &slots) || dict_u64(d, "mtu", idx, 4096u, &mtu) ||
+	    (PyDict_GetItemString(d, "rd_atomic") && dict_u64(d, "rd_atomic", idx, 255u, &rd)))
+		return -1;
+	r->qpn = (uint32_t)qpn;
+	r->psn = (uint32_t)psn;
+	r->lid = (uint16_t)lid;
+	r->rkey = (uint32_t)rkey;
+	r->size = size;
+	r->slots = (uint32_t)slots;
+	r->mtu = (uint32_t)mtu;
+	r->rd_atomic = (uint32_t)rd; /* 0: the peer did not say (an older rdmabench) */
+	g = PyDict_GetItemString(d, "gid");
+	if (!g || !PyUnicode_Check(g) || !(s = PyUnicode_AsUTF8(g)) || strlen(s) != 32) {
+		PyErr_Format(PyExc_ValueError, "remote[%d]['gid'] must be 32 hex characters", idx);
+		return -1;
+	}
+	for (j = 0; j < 16; j++) {
+		unsigned int byte;
+
+		if (sscanf(s + 2 * j, "%2x", &byte) != 1) {
+			PyErr_Format(PyExc_ValueError, "remote[%d]['gid'] is not hex", idx);
+			return -1;
+		}
+		r->gid.raw[j] = (uint8_t)byte;
+	}
+	return 0;
+}
+
+static PyObject *ep_connect(EpObject *o, PyObject *args, PyObject *kwargs)
+{
+	static char *kwlist[] = { "remote", NULL };
+	Endpoint *ep = &o->ep;
+	PyObject *remote, *seq;
+	struct remote_qp *r;
+	struct rt_err err;
+	Py_ssize_t n, i;
+	int rc;
+
+	if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O:connect", kwlist, &remote))
+		return NULL;
+	if (!ep_usable(ep, 0))
+		return NULL;
+	if (ep->connected || ep->cm_ch) {
+		PyErr_SetString(PyExc_RuntimeError, "the endpoint is already connected");
+		return NULL;
+	}
+	seq = PySequence_Fast(remote, "remote must be a list of dicts, one per QP");
+	if (!seq)
+		return NULL;
+	n = PySequence_Fast_GET_SIZE(seq);
+	r = calloc(n ? (size_t)n : 1, sizeof(*r));
+	if (!r) {
+		Py_DECREF(seq);
+		return PyErr_NoMemory();
+	}
+	for (i = 0; i < n; i++) {
+		if (parse_remote(PySequence_Fast_GET_ITEM(seq, i), (int)i, &r[i])) {
+			free(r);
+			Py_DECREF(seq);
+			return NULL;
+		}
+	}
+	Py_DECREF(seq);
+	memset(&err, 0, sizeof(err));
+	rc = ep_connect_qps(ep, r, (int)n, &err);
+	free(r);
+	if (rc)
+		return rt_raise(&err);
+	Py_RETURN_NONE;
+}
+
+/* ------------------------------------------------------------------ run */
+
+static PyObject *make_array(char typecode, const void *data, size_t bytes)
+{
+	PyObject *mod, *b, *arr;
+
+	mod = PyImport_ImportModule("array");
+	if (!mod)
+		return NULL;
+	b = PyBytes_FromStringAndSize(data ? (const char *)data : "", (Py_ssize_t)bytes);
+	if (!b) {
+		Py_DECREF(mod);
+		return NULL;
+	}
+	arr = PyObject_CallMethod(mod, "array", "CO", (int)typecode, b);
+	Py_DECREF(b);
+	Py_DECREF(mod);
+	return arr;
+}
+
+static PyObject *run_result(const struct run *r, long long iters, long long warmup)
+{
+	const Endpoint *ep = r->ep;
+	PyObject *res = NULL, *cns = NULL, *cops = NULL, *samples = NULL;
+	int64_t *cns_buf = malloc((r->nc ? r->nc : 1) * sizeof(int64_t));
+	uint64_t ops = 0, recv_ops = 0;
+	const char *sample = NULL;
+	size_t k;
+
+	if (!cns_buf)
+		return PyErr_NoMemory();
+	for (k = 0; k < r->nc; k++)
+		cns_buf[k] = ticks_to_ns(r->c_t[k]);
+	cns = make_array('q', cns_buf, r->nc * sizeof(int64_t));
+	cops = make_array('Q', r->c_ops, r->nc * sizeof(uint64_t));
+	samples = make_array('d', r->samp, r->ns * sizeof(double));
+	free(cns_buf);
+	if (!cns || !cops || !samples)
+		goto out;
+	if (!r->passive) {
+		if (r->is_lat) {
+			ops = r->lat_ops;
+		} else if (r->client || r->bidir) {
+			ops = r->tot_done - r->done0;
+			recv_ops = r->tot_recvd - r->recvd0;
+		} else {
+			ops = r->tot_recvd - r->recvd0;
+		}
+	}
+	if (r->test == T_READ_LAT)
+		sample = "post to completion";
+	else if (r->is_lat)
+		sample = "half round trip";
+	res = Py_BuildValue(
+		"{s:s,s:s,s:L,s:L,s:d,s:O,s:i,s:I,s:K,s:K,s:K,s:L,s:L,s:d,s:O,s:O,s:O,s:z,"
+		"s:O,s:K,s:K,s:L,s:O}",
+		"test", test_names[r->test], "role", r->client ? "client" : "server", "iters", iters,
+		"warmup", warmup, "duration_s", r->duration_s, "bidir", r->bidir ? Py_True : Py_False,
+		"qps", ep->nqps, "size", ep->size, "ops", (unsigned long long)ops, "bytes",
+		(unsigned long long)(ops * ep->size), "recv_ops", (unsigned long long)recv_ops,
+		"t_start_ns", (long long)(r->have_start ? ticks_to_ns(r->t_start) : 0), "t_end_ns",
+		(long long)(r->have_start ? ticks_to_ns(r->t_end) : 0), "tsc_hz", tsc_hz(),
+		"completions_ns", cns, "completions_ops", cops, "samples_ns", samples, "sample", sample,
+		"samples_truncated", r->truncated ? Py_True : Py_False, "validated",
+		(unsigned long long)r->validated, "corrupt", (unsigned long long)r->corrupt,
+		"first_corrupt_seq", (long long)r->first_corrupt, "passive",
+		r->passive ? Py_True : Py_False);
+out:
+	Py_XDECREF(cns);
+	Py_XDECREF(cops);
+	Py_XDECREF(samples);
+	return res;
+}
+
+static PyObject *ep_run(EpObject *o, PyObject *args, PyObject *kwargs)
+{
+	static char *kwlist[] = { "test", "role", "iters", "duration_s", "warmup", "bidir",
+				  "validate", "max_samples", "timeout_ms", NULL };
+	Endpoint *ep = &o->ep;
+	const char *test, *role;
+	long long iters = 0, warmup = 0, max_samples = 1000000;
+	double duration_s = 0.0;
+	int bidir = 0, validate = 0, timeout_ms = 10000, rc;
+	struct run r;
+	struct rt_err err;
+	PyObject *res;
+
+	if (!PyArg_ParseTupleAndKeywords(args, kwargs, "ss|LdLppLi:run", kwlist, &test, &role, &iters,
+					 &duration_s, &warmup, &bidir, &validate, &max_samples,
+					 &timeout_ms))
+		return NULL;
+	memset(&err, 0, sizeof(err));
+	if (run_setup(&r, ep, test, role, iters, duration_s, warmup, bidir, validate, max_samples,
+		      timeout_ms, &err))
+		return rt_raise(&err);
+	if (!ep_usable(ep, 1)) {
+		run_free(&r);
+		return NULL;
+	}
+	ep->busy = 1;
+	Py_BEGIN_ALLOW_THREADS
+	rc = run_loop(&r, &err);
+	Py_END_ALLOW_THREADS
+	ep->busy = 0;
+	res = rc ? rt_raise(&err) : run_result(&r, iters, warmup);
+	run_free(&r);
+	return res;
+}
+
+/* Test hook: the sender corrupts the payload of this sequence number (-1: none). */
+static PyObject *ep_inject(EpObject *o, PyObject *arg)
+{
+	long long seq = PyLong_AsLongLong(arg);
+
+	if (seq == -1 && PyErr_Occurred())
+		return NULL;
+	o->ep.corrupt_seq = seq;
+	Py_RETURN_NONE;
+}
+
+/* Test hook: flip one byte of a local slot (e.g. the read server's pattern). */
+static PyObject *ep_flip(EpObject *o, PyObject *args)
+{
+	Endpoint *ep = &o->ep;
+	unsigned int q, slot, off;
+
+	if (!PyArg_ParseTuple(args, "III:_flip_byte", &q, &slot, &off))
+		return NULL;
+	if (!ep_usable(ep, 0))
+		return NULL;
+	if (q >= (unsigned)ep->nqps || slot >= ep->slots || off >= ep->size) {
+		PyErr_SetString(PyExc_ValueError, "qp, slot or offset out of range");
+		return NULL;
+	}
+	slot_addr(ep, q, slot)[off] ^= 0x5a;
+	Py_RETURN_NONE;
+}
+
+/* ------------------------------------------------------------------ attributes */
+
+static PyObject *ep_get_device(EpObject *o, void *c) { return PyUnicode_FromString(o->ep.devname); }
+static PyObject *ep_get_mtu(EpObject *o, void *c)
+{
+	return PyLong_FromLong(o->ep.closed ? 0 : ep_mtu_bytes(&o->ep));
+}
+static PyObject *ep_get_reg(EpObject *o, void *c)
+{
+	return PyLong_FromUnsignedLongLong(o->ep.mr ? (unsigned long long)o->ep.mr->length : 0);
+}
+/* RDMA READs QP 0 keeps in flight: the QP's own setting once connected (OOB: the smaller of our
+ * device's and the peer's responder; rdma_cm: what it negotiated), before that our device's cap */
+static PyObject *ep_get_reads(EpObject *o, void *c)
+{
+	Endpoint *ep = &o->ep;
+	struct ibv_qp_attr attr;
+	struct ibv_qp_init_attr init;
+
+	if (ep->connected && !ep->closed && ep->q && ep->q[0].qp &&
+	    ibv_query_qp(ep->q[0].qp, &attr, IBV_QP_MAX_QP_RD_ATOMIC, &init) == 0)
+		return PyLong_FromUnsignedLong(attr.max_rd_atomic);
+	return PyLong_FromUnsignedLong(ep->max_rd_atomic);
+}
+static PyObject *ep_get_connected(EpObject *o, void *c) { return PyBool_FromLong(o->ep.connected); }
+static PyObject *ep_get_closed(EpObject *o, void *c) { return PyBool_FromLong(o->ep.closed); }
+
+#define UINT_GETTER(name, field)                                                                  \
+	static PyObject *ep_get_##name(EpObject *o, void *c)                                      \
+	{                                                                                         \
+		return PyLong_FromUnsignedLong((unsigned long)o->ep.field);                       \
+	}
+UINT_GETTER(port, port)
+UINT_GETTER(qps, nqps)
+UINT_GETTER(size, size)
+UINT_GETTER(depth, depth)
+UINT_GETTER(slots, slots)
+UINT_GETTER(cq_mod, cq_mod)
+UINT_GETTER(inline_size, inline_size)
+UINT_GETTER(gid_index, gid_index)
+
+static PyGetSetDef ep_getset[] = {
+	{ "device", (getter)ep_get_device, NULL, "device name (for cm: the one rdma_cm resolved)", NULL },
+	{ "mtu", (getter)ep_get_mtu, NULL, "path MTU in bytes once connected, else the port's", NULL },
+	{ "registered_bytes", (getter)ep_get_reg, NULL, "bytes registered: qps * slots * size", NULL },
+	{ "outstanding_reads", (getter)ep_get_reads, NULL,
+	  "RDMA READs in flight per QP (once connected: what QP 0 was given)", NULL },
+	{ "connected", (getter)ep_get_connected, NULL, NULL, NULL },
+	{ "closed", (getter)ep_get_closed, NULL, NULL, NULL },
+	{ "port", (getter)ep_get_port, NULL, NULL, NULL },
+	{ "qps", (getter)ep_get_qps, NULL, NULL, NULL },
+	{ "size", (getter)ep_get_size, NULL, NULL, NULL },
+	{ "depth", (getter)ep_get_depth, NULL, NULL, NULL },
+	{ "slots", (getter)ep_get_slots, NULL, NULL, NULL },
+	{ "cq_mod", (getter)ep_get_cq_mod, NULL, "signaling interval (clamped to depth)", NULL },
+	{ "inline_size", (getter)ep_get_inline_size, NULL, NULL, NULL },
+	{ "gid_index", (getter)ep_get_gid_index, NULL, NULL, NULL },
+	{ NULL, NULL, NULL, NULL, NULL },
+};
+
+static PyMethodDef ep_methods[] = {
+	{ "local_info", (PyCFunction)ep_local_info, METH_NOARGS,
+	  "local_info() -> list of {qpn, psn, gid, lid, addr, rkey, size, slots, mtu, rd_atomic}, one per QP" },
+	{ "connect", (PyCFunction)(void (*)(void))ep_connect, METH_VARARGS | METH_KEYWORDS,
+	  "connect(remote): bring every QP to RTS against the peer's local_info() list" },
+	{ "run", (PyCFunction)(void (*)(void))ep_run, METH_VARARGS | METH_KEYWORDS,
+	  "run(test, role, iters=0, duration_s=0.0, warmup=0, bidir=False, validate=False,\n"
+	  "    max_samples=1000000, timeout_ms=10000) -> dict (see the module source header)" },
+	{ "close", (PyCFunction)ep_close, METH_NOARGS, "release every verbs resource (idempotent)" },
+	{ "__enter__", (PyCFunction)ep_enter, METH_NOARGS, NULL },
+	{ "__exit__", (PyCFunction)ep_exit, METH_VARARGS, NULL },
+	{ "cm_listen", (PyCFunction)(void (*)(void))ep_cm_listen,
+	  METH_VARARGS | METH_KEYWORDS | METH_CLASS,
+	  "cm_listen(bind_ip, port, qps=1, size=65536, depth=128, slots=0, cq_mod=100,\n"
+	  "          inline_size=0, timeout_ms=10000) -> Endpoint connected through rdma_cm" },
+	{ "cm_connect", (PyCFunction)(void (*)(void))ep_cm_connect,
+	  METH_VARARGS | METH_KEYWORDS | METH_CLASS,
+	  "cm_connect(peer_ip, port, qps=1, size=65536, depth=128, slots=0, cq_mod=100,\n"
+	  "           inline_size=0, timeout_ms=10000) -> Endpoint connected through rdma_cm" },
+	{ "_inject_corruption", (PyCFunction)ep_inject, METH_O,
+	  "test hook: the sender corrupts the payload of this sequence number (-1: none)" },
+	{ "_flip_byte", (PyCFunction)ep_flip, METH_VARARGS,
+	  "test hook: _flip_byte(qp, slot, offset) flips one byte of a local slot" },
+	{ NULL, NULL, 0, NULL },
+};
+
+static PyTypeObject EndpointType = {
+	PyVarObject_HEAD_INIT(NULL, 0)
+	.tp_name = "rdmabench._native.Endpoint",
+	.tp_basicsize = sizeof(EpObject),
+	.tp_flags = Py_TPFLAGS_DEFAULT,
+	.tp_doc = "Endpoint(device, gid_index, port=1, qps=1, size=65536, depth=128, slots=0, mtu=0,\n"
+		  "         cq_mod=100, inline_size=0)\n\n"
+		  "RC QPs on one device with one registered buffer of qps * slots * size bytes\n"
+		  "(slots 0 -> depth), and the benchmark loops in C (run()).",
+	.tp_new = ep_new,
+	.tp_dealloc = (destructor)ep_dealloc,
+	.tp_methods = ep_methods,
+	.tp_getset = ep_getset,
+};
+
+/* ------------------------------------------------------------------ file loops */
+
+static PyObject *fx_call(PyObject *args, PyObject *kwargs, enum fx_kind kind, const char *fmt)
+{
+	static char *kwlist[] = { "ep", "io", "size", "timeout_ms", "abort_after", NULL };
+	int writable = kind == FX_RECV || kind == FX_PULL;
+	PyObject *io;
+	EpObject *o;
+	Py_buffer view;
+	int have_view = 0, rc, fd = -1, timeout_ms = 30000;
+	long long size, abort_after = -1;
+	struct fx_result res;
+	struct rt_err err;
+
+	if (!PyArg_ParseTupleAndKeywords(args, kwargs, fmt, kwlist, &EndpointType, &o, &io, &size,
+					 &timeout_ms, &abort_after))
+		return NULL;
+	if (!ep_usable(&o->ep, 1))
+		return NULL;
+	if (PyLong_Check(io)) {
+		fd = (int)PyLong_AsLong(io);
+		if (fd < 0) {
+			if (!PyErr_Occurred())
+				PyErr_SetString(PyExc_ValueError, "bad file descriptor");
+			return NULL;
+		}
+	} else {
+		if (PyObject_GetBuffer(io, &view, writable ? PyBUF_WRITABLE : PyBUF_SIMPLE))
+			return NULL;
+		have_view = 1;
+		if (view.len < size) {
+			PyBuffer_Release(&view);
+			PyErr_Format(PyExc_ValueError, "the buffer holds %zd bytes, less than size %lld",
+				     view.len, size);
+			return NULL;
+		}
+	}
+	memset(&err, 0, sizeof(err));
+	o->ep.busy = 1;
+	Py_BEGIN_ALLOW_THREADS
+	rc = fx_transfer(&o->ep, kind, fd, have_view ? view.buf : NULL, size, timeout_ms, abort_after,
+			 &res, &err);
+	Py_END_ALLOW_THREADS
+	o->ep.busy = 0;
+	if (have_view)
+		PyBuffer_Release(&view);
+	if (rc)
+		return rt_raise(&err);
+	return Py_BuildValue("{s:K,s:K,s:K,s:K}", "bytes", (unsigned long long)res.bytes, "chunks",
+			     (unsigned long long)res.chunks, "ns", (unsigned long long)res.ns, "io_ns",
+			     (unsigned long long)res.io_ns);
+}
+
+static PyObject *py_fx_push(PyObject *m, PyObject *a, PyObject *k) { return fx_call(a, k, FX_PUSH, "O!OL|iL:fx_push"); }
+static PyObject *py_fx_recv(PyObject *m, PyObject *a, PyObject *k) { return fx_call(a, k, FX_RECV, "O!OL|iL:fx_recv"); }
+static PyObject *py_fx_serve(PyObject *m, PyObject *a, PyObject *k) { return fx_call(a, k, FX_SERVE, "O!OL|iL:fx_serve"); }
+static PyObject *py_fx_pull(PyObject *m, PyObject *a, PyObject *k) { return fx_call(a, k, FX_PULL, "O!OL|iL:fx_pull"); }
+
+/* ------------------------------------------------------------------ the payload pattern */
+
+static PyObject *py_pattern(PyObject *m, PyObject *args)
+{
+	Py_ssize_t size;
+	unsigned long long seed;
+	PyObject *b;
+
+	if (!PyArg_ParseTuple(args, "nK:pattern", &size, &seed))
+		return NULL;
+	if (size < 0) {
+		PyErr_SetString(PyExc_ValueError, "size must be >= 0");
+		return NULL;
+	}
+	b = PyBytes_FromStringAndSize(NULL, size);
+	if (b)
+		fill_pattern((uint8_t *)PyBytes_AS_STRING(b), (size_t)size, seed);
+	return b;
+}
+
+static PyMethodDef module_methods[] = {
+	{ "pattern", py_pattern, METH_VARARGS,
+	  "pattern(size, seed) -> bytes: rdmabench/workloads/pattern.py's pattern_py, from C" },
+	{ "fx_push", (PyCFunction)(void (*)(void))py_fx_push, METH_VARARGS | METH_KEYWORDS,
+	  "fx_push(ep, src, size, timeout_ms=30000, abort_after=-1): rdma-write source (see filexfer.c)" },
+	{ "fx_recv", (PyCFunction)(void (*)(void))py_fx_recv, METH_VARARGS | METH_KEYWORDS,
+	  "fx_recv(ep, dst, size, timeout_ms=30000, abort_after=-1): rdma-write destination" },
+	{ "fx_serve", (PyCFunction)(void (*)(void))py_fx_serve, METH_VARARGS | METH_KEYWORDS,
+	  "fx_serve(ep, src, size, timeout_ms=30000, abort_after=-1): rdma-read source" },
+	{ "fx_pull", (PyCFunction)(void (*)(void))py_fx_pull, METH_VARARGS | METH_KEYWORDS,
+	  "fx_pull(ep, dst, size, timeout_ms=30000, abort_after=-1): rdma-read destination" },
+	{ NULL, NULL, 0, NULL },
+};
+
+static struct PyModuleDef native_module = {
+	PyModuleDef_HEAD_INIT,
+	"_native",
+	"rdmabench native hot loops: verbs objects opened and driven from C.",
+	-1,
+	module_methods,
+	NULL,
+	NULL,
+	NULL,
+	NULL,
+};
+
+PyMODINIT_FUNC PyInit__native(void)
+{
+	PyObject *m;
+
+	clock_calibrate(); /* once per process: the rate every result of it carries */
+	if (PyType_Ready(&EndpointType) < 0)
+		return NULL;
+	m = PyModule_Create(&native_module);
+	if (!m)
+		return NULL;
+	Py_INCREF(&EndpointType);
+	if (PyModule_AddObject(m, "Endpoint", (PyObject *)&EndpointType) < 0) {
+		Py_DECREF(&EndpointType);
+		Py_DECREF(m);
+		return NULL;
+	}
+	if (PyModule_AddObject(m, "TSC_HZ", PyFloat_FromDouble(tsc_hz())) < 0 ||
+	    PyModule_AddStringConstant(m, "TIMER", timer_name()) < 0 ||
+	    PyModule_AddObject(m, "CLOCK_READ_NS", PyFloat_FromDouble(clock_read_ns())) < 0) {
+		Py_DECREF(m);
+		return NULL;
+	}
+	return m;
+}
