@@ -12,7 +12,7 @@ import click
 
 from . import __version__, devices
 from .errors import RdmabenchError
-from .perf.tests import TESTS
+from .engines.tests import TESTS
 from .units import format_size, parse_size
 
 

@@ -1,6 +1,5 @@
-"""Verbs microbenchmarks: perftest's tests, measured by rdmabench's engines.
+"""Verbs microbenchmarks: perftest's tests (rdmabench.engines.tests), measured by rdmabench's engines.
 
-tests.py     what each test is (operation, bandwidth or latency, who is active)
 options.py   what the user asked for, validated
 metrics.py   numbers from an engine's raw record: bandwidth, message rate, latency percentiles
 server.py    the "verbs" service of `rdmabench serve` (rdmabench.serve): one test at a time

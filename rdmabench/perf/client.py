@@ -15,7 +15,8 @@ from ..cpu import CpuMeter
 from ..errors import RdmabenchError
 from ..results import context, row
 from ..results.model import Result
-from . import engine, metrics, preflight, tests
+from ..engines import tests
+from . import engine, metrics, preflight
 from ..wire import Channel, Server
 from .options import RunOptions
 from .server import VerbsService, endpoint_spec, jsonable, run_kwargs

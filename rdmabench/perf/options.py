@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from ..units import parse_size
-from . import tests
+from ..engines import tests
 
 ENGINES = ("native", "python")
 CONNECT_MODES = ("oob", "cm")

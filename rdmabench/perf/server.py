@@ -15,7 +15,8 @@ from ..cpu import CpuMeter
 from ..errors import RdmabenchError
 from ..wire import Channel
 from ..wirecheck import Bool, Int, Num, Opt, Str, fields
-from . import engine, perftest, tests
+from ..engines import tests
+from . import engine, perftest
 
 SETUP_WAIT_S = 120.0  # between tests a client may be computing and printing
 SETUP = {

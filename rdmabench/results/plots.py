@@ -18,7 +18,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import FixedLocator, FuncFormatter  # noqa: E402
 
 from ..config import HANDOFFS  # noqa: E402
-from ..perf.tests import TESTS  # noqa: E402
+from ..engines.tests import TESTS  # noqa: E402
 from ..transports.base import KNOWN as TRANSPORTS  # noqa: E402
 from ..units import format_size  # noqa: E402
 from .frames import Tables, column  # noqa: E402

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import __version__
-from ..perf.tests import TESTS
+from ..engines.tests import TESTS
 from .frames import ASIDE, Tables, column
 from .plots import Plot, all_plots
 

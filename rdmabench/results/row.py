@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from .. import config
 from ..cpu import per_gb
-from ..perf import tests
+from ..engines import tests
 from ..transports.base import KNOWN as TRANSPORTS
 from ..units import format_size
 

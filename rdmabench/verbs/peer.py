@@ -28,7 +28,8 @@ from rdmabench import auth
 from rdmabench.errors import PeerUnavailable, RdmabenchError, VerbsError
 from rdmabench.wire import DEFAULT_PORT, Channel
 from rdmabench.verbs.resources import (Device, PeerInfo, RCEndpoint, SizeError, find_gid_for_ip, first_mismatch,
-                                       pattern, poll)
+                                       poll)
+from rdmabench.workloads.pattern import pattern
 
 WRITE_SEED = 11
 FILL_SEED = 23
@@ -63,8 +64,6 @@ def _answer(msg: dict, read, write, size: int) -> tuple[dict, bool]:
 
 
 def _serve_cm_one(listener, max_size: int, op_timeout_s: float, secret: bytes) -> dict:
-    from rdmabench.verbs.cm import CMServerConnection  # noqa: F401  (type only)
-
     conn = listener.accept(timeout_s=op_timeout_s, max_size=max_size, op_timeout_s=op_timeout_s)
     record = {"mode": "cm", "size": conn.size, "device": conn.device_name, "requests": []}
     with conn:

@@ -25,7 +25,6 @@ import weakref
 from dataclasses import MISSING, asdict, dataclass
 
 from rdmabench.errors import DeviceNotFound, NoDevices, RdmabenchError, VerbsError
-from rdmabench.workloads.pattern import pattern  # noqa: F401 - the one payload pattern (the pyverbs peer takes it from here)
 from rdmabench.verbs import compat as c  # first: a clear error if pyverbs is missing
 
 from pyverbs.addr import GID, AHAttr, GlobalRoute  # noqa: E402

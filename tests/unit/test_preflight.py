@@ -9,7 +9,7 @@ from rdmabench.devices import Device, Gid, Port
 from rdmabench.errors import RdmabenchError
 from rdmabench.perf import preflight
 from rdmabench.perf.options import RunOptions, parse_sweep
-from rdmabench.perf.tests import TESTS
+from rdmabench.engines.tests import TESTS
 
 
 def device(active_mtu=1024, max_qp_wr=16384, max_cqe=4194303):

@@ -104,7 +104,7 @@ def test_a_schema_2_file_with_a_row_of_another_shape_is_refused(tmp_path):
 
 def test_readers_never_ask_the_kind_and_copy_no_names():
     """compare, plots, report and the loader decide by what a row measured, not by the kind of its file;
-    test and transport names come from perf/tests.py and transports/base.py."""
+    test and transport names come from engines/tests.py and transports/base.py."""
     for mod in (compare, plots, report, frames):
         src = inspect.getsource(mod)
         kinds = "(verbs|transfer|crosscheck|baseline)"

@@ -7,11 +7,12 @@ from __future__ import annotations
 import functools
 import time
 
+from rdmabench.engines import tests
 from rdmabench.verbs import compat as c
 from rdmabench.workloads.pattern import pattern, pattern_seed  # noqa: F401 - the one payload pattern
 
-TESTS = ("write_bw", "read_bw", "send_bw", "write_lat", "read_lat", "send_lat")
-BW_TESTS = TESTS[:3]
+TESTS = tuple(tests.TESTS)
+BW_TESTS = tuple(name for name, kind in tests.TESTS.items() if not kind.latency)
 MAX_QPS = 256
 MAX_BUFFER = 64 << 30
 POLL_BATCH = 32

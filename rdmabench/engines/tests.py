@@ -1,4 +1,5 @@
-"""The six RC tests and what each side does in them."""
+"""The six RC tests and what each side does in them: the registry both engines implement and every
+command, table and plot names its tests from."""
 
 from __future__ import annotations
 
