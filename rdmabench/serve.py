@@ -39,6 +39,9 @@ class Daemon:
         rdma_options = {"device": dev_name, "gid_index": self.gid_index}
         self.rdma = {"write": RdmaServer(self.root / "work", "write", rdma_options, keep=False),
                      "read": RdmaServer(self.root / "storage", "read", rdma_options, keep=False)}
+        if self.dev:
+            for rdma in self.rdma.values():
+                rdma.root.mkdir(parents=True, exist_ok=True)
         verbs = VerbsService(self.dev, self.gid_index, bind)
         transfer = TransferService(self.root, bind, dev_name, self.gid_index)
         peer = PeerService(bind, dev_name, self.gid_index)
@@ -58,8 +61,6 @@ class Daemon:
             if self.dev is None:
                 raise devices.NoDevices(f"the server at {self.bind} has no RDMA device: it serves sector "
                                         "transfers over http, shared storage and NFS only")
-            for rdma in self.rdma.values():
-                rdma.root.mkdir(parents=True, exist_ok=True)
             handler(chan, hello)
         return handle
 

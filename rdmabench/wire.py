@@ -178,8 +178,8 @@ class Server:
     """Listen on ``bind:port``; give each authenticated connection to the handler of the service it asks for.
 
     ``services`` maps a name to ``(handler, greeting)``: ``greeting()`` is what the hello reply carries
-    besides the service name. Each connection runs in its own thread; ``connections`` counts the ones
-    that reached a handler and ``finished`` is set once ``max_clients`` of them are done.
+    besides the service name. Each connection runs in its own thread; ``finished`` is set once
+    ``max_clients`` connections that reached a handler are done.
     """
 
     def __init__(self, bind: str, port: int, services: dict[str, tuple[Handler, Callable[[], dict]]],
@@ -189,7 +189,6 @@ class Server:
         self.secret = secret if secret is not None else auth.load_secret()  # no secret, no server
         self.log = log or (lambda msg: print(f"{name}: {msg}", file=sys.stderr, flush=True))
         self.max_clients = max_clients
-        self.connections = 0
         self.finished = threading.Event()
         self._count = threading.Lock()
         self._done = 0
@@ -234,8 +233,6 @@ class Server:
                 raise WireError(f"unknown service {str(service)[:64]!r}; this server offers "
                                 f"{', '.join(sorted(self.services))}")
             handler, greeting = self.services[service]
-            with self._count:
-                self.connections += 1
             counted = True
             chan.send("hello", service=service, **greeting())
             self.log(f"client {peer} connected ({service})")

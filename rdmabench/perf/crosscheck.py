@@ -10,7 +10,6 @@ each the median of the paired ratios.
 from __future__ import annotations
 
 import math
-
 import statistics
 from typing import Callable
 

@@ -11,6 +11,7 @@ the request to the verified item in place.
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 
 from ..transports.base import Transport
 from ..workloads.item import Item
@@ -24,9 +25,7 @@ def timed_move(transport: Transport, item: Item) -> dict:
     t0 = time.perf_counter()
     rec = transport.move(item)
     seconds = time.perf_counter() - t0
-    return {"transport": rec.transport, "item": rec.item, "bytes": rec.bytes, "seconds": seconds,
-            "verified": rec.verified, "digest": rec.digest, "wire_bytes": rec.wire_bytes, "extra": rec.extra,
-            "phases": rec.phases}
+    return {**asdict(rec), "seconds": seconds}
 
 
 def throughput_mibps(nbytes: int, seconds: float) -> float:

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import RdmabenchError
-from ..workloads.item import KINDS, Item  # what is moved belongs to the workloads
+from ..workloads.item import Item  # what is moved belongs to the workloads
 
 # Every transport name a scenario may use, and the module that implements it.
 _MODULES = {
@@ -55,7 +55,7 @@ class TransportError(RdmabenchError):
 class Capabilities:
     """Every fact the runner and the CLI need about a transport: they decide by these, never by its name."""
 
-    kinds: frozenset[str] = frozenset({"file", "dir"})  # what it can move (see KINDS)
+    kinds: frozenset[str] = frozenset({"file", "dir"})  # what it can move (workloads.item.KINDS)
     # The kinds whose active end (the one that calls prepare/move) runs on the source host: a push (RDMA WRITE,
     # a JSON-RPC POST) or a read in place. Every other kind's runs on the destination host: a pull (GET, RDMA READ).
     source_active: frozenset[str] = frozenset()

@@ -63,17 +63,17 @@ class HttpTransport(Transport):
     def move(self, item: Item) -> TransferRecord:
         if item.kind == "blob":
             if item.data is None:
-                raise TransportError(f"http: blob {item.lotus_type}/{item.sector_id} has no data")
+                raise TransportError(f"http: blob {item.label} has no data")
             if self.rpc_url is None:
                 raise TransportError("http: no JSON-RPC server to send the C1 output to (ready() starts one)")
             miner, number = _split_id(item.sector_id)
             rec = send_c1(self.rpc_url, self.ctx.token, item.data, miner=miner, number=number,
-                          item=f"{item.lotus_type}/{item.sector_id}")
+                          item=item.label)
             if item.digest is not None and rec.digest != item.digest:
                 rec.verified = False
             return rec
         if item.destination is None:
-            raise TransportError(f"http: {item.lotus_type}/{item.sector_id} has no destination")
+            raise TransportError(f"http: {item.label} has no destination")
         dest_root = item.destination.parent.parent  # <root>/<type>/<id>
         return fetch(self.url, self.ctx.token, item.lotus_type, item.sector_id, dest_root, expected=item.digest,
                      transport=self.name, need=item.size)

@@ -120,7 +120,7 @@ class _RdmaTransport(Transport):
         except Exception:
             pass
         self._drop()
-        return TransportError(f"rdma-{self.mode}: {item.lotus_type}/{item.sector_id} failed: {exc}{reason}")
+        return TransportError(f"rdma-{self.mode}: {item.label} failed: {exc}{reason}")
 
     def _record(self, item: Item, verified: bool, digest: str | None, **extra) -> TransferRecord:
         return TransferRecord(transport=self.name, item=item.label, bytes=item.size,
@@ -153,7 +153,7 @@ class RdmaWrite(_RdmaTransport):
         fds: list[int] = []
         if item.kind == "blob":
             if item.data is None:
-                raise TransportError(f"rdma-write: blob {item.lotus_type}/{item.sector_id} has no data")
+                raise TransportError(f"rdma-write: blob {item.label} has no data")
             files = [[item.sector_id, len(item.data), None]]
             expected = item.digest or blob_digest(item.data)
         elif item.kind == "dir":
@@ -170,7 +170,7 @@ class RdmaWrite(_RdmaTransport):
             reply = wire.request("put", REPLY_WAIT_S, kind=item.kind, lotus_type=item.lotus_type, id=item.sector_id,
                                  size=sum(f[1] for f in files), digest=expected, files=files)
             if not reply.get("ok"):
-                raise TransportError(f"rdma-write: the destination refused {item.lotus_type}/{item.sector_id}: "
+                raise TransportError(f"rdma-write: the destination refused {item.label}: "
                                      f"{reply.get('error')}")
             io_ns = 0
             for i, (_, size, _) in enumerate(files):
@@ -185,7 +185,7 @@ class RdmaWrite(_RdmaTransport):
                 os.close(fd)
         if not verdict.get("ok"):
             self._drop()
-            raise TransportError(f"rdma-write: {item.lotus_type}/{item.sector_id}: {verdict.get('error')}")
+            raise TransportError(f"rdma-write: {item.label}: {verdict.get('error')}")
         return self._record(item, bool(verdict["verified"]) and verdict.get("digest") == expected,
                             verdict.get("digest"), source_io_s=io_ns / 1e9)
 
@@ -200,18 +200,18 @@ class RdmaRead(_RdmaTransport):
 
     def move(self, item: Item) -> TransferRecord:
         if item.destination is None or item.kind not in ("file", "dir"):
-            raise TransportError(f"rdma-read: {item.lotus_type}/{item.sector_id} needs a file or directory "
+            raise TransportError(f"rdma-read: {item.label} needs a file or directory "
                                  "destination")
         integrity.check_free_space(item.destination.parent, item.size)
         wire, ep = self._session()
         listing = wire.request("get", REPLY_WAIT_S, lotus_type=item.lotus_type, id=item.sector_id)
         if not listing.get("ok"):
-            raise TransportError(f"rdma-read: the source refused {item.lotus_type}/{item.sector_id}: "
+            raise TransportError(f"rdma-read: the source refused {item.label}: "
                                  f"{listing.get('error')}")
         files = [(confine.file_name(n, "files"), int(s), d) for n, s, d in listing["files"]]
         if listing["kind"] != item.kind:
             self._drop()
-            raise TransportError(f"rdma-read: {item.lotus_type}/{item.sector_id} is a {listing['kind']} "
+            raise TransportError(f"rdma-read: {item.label} is a {listing['kind']} "
                                  f"at the source, not a {item.kind}")
         expected = item.digest or (files[0][2] if item.kind == "file"
                                    else integrity.combine([(n, s, d) for n, s, d in files]))

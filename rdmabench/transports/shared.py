@@ -48,7 +48,7 @@ class SharedTransport(Transport):
 
     def move(self, item: Item) -> TransferRecord:
         if item.source is None or not item.source.exists():
-            raise TransportError(f"shared: {item.lotus_type}/{item.sector_id}: {item.source} does not exist")
+            raise TransportError(f"shared: {item.label}: {item.source} does not exist")
         if item.kind == "dir":
             entries = []
             for name, _size in integrity.dir_entries(item.source):
