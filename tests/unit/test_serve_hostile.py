@@ -16,6 +16,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -64,6 +65,8 @@ def world(tmp_path_factory):
     proc = subprocess.Popen([sys.executable, "-m", "rdmabench.cli", "serve", "--bind", "127.0.0.1", "--port", "0",
                              "--root", str(root)], stderr=subprocess.PIPE, text=True)
     line = proc.stderr.readline()
+    # keep reading its log: a full pipe would block the server's next log line, and with it that client
+    threading.Thread(target=proc.stderr.read, daemon=True).start()
     port = int(line.split("listening on 127.0.0.1:")[1].split(",")[0])
     yield {"port": port, "root": root, "canary": canary, "before": before, "proc": proc, "base": base}
     proc.kill()
@@ -171,7 +174,6 @@ def test_the_server_proves_itself_to_the_client(world):
         f.flush()
         conn.close()
 
-    import threading
     threading.Thread(target=serve_once, daemon=True).start()
     with pytest.raises(auth.AuthError, match="could not prove it holds our shared secret"):
         Channel.connect("127.0.0.1", impostor.getsockname()[1], "transfer", timeout=5)

@@ -5,9 +5,8 @@ the http and shared transports; the RDMA ones are tested in the lab)."""
 import json
 import subprocess
 import sys
-import time
+import threading
 
-import pytest
 from click.testing import CliRunner
 
 from rdmabench.cli import cli
@@ -69,6 +68,7 @@ def test_two_hosts_through_serve(tmp_path):
                               stderr=subprocess.PIPE, text=True)
     try:
         line = server.stderr.readline()
+        threading.Thread(target=server.stderr.read, daemon=True).start()  # a full log pipe would block serve
         port = int(line.split("listening on 127.0.0.1:")[1].split(",")[0])
         out = tmp_path / "r.json"
         done = CliRunner().invoke(cli, ["run", "--config", str(write_config(tmp_path)), "--peer", f"127.0.0.1:{port}",
