@@ -16,6 +16,15 @@
     bind = "127.0.0.1"
     port = 0
 
+    [transfer]                            # optional: how the rdma transports move files (defaults shown)
+    chunk = "1MiB"                        # bytes per RDMA message (a multiple of 4KiB)
+    inflight = 16                         # chunks in flight per stream (registered: chunk x inflight x streams)
+    streams = 1                           # QPs one file is split across (http: TCP streams per file)
+    parallel = 1                          # files of a cache directory moved at once (Lotus's ParallelFetchLimit)
+    verify = "stream"                     # "stream": digested as the bytes pass; "reread": also read back after fsync
+    direct = false                        # O_DIRECT file I/O at both ends
+    cold = false                          # drop the source's cached pages before each transfer
+
     [[shapes]]                            # one or more
     sector_size = "32GiB"                 # 2KiB 8MiB 512MiB 32GiB 64GiB
     scale = "1/16384"                     # optional, default 1: a number or "a/b" in (0, 1]
@@ -34,6 +43,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from .errors import RdmabenchError
+from .units import parse_size
 from .transports.base import known as known_transports
 from .workloads import sector
 
@@ -73,6 +83,7 @@ class Scenario:
     http_bind: str = "127.0.0.1"
     http_port: int = 0
     raw: dict = field(default_factory=dict, compare=False, repr=False)
+    transfer: dict = field(default_factory=lambda: dict(TRANSFER_DEFAULTS), compare=False)  # [transfer], filled in
     transports_for: dict = field(default_factory=dict, compare=False)  # hand-off -> its transports
 
     def transports_of(self, handoff: str) -> tuple[str, ...]:
@@ -93,11 +104,17 @@ class Scenario:
 
 
 _TOP = {"name": str, "handoffs": list, "transports": list, "repetitions": int, "miner": int, "token": str,
-        "storage_dir": str, "work_dir": str, "shapes": list, "http": dict, "transports_for": dict}
+        "storage_dir": str, "work_dir": str, "shapes": list, "http": dict, "transports_for": dict,
+        "transfer": dict}
 _REQUIRED = ("handoffs", "transports", "shapes")
 _SHAPE = {"sector_size": (str, int), "scale": (str, int, float)}
 _HTTP = {"bind": str, "port": int}
-_TYPE_NAMES = {str: "a string", int: "an integer", list: "an array", dict: "a table", float: "a number"}
+_TRANSFER = {"chunk": (str, int), "inflight": int, "streams": int, "parallel": int, "verify": str, "direct": bool,
+             "cold": bool}
+TRANSFER_DEFAULTS = {"chunk": 1 << 20, "inflight": 16, "streams": 1, "parallel": 1, "verify": "stream",
+                     "direct": False, "cold": False}
+VERIFY_MODES = ("stream", "reread")
+_TYPE_NAMES = {bool: "a boolean", str: "a string", int: "an integer", list: "an array", dict: "a table", float: "a number"}
 
 
 def _kind(value) -> str:
@@ -203,6 +220,7 @@ def loads(text: str, path: Path | str = "<string>") -> Scenario:
         raise ConfigError(f"{where}: http.bind: empty; name the address to listen on (0.0.0.0 only if you mean it)")
     if not 0 <= port <= 65535:
         raise ConfigError(f"{where}: http.port: {port} is not a TCP port (0..65535; 0 picks a free one)")
+    transfer = transfer_options(where, data.get("transfer", {}))
     for key in ("storage_dir", "work_dir"):
         if key in data and not data[key]:
             raise ConfigError(f"{where}: {key}: empty")
@@ -211,7 +229,32 @@ def loads(text: str, path: Path | str = "<string>") -> Scenario:
         transports_for=per_handoff,
         shapes=tuple(shapes), repetitions=reps, miner=miner, token=token,
         storage_dir=Path(data.get("storage_dir", "/tmp/rdmabench/storage")),
-        work_dir=Path(data.get("work_dir", "/tmp/rdmabench/work")), http_bind=bind, http_port=port, raw=data)
+        work_dir=Path(data.get("work_dir", "/tmp/rdmabench/work")), http_bind=bind, http_port=port, raw=data,
+        transfer=transfer)
+
+
+def transfer_options(where: str, table: dict) -> dict:
+    """The [transfer] table checked and completed with its defaults (TRANSFER_DEFAULTS)."""
+    _unknown(where, "transfer.", table, _TRANSFER)
+    out = dict(TRANSFER_DEFAULTS)
+    for k, v in table.items():
+        _check_type(where, f"transfer.{k}", v, _TRANSFER[k])
+        out[k] = v
+    try:
+        out["chunk"] = parse_size(out["chunk"])
+    except ValueError as err:
+        raise ConfigError(f"{where}: transfer.chunk: {err}") from None
+    if out["chunk"] < 4096 or out["chunk"] > 64 << 20 or out["chunk"] % 4096:
+        raise ConfigError(f"{where}: transfer.chunk: {out['chunk']} bytes; use a multiple of 4KiB from 4KiB to 64MiB")
+    for k, hi in (("inflight", 1024), ("streams", 64), ("parallel", 64)):
+        if not 1 <= out[k] <= hi:
+            raise ConfigError(f"{where}: transfer.{k}: {out[k]}; use 1 to {hi}")
+    if out["chunk"] * out["inflight"] * out["streams"] > 1 << 30:
+        raise ConfigError(f"{where}: transfer: chunk x inflight x streams is {out['chunk'] * out['inflight'] * out['streams']} "
+                          "bytes of registered memory per end; keep it at most 1GiB")
+    if out["verify"] not in VERIFY_MODES:
+        raise ConfigError(f"{where}: transfer.verify: {out['verify']!r}; use one of {', '.join(VERIFY_MODES)}")
+    return out
 
 
 def _cannot_carry(transport: str, handoff: str) -> str | None:

@@ -30,8 +30,9 @@ def _device(name: str | None, gid_index: int | None) -> dict:
     return {"device": dev.name, "gid_index": gid_index if gid_index is not None else dev.ports[0].recommended_gid_index}
 
 
-def run_opts(opts: dict, peer) -> dict:
-    return {**opts, "peer": f"{peer[0]}:{peer[1]}" if peer else "local", "host": socket.gethostname()}
+def run_opts(opts: dict, peer, transfer: dict | None = None) -> dict:
+    """The options every transfer of the run gets: the device's, the [transfer] table's, where the peer is."""
+    return {**(transfer or {}), **opts, "peer": f"{peer[0]}:{peer[1]}" if peer else "local", "host": socket.gethostname()}
 
 
 def overridden(scenario: config.Scenario, scale: str | None, repetitions: int | None,
@@ -82,10 +83,10 @@ def run_scenario(path: Path, device: str | None, gid_index: int | None, peer: tu
             with click.progressbar(length=total, label="transfers", file=sys.stderr, show_pos=True,
                                    item_show_func=lambda x: x) as bar:
                 result = runner.run(scenario, worker, storage, device=opts.get("device"), peer_context=peer_ctx,
-                                    options=run_opts(opts, peer), progress=lambda msg, i, n: bar.update(1 if i else 0, msg))
+                                    options=run_opts(opts, peer, scenario.transfer), progress=lambda msg, i, n: bar.update(1 if i else 0, msg))
         else:  # a log, CI, the lab's console: one line per transfer
             result = runner.run(scenario, worker, storage, device=opts.get("device"), peer_context=peer_ctx,
-                                options=run_opts(opts, peer),
+                                options=run_opts(opts, peer, scenario.transfer),
                                 progress=lambda msg, i, n: click.echo(f"[{i + 1}/{n}] {msg}", err=True))
         if chan:
             chan.send("bye")

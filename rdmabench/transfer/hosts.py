@@ -29,7 +29,8 @@ ITEM = {"kind": Str(choices=KINDS), "lotus_type": Str(choices=confine.LOTUS_TYPE
         "size": Int(0, 1 << 50), "digest": Opt(Str(max_len=128)), "sector_size": Opt(Int(1, 1 << 40)),
         "files": Opt(Int(0, 1 << 20))}
 # The tuning knobs a host takes from the far one; everything else (its device, roots, exports) is its own.
-WIRE_OPTIONS = {"chunk": Opt(Int(4096, 64 << 20)), "inflight": Opt(Int(1, 1024)),
+WIRE_OPTIONS = {"chunk": Opt(Int(4096, 64 << 20)), "inflight": Opt(Int(1, 1024)), "streams": Opt(Int(1, 64)),
+                "parallel": Opt(Int(1, 64)), "verify": Opt(Str(choices=("stream", "reread"))), "direct": Opt(Bool()),
                 "timeout_ms": Opt(Int(100, 24 * 3600 * 1000)), "cold": Opt(Bool()), "bufsize": Opt(Int(4096, 64 << 20)),
                 "abort_after": Opt(Int(-1, 1 << 40)), "passive_abort_after": Opt(Int(-1, 1 << 40))}
 

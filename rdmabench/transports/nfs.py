@@ -140,7 +140,8 @@ class _NfsTransport(Transport):
                                     retrans=int(o.get("retrans", mounts.DEFAULT_RETRANS)))
             self._mount()
             default_cold = "remount"
-        self.cold = o.get("cold", default_cold)
+        cold = o.get("cold")  # a boolean is the [transfer] table's source-side cold: this transport's own modes are strings
+        self.cold = cold if isinstance(cold, str) else default_cold
         if self.cold not in COLD_MODES:
             raise TransportError(f"{self.name}: cold {self.cold!r} is not one of {', '.join(COLD_MODES)}")
         if self.cold == "remount" and self._mount_args is None:

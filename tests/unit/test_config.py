@@ -121,3 +121,31 @@ def test_error_is_an_rdmabench_error_and_unreadable_file(tmp_path):
     p.write_text(GOOD.replace("8MiB", "9MiB"))
     with pytest.raises(RdmabenchError, match=str(p) + ": shapes"):
         config.load(p)
+
+
+MINIMAL = 'handoffs = ["pc1-pc2"]\ntransports = ["rdma-write"]\n[[shapes]]\nsector_size = "8MiB"\n'
+
+
+def test_transfer_table_defaults_are_filled_in():
+    s = config.loads(MINIMAL, "x.toml")
+    assert s.transfer == config.TRANSFER_DEFAULTS
+    s = config.loads(MINIMAL + '[transfer]\nchunk = "256KiB"\nstreams = 4\nparallel = 5\nverify = "reread"\n'
+                     'direct = true\ncold = true\n', "x.toml")
+    assert s.transfer == {"chunk": 256 << 10, "inflight": 16, "streams": 4, "parallel": 5, "verify": "reread",
+                          "direct": True, "cold": True}
+
+
+@pytest.mark.parametrize("body, message", [
+    ('chunk = "3K"', "x.toml: transfer.chunk: 3072 bytes; use a multiple of 4KiB"),
+    ('chunk = "lots"', "x.toml: transfer.chunk: 'lots' is not a size"),
+    ("streams = 0", "x.toml: transfer.streams: 0; use 1 to 64"),
+    ("parallel = 65", "x.toml: transfer.parallel: 65; use 1 to 64"),
+    ('verify = "maybe"', "x.toml: transfer.verify: 'maybe'; use one of stream, reread"),
+    ("direct = 1", "x.toml: transfer.direct: expected a boolean, got an integer"),
+    ("slots = 4", "x.toml: transfer.slots: unknown key"),
+    ('chunk = "64MiB"\ninflight = 32', "x.toml: transfer: chunk x inflight x streams is"),
+])
+def test_transfer_table_errors_name_the_key(body, message):
+    with pytest.raises(config.ConfigError) as err:
+        config.loads(MINIMAL + "[transfer]\n" + body + "\n", "x.toml")
+    assert message in str(err.value)
