@@ -19,9 +19,8 @@ from matplotlib.ticker import FixedLocator, FuncFormatter  # noqa: E402
 
 from ..config import HANDOFFS  # noqa: E402
 from ..engines.tests import TESTS  # noqa: E402
-from ..transports.base import KNOWN as TRANSPORTS  # noqa: E402
 from ..units import format_size  # noqa: E402
-from .frames import Tables, column  # noqa: E402
+from .frames import Tables, column, series, series_order  # noqa: E402
 
 TODAY = ("http",)  # the transport Lotus uses today (its HTTP fetch; JSON-RPC for the C1 output)
 CPU_KEYS = [("cpu.per_gb.client_system", "client, system-wide"), ("cpu.per_gb.client_process", "client, process"),
@@ -154,11 +153,12 @@ def transfer_times(t: Tables) -> list[Plot]:
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, (handoff, sector) in zip(axes, panels):
         d = df[(df.handoff == handoff) & (df.sector.astype(str) == sector)]
-        transports = _ordered(d["transport"], TRANSPORTS)
+        d = d.assign(series=series(d))  # an [nfs] variant is a bar of its own
+        transports = series_order(d)
         width = 0.8 / len(runs)
         x = np.arange(len(transports))
         for i, run in enumerate(runs):
-            g = d[d.run == run].groupby("transport").agg(mean=("seconds", "mean"), std=("seconds", "std"),
+            g = d[d.run == run].groupby("series").agg(mean=("seconds", "mean"), std=("seconds", "std"),
                                                          mibps=("value", "mean"))
             g = g.reindex(transports)
             bars = ax.bar(x + (i - (len(runs) - 1) / 2) * width, g["mean"], width, yerr=g["std"].fillna(0),
@@ -192,15 +192,15 @@ def cpu_per_gb(t: Tables) -> list[Plot]:
     axes = fig.subplots(len(runs), 1, squeeze=False)[:, 0]
     for ax, run in zip(axes, runs):
         d = df[df.run == run]
-        transports = _ordered(d["transport"], TRANSPORTS)
-        g = d.groupby("transport")[cols].mean().reindex(transports)
+        transports = series_order(d)
+        g = d.assign(series=series(d)).groupby("series")[cols].mean().reindex(transports)
         x = np.arange(len(transports))
         width = 0.8 / len(cols)
         for i, (col, label) in enumerate((c, lab) for c, lab in CPU_KEYS if c in cols):
             ax.bar(x + (i - (len(cols) - 1) / 2) * width, g[col], width, label=label,
                    hatch="//" if "process" in col else None, color="#4f81bd" if "client" in col else "#9bbb59",
                    edgecolor="white")
-        ax.set_xticks(x, transports)
+        ax.set_xticks(x, transports, **({"rotation": 30, "ha": "right"} if any(" " in t for t in transports) else {}))
         ax.set_ylabel("CPU-seconds per GB")
         ax.set_title(f"{run}: CPU cost per GB moved (mean over hand-offs and repetitions)")
         ax.grid(True, axis="y", alpha=0.3)
