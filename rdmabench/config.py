@@ -255,7 +255,7 @@ def loads(text: str, path: Path | str = "<string>") -> Scenario:
             raise ConfigError(f"{where}: {key}: empty")
     return Scenario(
         name=data.get("name") or Path(where).stem, path=Path(where), handoffs=handoffs, transports=used,
-        transports_for=per_handoff,
+        transports_for={h: per_handoff.get(h, transports) for h in handoffs},  # `transports` where none is given
         shapes=tuple(shapes), repetitions=reps, miner=miner, token=token,
         storage_dir=Path(data.get("storage_dir", "/tmp/rdmabench/storage")),
         work_dir=Path(data.get("work_dir", "/tmp/rdmabench/work")), http_bind=bind, http_port=port, raw=data,

@@ -51,6 +51,15 @@ def test_defaults_and_plan(tmp_path):
     assert {(h, t) for h, _, t, *_ in plan} == {("pc1-pc2", "http"), ("pc1-pc2", "shared"), ("c1-c2", "http")}
 
 
+def test_a_transport_of_one_handoffs_list_stays_there():
+    """A transport named only under [transports_for] ran at every hand-off without a list of its own,
+    past the check that it can carry it (nfs-tcp on the C1 output)."""
+    s = config.loads('handoffs = ["pc1-pc2", "c1-c2"]\ntransports = ["http"]\n[transports_for]\n'
+                     '"pc1-pc2" = ["http", "nfs-tcp"]\n[[shapes]]\nsector_size = "8MiB"\n', "x.toml")
+    assert s.transports == ("http", "nfs-tcp")  # every transport the scenario uses
+    assert {(h, t) for h, _, t, *_ in s.plan()} == {("pc1-pc2", "http"), ("pc1-pc2", "nfs-tcp"), ("c1-c2", "http")}
+
+
 @pytest.mark.parametrize("name", ["default.toml", "sealing-32g.toml", "c1-handoff.toml"])
 def test_shipped_configs_hold_no_impossible_pair(name):
     from rdmabench import transports
