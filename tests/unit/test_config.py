@@ -20,7 +20,7 @@ sector_size = "8MiB"
 """
 
 
-@pytest.mark.parametrize("name", ["default.toml", "sealing-32g.toml", "c1-handoff.toml"])
+@pytest.mark.parametrize("name", ["default.toml", "sealing-32g.toml", "c1-handoff.toml", "nfs-sweep.toml"])
 def test_shipped_configs_load(name):
     s = config.load(CONFIGS / name)
     assert s.handoffs and s.transports and s.shapes and s.repetitions >= 1
@@ -34,6 +34,15 @@ def test_default_is_small_enough_for_the_lab():
     for h in s.handoffs:
         for sh in s.shapes:
             assert s.bytes_per_transfer(h, sh) <= 64 << 20
+
+
+def test_nfs_sweep_runs_every_variant_beside_http():
+    s = config.load(CONFIGS / "nfs-sweep.toml")
+    assert s.transports == ("http", "nfs-rdma", "nfs-tcp") and len(s.nfs) == 8
+    assert {v.label for v in s.nfs} == {f"v{v} nconnect={n} rsize={r}" for v in ("3", "4.2") for n in (1, 4)
+                                        for r in ("256K", "1M")}
+    assert len(s.plan()) == 2 * (1 + 2 * 8) * 3
+    assert config.load(CONFIGS / "default.toml").nfs == ()  # the demo stays as long as it was
 
 
 def test_sealing_32g_is_real_size():
@@ -60,7 +69,7 @@ def test_a_transport_of_one_handoffs_list_stays_there():
     assert {(h, t) for h, _, t, *_ in s.plan()} == {("pc1-pc2", "http"), ("pc1-pc2", "nfs-tcp"), ("c1-c2", "http")}
 
 
-@pytest.mark.parametrize("name", ["default.toml", "sealing-32g.toml", "c1-handoff.toml"])
+@pytest.mark.parametrize("name", ["default.toml", "sealing-32g.toml", "c1-handoff.toml", "nfs-sweep.toml"])
 def test_shipped_configs_hold_no_impossible_pair(name):
     from rdmabench import transports
 
