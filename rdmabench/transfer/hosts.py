@@ -32,7 +32,8 @@ ITEM = {"kind": Str(choices=KINDS), "lotus_type": Str(choices=confine.LOTUS_TYPE
 WIRE_OPTIONS = {"chunk": Opt(Int(4096, 64 << 20)), "inflight": Opt(Int(1, 1024)), "streams": Opt(Int(1, 64)),
                 "parallel": Opt(Int(1, 64)), "verify": Opt(Str(choices=("stream", "reread"))), "direct": Opt(Bool()),
                 "timeout_ms": Opt(Int(100, 24 * 3600 * 1000)), "cold": Opt(Bool()), "bufsize": Opt(Int(4096, 64 << 20)),
-                "abort_after": Opt(Int(-1, 1 << 40)), "passive_abort_after": Opt(Int(-1, 1 << 40))}
+                "abort_after": Opt(Int(-1, 1 << 40)), "passive_abort_after": Opt(Int(-1, 1 << 40)),
+                "corrupt_at": Opt(Int(-1, 1 << 40)), "passive_corrupt_at": Opt(Int(-1, 1 << 40))}
 
 
 def wire_options(options: dict | None) -> dict:
