@@ -91,6 +91,7 @@ def test_without_an_expected_digest_the_source_stream_digest_decides(lab_env, tm
 def disk_fs(tmp_path):
     """A real disk file system (ext4 on a loop device): O_DIRECT works there, not on the guest's tmpfs."""
     img, mnt = tmp_path / "disk.img", tmp_path / "disk"
+    subprocess.run(["modprobe", "loop"], check=True)  # the guest's kernel has loop as a module
     subprocess.run(["truncate", "-s", "64M", str(img)], check=True)
     subprocess.run(["mkfs.ext4", "-q", "-F", str(img)], check=True)
     mnt.mkdir()
