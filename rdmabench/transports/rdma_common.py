@@ -67,7 +67,7 @@ def fx(name: str, ep, files: list, timeout_ms: int, parallel: int = PARALLEL, ab
 
 def open_files(paths: list[Path], write: bool, direct: bool) -> list[int]:
     """File descriptors for a transfer (all or none): read-only, or created for writing; O_DIRECT if asked,
-    and a clear error when the file system refuses it (tmpfs does)."""
+    and a clear error when the file system refuses it (ramfs, and tmpfs before Linux 6.6, do)."""
     flags = (os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW) if write else os.O_RDONLY
     fds: list[int] = []
     try:
@@ -77,7 +77,7 @@ def open_files(paths: list[Path], write: bool, direct: bool) -> list[int]:
             except OSError as exc:
                 if direct and exc.errno == errno.EINVAL:
                     raise TransportError(f"rdma: direct = true, but the file system holding {p.parent} refuses "
-                                         "O_DIRECT (tmpfs does); set direct = false or use a disk file system") from None
+                                         "O_DIRECT (ramfs, and tmpfs before Linux 6.6, do); set direct = false or use a disk file system") from None
                 raise
     except BaseException:
         close_all(fds)
@@ -97,12 +97,7 @@ def reread(paths: list[Path]) -> list[str]:
     """verify = "reread": each landed file flushed, its cached pages dropped, then digested from the disk."""
     out = []
     for p in paths:
-        fd = os.open(p, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        finally:
-            os.close(fd)
+        integrity.drop_cached_pages(p)
         out.append(integrity.digest_file(p))
     return out
 
