@@ -75,6 +75,8 @@ def _transfer(handoff, shape, transport, rep, descs, source, dest, worker, stora
         dest.expect(descs)  # what does not exist there yet is this run's to clean up afterwards
     info = passive.start_passive(transport, kind, options) if passive else None
     try:
+        if options.get("cold"):  # every transport alike: the source's pages dropped before the clock starts
+            source.drop_cache(descs)
         for host in (worker, storage):
             host.meter_start()
         records = active.move(transport, descs, info, options)
@@ -90,16 +92,19 @@ def _transfer(handoff, shape, transport, rep, descs, source, dest, worker, stora
         name = f"{transport} {variant.label}" if variant else transport
         raise TransferFailed(f"{handoff} {shape.label} over {name}: the receiver could not verify the bytes "
                              f"({[r['item'] for r in records if not r['verified']]})")
-    return _row(handoff, shape, transport, rep, descs, source, dest, active, records, cpu, verified, variant)
+    return _row(handoff, shape, transport, rep, descs, source, dest, active, records, cpu, verified, options,
+                variant)
 
 
-def _row(handoff, shape, transport, rep, descs, source, dest, active, records, cpu, verified, variant=None) -> dict:
+def _row(handoff, shape, transport, rep, descs, source, dest, active, records, cpu, verified, options=None,
+         variant=None) -> dict:
     """The result row of one transfer (the only place one is built): its time is the sum of the moves' wall
     times (measure.timed_move), CPU-seconds per GB are derived by results.row.make. A row of an [nfs]
     variant has the measured key "variant" (its label) and detail "nfs": what was asked, what the kernel
     applied (per item in the records' extra.mount) and every difference."""
     moved = sum(r["bytes"] for r in records)
     seconds = sum(r["seconds"] for r in records)
+    options = options or {}
     measured = {"handoff": handoff, "transport": transport, "sector": shape.label}
     extra = {}
     if variant is not None:
@@ -111,6 +116,9 @@ def _row(handoff, shape, transport, rep, descs, source, dest, active, records, c
                     detail={"sector_size": shape.sector_size, "scale": str(shape.scale),
                             "files": sum(d.get("files", 1) for d in descs), "verified": verified,
                             "source": getattr(source, "name", "?"), "destination": getattr(dest, "name", "?"),
+                            "cold": bool(options.get("cold")),
+                            **{k: options[k] for k in ("chunk", "inflight", "streams", "parallel", "verify", "direct")
+                               if k in options},
                             "active_end": getattr(active, "name", "?"), **extra, "items": records})
 
 

@@ -39,7 +39,7 @@ def row(transport, variant, rep, mibps, applied=None, changed=None, handoff="pc1
     rec = record(MOVED / (mibps * MiB), applied or {}, changed)
     rec["transport"] = transport
     return runner._row(handoff, SHAPE, transport, rep, [{"files": 13}], End("storage"), End("worker"),
-                       End("worker"), [rec], {"client": None, "server": None}, True, variant)
+                       End("worker"), [rec], {"client": None, "server": None}, True, variant=variant)
 
 
 V1, V4, V16 = Variant("3", 1, 1 << 20), Variant("3", 4, 1 << 20), Variant("3", 16, 1 << 20)
