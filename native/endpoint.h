@@ -102,6 +102,7 @@ typedef struct endpoint {
 	int own_ctx;
 	struct ibv_pd *pd;
 	struct ibv_cq *scq, *rcq;
+	struct ibv_comp_channel *cc; /* both CQs' events, for loops that sleep when idle (filexfer.c); NULL: none */
 	uint8_t *buf;
 	size_t buf_len;
 	struct ibv_mr *mr;

@@ -36,7 +36,11 @@
 #include "endpoint.h"
 #include "pipeline.h"
 
+#include <poll.h>
 #include <sched.h>
+#include <sys/eventfd.h>
+
+#define SPIN_IDLE 256 /* empty turns before the loop sleeps until a completion or the I/O thread wakes it */
 
 enum fx_tag { FX_T_WRITE = 1, FX_T_SEND = 2, FX_T_READ = 3 };
 
@@ -54,6 +58,8 @@ struct fx {
 	uint64_t timeout_ns, timeout_ticks, last_progress;
 	uint64_t sends_posted, sends_done;
 	unsigned idle;
+	int armed;                    /* both CQs asked to signal their next completion on ep->cc */
+	uint64_t done_seen;           /* the I/O thread's `done` when the loop last looked */
 };
 
 static uint8_t *fx_slot(const struct pl *p, uint64_t g)
@@ -116,13 +122,62 @@ static int fx_stalled(struct fx *x, const char *what, struct rt_err *e)
 	return 0;
 }
 
-/* Nothing happened in this turn: after a while, let the I/O thread and the kernel have the CPU. */
+/* Nothing happened in this turn. After SPIN_IDLE such turns the loop sleeps (at most 10 ms, so stalls are
+ * still seen) until a completion arrives on the endpoint's channel or the I/O thread finishes a chunk:
+ * a spinning loop takes the CPU the I/O thread and the kernel need (on rxe, the kernel moves the bytes),
+ * and its cost would be counted against the transfer. Both CQs are armed one turn before the loop sleeps,
+ * so a completion that came before the arming is polled in that turn and one after it wakes the loop. */
 static void fx_idle(struct fx *x, int progress)
 {
-	if (progress)
+	struct pollfd pfd[2];
+	uint64_t done;
+
+	if (progress) {
 		x->idle = 0;
-	else if (++x->idle > 64)
+		return;
+	}
+	if (++x->idle < SPIN_IDLE)
+		return;
+	if (!x->ep->cc || x->pl.wake_fd < 0) {
 		sched_yield();
+		return;
+	}
+	if (!x->armed) {
+		if (ibv_req_notify_cq(x->ep->scq, 0) || ibv_req_notify_cq(x->ep->rcq, 0)) {
+			sched_yield();
+			return;
+		}
+		x->armed = 1;
+		x->done_seen = atomic_load(&x->pl.done);
+		return;
+	}
+	atomic_store(&x->pl.wire_sleeping, 1);
+	done = atomic_load(&x->pl.done);
+	if (done == x->done_seen && !atomic_load(&x->pl.failed)) {
+		pfd[0].fd = x->ep->cc->fd;
+		pfd[0].events = POLLIN;
+		pfd[1].fd = x->pl.wake_fd;
+		pfd[1].events = POLLIN;
+		pfd[0].revents = pfd[1].revents = 0;
+		if (poll(pfd, 2, 10) > 0) {
+			if (pfd[0].revents & POLLIN) {
+				struct ibv_cq *cq;
+				void *cq_ctx;
+
+				while (ibv_get_cq_event(x->ep->cc, &cq, &cq_ctx) == 0)
+					ibv_ack_cq_events(cq, 1);
+				x->armed = 0;
+			}
+			if (pfd[1].revents & POLLIN) {
+				uint64_t v;
+				ssize_t rc = read(x->pl.wake_fd, &v, sizeof(v));
+
+				(void)rc;
+			}
+		}
+	}
+	atomic_store(&x->pl.wire_sleeping, 0);
+	x->done_seen = atomic_load(&x->pl.done);
 }
 
 /* Poll the send CQ (every WR of these loops is signaled); READ completions count per QP. */
@@ -429,6 +484,7 @@ int fx_transfer(Endpoint *ep, enum fx_kind kind, struct pl_file *files, uint32_t
 	x->pl.gate = &x->gate;
 	x->pl.abort_after = abort_after;
 	x->pl.corrupt_at = corrupt_at;
+	x->pl.wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC); /* -1: the loop spins instead of sleeping */
 	if (pl_init(&x->pl, e))
 		goto out;
 	x->n = x->pl.n;
@@ -459,6 +515,8 @@ out:
 	if (x->pl.started)
 		pl_join(&x->pl, e);
 	pl_free(&x->pl);
+	if (x->pl.wake_fd >= 0)
+		close(x->pl.wake_fd);
 	free(x->lens);
 	free(x);
 	return rc;

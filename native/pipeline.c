@@ -161,6 +161,19 @@ void pl_free(struct pl *p)
 
 /* ------------------------------------------------------------------ the I/O thread */
 
+/* The thread has moved `done` or failed: wake whoever waits for it. */
+static void pl_tell(struct pl *p)
+{
+	if (p->partner)
+		pl_wake(p->partner);
+	if (p->wake_fd >= 0 && atomic_load(&p->wire_sleeping)) {
+		uint64_t one = 1;
+		ssize_t rc = write(p->wake_fd, &one, sizeof(one));
+
+		(void)rc; /* a full eventfd already wakes the reader */
+	}
+}
+
 void pl_wake(struct pl *p)
 {
 	if (atomic_load(&p->sleeping)) {
@@ -331,14 +344,12 @@ void *pl_main(void *arg)
 		}
 		p->busy_ns += now_ns() - t0;
 		atomic_store(&p->done, ++g);
-		if (p->partner)
-			pl_wake(p->partner);
+		pl_tell(p);
 	}
 	return NULL;
 fail:
 	atomic_store(&p->failed, 1);
-	if (p->partner)
-		pl_wake(p->partner);
+	pl_tell(p);
 	return NULL;
 }
 
@@ -410,6 +421,7 @@ int pl_null(struct pl_file *src, struct pl_file *dst, uint32_t nfiles, uint64_t 
 	r.slot = w.slot = ring_slot;
 	r.slot_ctx = w.slot_ctx = buf;
 	r.abort_after = w.abort_after = r.corrupt_at = w.corrupt_at = -1;
+	r.wake_fd = w.wake_fd = -1;
 	r.gate = &w.done;
 	r.gate_plus = slots; /* the reader may run a ring ahead of the writer */
 	w.gate = &r.done;

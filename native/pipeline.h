@@ -73,6 +73,8 @@ struct pl {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	struct pl *partner;                     /* null wire: the thread to wake when done moves */
+	int wake_fd;                            /* wire loops: an eventfd written when done moves while... */
+	_Atomic int wire_sleeping;              /* ...the wire loop sleeps (filexfer.c) */
 	struct rt_err err;
 	/* digests, one per file (16 bytes, canonical) */
 	uint8_t (*digest)[16];
