@@ -117,6 +117,9 @@ def _row(handoff, shape, transport, rep, descs, source, dest, active, records, c
                             "files": sum(d.get("files", 1) for d in descs), "verified": verified,
                             "source": getattr(source, "name", "?"), "destination": getattr(dest, "name", "?"),
                             "cold": bool(options.get("cold")),
+                            # what checked the bytes: "stream" (digested as they passed), "stream+reread" or "reread"
+                            "verification": "/".join(sorted({r.get("extra", {}).get("verification", "stream")
+                                                             for r in records})),
                             **{k: options[k] for k in ("chunk", "inflight", "streams", "parallel", "verify", "direct")
                                if k in options},
                             "active_end": getattr(active, "name", "?"), **extra, "items": records})

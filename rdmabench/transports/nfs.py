@@ -249,6 +249,7 @@ class _NfsTransport(Transport):
             verified=item.digest is not None and d.verified, digest=d.digest, wire_bytes=None,
             extra={"kind": item.kind, "direction": direction,
                    "cold": self.cold if direction == "pull" else "n/a (push)",
+                   "verification": "stream" if direction == "pull" else "reread",
                    "verify": "in-stream digest at the destination" if direction == "pull"
                    else ("read back through a fresh mount" if self._mount_args is not None
                          else "read back after drop_caches" if os.geteuid() == 0 else "read back, warm cache"),

@@ -60,5 +60,5 @@ class SharedTransport(Transport):
         return TransferRecord(transport=self.name, item=item.label, bytes=total,
                               verified=item.digest is not None and digest == item.digest,
                               digest=digest, wire_bytes=0,
-                              extra={"kind": item.kind, "in_place": True, "cold": self.cold,
+                              extra={"kind": item.kind, "in_place": True, "cold": self.cold, "verification": "stream",
                                      "digest_ok": None if item.digest is None else digest == item.digest})
