@@ -7,6 +7,8 @@ Who holds the data at each hand-off (two hosts; on one host both are local folde
 For each transfer the transport's passive end starts on one host, its active end moves
 the items from the other, and both hosts meter their CPU over the move. Every row says
 whether the receiver verified the bytes; a transfer that fails verification fails the run.
+An rdma row also carries the raw bandwidth of the link at its settings and its share of it
+(efficiency.py, measured before the transfers); the raw measurements are rows of the result too.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from ..errors import RdmabenchError
 from ..results import context
 from ..results.model import Result
 from ..results.row import make as make_row
+from . import efficiency
 from .hosts import LocalHost, RemoteHost
 from .measure import MIB, throughput_mibps
 
@@ -30,9 +33,10 @@ class TransferFailed(RdmabenchError):
 
 
 def run(scenario: Scenario, worker: LocalHost, storage: LocalHost | RemoteHost, *, device: str | None = None,
-        peer_context: dict | None = None, options: dict | None = None,
+        peer_context: dict | None = None, options: dict | None = None, raw: efficiency.Raw | None = None,
         progress: Callable[[str, int, int], None] = lambda msg, i, n: None) -> Result:
-    """Run the whole plan; `storage` is a LocalHost (one host) or a RemoteHost (`rdmabench serve`)."""
+    """Run the whole plan; `storage` is a LocalHost (one host) or a RemoteHost (`rdmabench serve`); `raw`:
+    the raw bandwidth measured for this run's rdma transfers (efficiency.measure), None when none was."""
     workloads: dict = {}
     rows = []
     plan = scenario.plan()  # every pair in it can run: config.load refused any other
@@ -45,7 +49,9 @@ def run(scenario: Scenario, worker: LocalHost, storage: LocalHost | RemoteHost, 
             workloads[key] = source.generate(shape.sector_size, HANDOFF_STAGE[handoff], str(shape.scale),
                                              scenario.miner, number)
         descs = workloads[key]
-        rows.append(_transfer(handoff, shape, transport, rep, descs, source, dest, worker, storage, options or {}))
+        rows.append(_transfer(handoff, shape, transport, rep, descs, source, dest, worker, storage, options or {},
+                              raw))
+    rows += raw.all_rows() if raw else []
     ctx = context.collect(device, (options or {}).get("gid_index")) if device else context.collect()
     return Result(kind="transfer", context=ctx, peer_context=peer_context,
                   options={"config": str(scenario.path), "scenario": scenario.raw, **(options or {})}, rows=rows)
@@ -62,7 +68,7 @@ def _ends(caps: transports.Capabilities, kind: str, source, dest, worker, storag
     return active, (dest if active is source else source), options
 
 
-def _transfer(handoff, shape, transport, rep, descs, source, dest, worker, storage, options) -> dict:
+def _transfer(handoff, shape, transport, rep, descs, source, dest, worker, storage, options, raw=None) -> dict:
     caps = transports.capabilities(transport)
     kind = descs[0]["kind"]
     active, passive, options = _ends(caps, kind, source, dest, worker, storage, options)
@@ -84,21 +90,25 @@ def _transfer(handoff, shape, transport, rep, descs, source, dest, worker, stora
     if not verified:
         raise TransferFailed(f"{handoff} {shape.label} over {transport}: the receiver could not verify the bytes "
                              f"({[r['item'] for r in records if not r['verified']]})")
-    return _row(handoff, shape, transport, rep, descs, source, dest, active, records, cpu, verified)
+    return _row(handoff, shape, transport, rep, descs, source, dest, active, records, cpu, verified, options, raw)
 
 
-def _row(handoff, shape, transport, rep, descs, source, dest, active, records, cpu, verified) -> dict:
+def _row(handoff, shape, transport, rep, descs, source, dest, active, records, cpu, verified, options=None,
+         raw=None) -> dict:
     """The result row of one transfer (the only place one is built): its time is the sum of the moves' wall
-    times (measure.timed_move), CPU-seconds per GB are derived by results.row.make."""
+    times (measure.timed_move), CPU-seconds per GB are derived by results.row.make, an rdma row's share of
+    the raw bandwidth by efficiency.fields."""
     moved = sum(r["bytes"] for r in records)
     seconds = sum(r["seconds"] for r in records)
+    tput = throughput_mibps(moved, seconds)
     return make_row({"handoff": handoff, "transport": transport, "sector": shape.label}, "throughput_MiBps",
-                    throughput_mibps(moved, seconds), repetition=rep, bytes=moved, seconds=seconds,
+                    tput, repetition=rep, bytes=moved, seconds=seconds,
                     cpu={**cpu, "roles": {"client": "worker", "server": "storage"}},
                     detail={"sector_size": shape.sector_size, "scale": str(shape.scale),
                             "files": sum(d.get("files", 1) for d in descs), "verified": verified,
                             "source": getattr(source, "name", "?"), "destination": getattr(dest, "name", "?"),
-                            "active_end": getattr(active, "name", "?"), "items": records})
+                            "active_end": getattr(active, "name", "?"), "items": records,
+                            **efficiency.fields(transport, tput, records, options or {}, raw)})
 
 
 def _cpu_cell(values: list[float]) -> str:
@@ -109,15 +119,20 @@ def _cpu_cell(values: list[float]) -> str:
 
 
 def render(rows: list[dict]) -> str:
-    """Per hand-off and transport: mean time, throughput, CPU at both ends, verification."""
+    """Per hand-off and transport: mean time, throughput, CPU at both ends, verification, and for rdma the
+    raw bandwidth at the same settings and the share of it reached (the raw measurements' own rows are
+    listed under the table)."""
     import statistics
 
     groups: dict = {}
+    raws = [r for r in rows if "handoff" not in r["measured"]]
     for r in rows:
         m = r["measured"]
+        if "handoff" not in m:
+            continue
         groups.setdefault((m["handoff"], m["sector"], m["transport"]), []).append(r)
     head = (f"{'hand-off':<9} {'sector':<18} {'transport':<11} {'reps':>4} {'MiB':>9} {'time s':>8} {'MiB/s':>9} "
-            f"{'CPU s/GB worker':>16} {'CPU s/GB storage':>17}  verified")
+            f"{'CPU s/GB worker':>16} {'CPU s/GB storage':>17}  verified {'raw MiB/s':>10} {'of raw':>7}")
     lines = [head]
     for (handoff, sector_label, transport), rs in groups.items():
         secs = [r["seconds"] for r in rs]
@@ -125,8 +140,11 @@ def render(rows: list[dict]) -> str:
         spread = f"±{statistics.stdev(tput):.1f}" if len(tput) > 1 else ""
         per_gb = [(r["cpu"] or {}).get("per_gb") for r in rs]
         cw, cs = (_cpu_cell([p[k] for p in per_gb if p]) for k in ("client_process", "server_process"))
+        raw, of_raw = efficiency.cells(rs)
         lines.append(f"{handoff:<9} {sector_label:<18} {transport:<11} {len(rs):>4} {rs[0]['bytes'] / MIB:>9.1f} "
                      f"{statistics.fmean(secs):>8.3f} {statistics.fmean(tput):>9.1f}{spread:<7} {cw:>9} "
-                     f"{cs:>17}  {'yes' if all(r['detail']['verified'] for r in rs) else 'NO'}")
+                     f"{cs:>17}  {'yes' if all(r['detail']['verified'] for r in rs) else 'NO':<8} {raw:>10} "
+                     f"{of_raw:>7}".rstrip())
     lines.append("CPU s/GB: process CPU-seconds per GB moved at each end (system-wide figures are in the result file)")
+    lines += efficiency.legend(rows, raws)
     return "\n".join(lines)
