@@ -106,7 +106,7 @@ def measure(setups: list[Setup], device: str | None, gid_index: int | None, peer
                 raise RdmabenchError("this host has no RDMA device")
             o = RunOptions(tests=[s.test for s in group], sizes=[size], duration=seconds, warmup=depth, depth=depth,
                            qps=qps, cq_mod=max(1, depth // 2), gid_index=gid_index)
-            say = lambda msg: progress(f"raw {msg}, {qps} QP(s), depth {depth}")  # noqa: E731
+            say = lambda msg: progress(f"{msg}, {qps} QP(s), depth {depth}")  # noqa: E731
             if peer:
                 result = Client(o, device, peer[0], peer[1], timeout_ms=timeout_ms, wait=wait, progress=say).run()
             else:
