@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..engines.tests import TESTS
+from . import efficiency
 from .frames import ASIDE, Tables, column
 from .plots import Plot, all_plots
 
@@ -27,11 +28,19 @@ CONTEXT_ROWS = [("host", "hostname"), ("peer host", "peer_hostname"), ("kernel",
 
 
 @dataclass
+class Table:
+    header: list[str]
+    body: list[list[str]]
+    caption: str = ""
+
+
+@dataclass
 class Section:
     id: str
     title: str
     plots: list[Plot] = field(default_factory=list)
     absent: str = ""  # why there is nothing, when there is nothing
+    tables: list[Table] = field(default_factory=list)
 
 
 @dataclass
@@ -71,6 +80,7 @@ def build(t: Tables) -> Report:
         Section("transfer", "Transfer time per hand-off", p["transfer"],
                 "" if p["transfer"] else "No transfer rows in these files: nothing to plot per hand-off. "
                 "Transfers come from `rdmabench run --config`."),
+        _efficiency(t, has_transfer),
         Section("cpu", "CPU-seconds per GB per transport", p["cpu"],
                 "" if p["cpu"] else "No transfer rows with CPU figures in these files: no CPU-per-GB plot."
                 if not has_transfer else "The transfer rows carry no CPU-per-GB figures."),
@@ -78,6 +88,16 @@ def build(t: Tables) -> Report:
     notes = [f"{n} {kind} rows are not plotted: {ASIDE[kind]}."
              for kind, n in (t.aside["kind"].value_counts(sort=False).items() if not t.aside.empty else ())]
     return Report(runs, context, not_hw, sections, notes)
+
+
+def _efficiency(t: Tables, has_transfer: bool) -> Section:
+    body = efficiency.table(t)
+    absent = ("No transfer rows in these files." if not has_transfer else
+              "No rdma transfer rows with a raw figure in these files (rdma-write and rdma-read rows carry one "
+              "since rdmabench measures the link's raw bandwidth in the same run; older files do not).")
+    return Section("efficiency", "RDMA transfers against the link's raw bandwidth", [],
+                   "" if body else absent,
+                   [Table(efficiency.HEADER, body, efficiency.CAPTION)] if body else [])
 
 
 # ---- HTML ----
@@ -108,6 +128,16 @@ def _img(plot: Plot) -> str:
 
 
 
+def _html_table(tb: Table) -> str:
+    e = html.escape
+    out = ["<table><thead><tr>" + "".join(f"<th>{e(h)}</th>" for h in tb.header) + "</tr></thead><tbody>"]
+    out += ["<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in line) + "</tr>" for line in tb.body]
+    out.append("</tbody></table>")
+    if tb.caption:
+        out.append(f'<p class="sub">{e(tb.caption)}</p>')
+    return "\n".join(out)
+
+
 def render_html(r: Report) -> str:
     e = html.escape
     out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
@@ -125,8 +155,8 @@ def render_html(r: Report) -> str:
                + '<a href="#context">Context</a></nav>')
     for s in r.sections:
         out.append(f'<h2 id="{s.id}">{e(s.title)}</h2>')
-        if s.plots:
-            out += [_img(p) for p in s.plots]
+        if s.plots or s.tables:
+            out += [_img(p) for p in s.plots] + [_html_table(tb) for tb in s.tables]
         else:
             out.append(f'<p class="absent">{e(s.absent)}</p>')
     out.append('<h2 id="context">Context</h2>')
@@ -157,11 +187,13 @@ def render_markdown(r: Report) -> str:
         out.append("")
     for s in r.sections:
         out += [f"## {s.title}", ""]
-        if s.plots:
+        if s.plots or s.tables:
             for p in s.plots:
                 out += [f"![{p.title}]({p.name}.png)", ""]
                 if p.caption:
                     out += [f"_{p.caption}_", ""]
+            for tb in s.tables:
+                out += [md_table(tb.header, tb.body), ""] + ([f"_{tb.caption}_", ""] if tb.caption else [])
         else:
             out += [f"_{s.absent}_", ""]
     out += ["## Context", ""]

@@ -13,7 +13,7 @@ from .. import config, devices, transports
 from ..workloads import sector
 from ..errors import RdmabenchError
 from ..wire import Channel
-from . import runner
+from . import efficiency, runner
 from .hosts import LocalHost, RemoteHost
 
 
@@ -79,14 +79,21 @@ def run_scenario(path: Path, device: str | None, gid_index: int | None, peer: tu
         worker = LocalHost("worker", scenario.work_dir / "storage", scenario.work_dir / "work", bind, scenario.token,
                            opts)
         total = len(scenario.plan())
+        options = run_opts(opts, peer, scenario.transfer)
+        # before any transfer, on a quiet link: the raw bandwidth the rdma rows are held against
+        raw = efficiency.measure(efficiency.planned((t for _, _, t, _, _ in scenario.plan()), options),
+                                 opts.get("device"), opts.get("gid_index"), peer, wait=wait,
+                                 progress=lambda msg: click.echo(f"[raw] {msg}", err=True))
+        for note in raw.failed.values():
+            click.echo(f"warning: {note}; the rdma rows will have no raw figure", err=True)
         if sys.stderr.isatty():
             with click.progressbar(length=total, label="transfers", file=sys.stderr, show_pos=True,
                                    item_show_func=lambda x: x) as bar:
                 result = runner.run(scenario, worker, storage, device=opts.get("device"), peer_context=peer_ctx,
-                                    options=run_opts(opts, peer, scenario.transfer), progress=lambda msg, i, n: bar.update(1 if i else 0, msg))
+                                    options=options, raw=raw, progress=lambda msg, i, n: bar.update(1 if i else 0, msg))
         else:  # a log, CI, the lab's console: one line per transfer
             result = runner.run(scenario, worker, storage, device=opts.get("device"), peer_context=peer_ctx,
-                                options=run_opts(opts, peer, scenario.transfer),
+                                options=options, raw=raw,
                                 progress=lambda msg, i, n: click.echo(f"[{i + 1}/{n}] {msg}", err=True))
         if chan:
             chan.send("bye")

@@ -7,6 +7,8 @@ Who holds the data at each hand-off (two hosts; on one host both are local folde
 For each transfer the transport's passive end starts on one host, its active end moves
 the items from the other, and both hosts meter their CPU over the move. Every row says
 whether the receiver verified the bytes; a transfer that fails verification fails the run.
+An rdma row also carries the raw bandwidth of the link at its settings and its share of it
+(efficiency.py, measured before the transfers); the raw measurements are rows of the result too.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from ..errors import RdmabenchError
 from ..results import context
 from ..results.model import Result
 from ..results.row import make as make_row
+from . import efficiency
 from .hosts import LocalHost, RemoteHost
 from .measure import MIB, throughput_mibps
 
@@ -30,9 +33,10 @@ class TransferFailed(RdmabenchError):
 
 
 def run(scenario: Scenario, worker: LocalHost, storage: LocalHost | RemoteHost, *, device: str | None = None,
-        peer_context: dict | None = None, options: dict | None = None,
+        peer_context: dict | None = None, options: dict | None = None, raw: efficiency.Raw | None = None,
         progress: Callable[[str, int, int], None] = lambda msg, i, n: None) -> Result:
-    """Run the whole plan; `storage` is a LocalHost (one host) or a RemoteHost (`rdmabench serve`)."""
+    """Run the whole plan; `storage` is a LocalHost (one host) or a RemoteHost (`rdmabench serve`); `raw`:
+    the raw bandwidth measured for this run's rdma transfers (efficiency.measure), None when none was."""
     workloads: dict = {}
     rows = []
     plan = scenario.plan()  # every pair in it can run: config.load refused any other
@@ -47,7 +51,8 @@ def run(scenario: Scenario, worker: LocalHost, storage: LocalHost | RemoteHost, 
                                              scenario.miner, number)
         descs = workloads[key]
         rows.append(_transfer(handoff, shape, transport, rep, descs, source, dest, worker, storage, options or {},
-                              variant))
+                              variant, raw))
+    rows += raw.all_rows() if raw else []
     ctx = context.collect(device, (options or {}).get("gid_index")) if device else context.collect()
     return Result(kind="transfer", context=ctx, peer_context=peer_context,
                   options={"config": str(scenario.path), "scenario": scenario.raw, **(options or {})}, rows=rows)
@@ -65,7 +70,8 @@ def _ends(caps: transports.Capabilities, kind: str, source, dest, worker, storag
     return active, (dest if active is source else source), options
 
 
-def _transfer(handoff, shape, transport, rep, descs, source, dest, worker, storage, options, variant=None) -> dict:
+def _transfer(handoff, shape, transport, rep, descs, source, dest, worker, storage, options, variant=None,
+              raw=None) -> dict:
     caps = transports.capabilities(transport)
     if variant is not None:  # an [nfs] combination: its version and mount options for this transfer alone
         options = {**options, **variant.options()}
@@ -93,15 +99,16 @@ def _transfer(handoff, shape, transport, rep, descs, source, dest, worker, stora
         raise TransferFailed(f"{handoff} {shape.label} over {name}: the receiver could not verify the bytes "
                              f"({[r['item'] for r in records if not r['verified']]})")
     return _row(handoff, shape, transport, rep, descs, source, dest, active, records, cpu, verified, options,
-                variant)
+                variant, raw)
 
 
 def _row(handoff, shape, transport, rep, descs, source, dest, active, records, cpu, verified, options=None,
-         variant=None) -> dict:
+         variant=None, raw=None) -> dict:
     """The result row of one transfer (the only place one is built): its time is the sum of the moves' wall
     times (measure.timed_move), CPU-seconds per GB are derived by results.row.make. A row of an [nfs]
     variant has the measured key "variant" (its label) and detail "nfs": what was asked, what the kernel
-    applied (per item in the records' extra.mount) and every difference."""
+    applied (per item in the records' extra.mount) and every difference. An rdma row's share of the raw
+    bandwidth comes from efficiency.fields."""
     moved = sum(r["bytes"] for r in records)
     seconds = sum(r["seconds"] for r in records)
     options = options or {}
@@ -110,8 +117,9 @@ def _row(handoff, shape, transport, rep, descs, source, dest, active, records, c
     if variant is not None:
         measured["variant"] = variant.label
         extra["nfs"] = nfs_detail(variant, records)
+    tput = throughput_mibps(moved, seconds)
     return make_row(measured, "throughput_MiBps",
-                    throughput_mibps(moved, seconds), repetition=rep, bytes=moved, seconds=seconds,
+                    tput, repetition=rep, bytes=moved, seconds=seconds,
                     cpu={**cpu, "roles": {"client": "worker", "server": "storage"}},
                     detail={"sector_size": shape.sector_size, "scale": str(shape.scale),
                             "files": sum(d.get("files", 1) for d in descs), "verified": verified,
@@ -122,7 +130,8 @@ def _row(handoff, shape, transport, rep, descs, source, dest, active, records, c
                                                              for r in records})),
                             **{k: options[k] for k in ("chunk", "inflight", "streams", "parallel", "verify", "direct")
                                if k in options},
-                            "active_end": getattr(active, "name", "?"), **extra, "items": records})
+                            "active_end": getattr(active, "name", "?"), **extra, "items": records,
+                            **efficiency.fields(transport, tput, records, options, raw)})
 
 
 APPLIED = ("vers", "proto", "port", "nconnect", "rsize", "wsize")
@@ -152,17 +161,21 @@ def _cpu_cell(values: list[float]) -> str:
 
 def render(rows: list[dict]) -> str:
     """Per hand-off and transport (an [nfs] variant its own line): mean time, throughput, CPU at both ends,
-    verification; then every mount option the kernel applied otherwise than asked."""
+    verification, and for rdma the raw bandwidth at the same settings and the share of it reached; then
+    every mount option the kernel applied otherwise than asked, and the raw measurements."""
     import statistics
 
     groups: dict = {}
+    raws = [r for r in rows if "handoff" not in r["measured"]]
     for r in rows:
         m = r["measured"]
+        if "handoff" not in m:
+            continue
         name = f"{m['transport']} {m['variant']}" if m.get("variant") else m["transport"]
         groups.setdefault((m["handoff"], m["sector"], name), []).append(r)
     width = max([11] + [len(k[2]) for k in groups])
     head = (f"{'hand-off':<9} {'sector':<18} {'transport':<{width}} {'reps':>4} {'MiB':>9} {'time s':>8} "
-            f"{'MiB/s':>9} {'CPU s/GB worker':>16} {'CPU s/GB storage':>17}  verified")
+            f"{'MiB/s':>9} {'CPU s/GB worker':>16} {'CPU s/GB storage':>17}  verified {'raw MiB/s':>10} {'of raw':>7}")
     lines = [head]
     notes = {}
     for (handoff, sector_label, name), rs in groups.items():
@@ -171,9 +184,11 @@ def render(rows: list[dict]) -> str:
         spread = f"±{statistics.stdev(tput):.1f}" if len(tput) > 1 else ""
         per_gb = [(r["cpu"] or {}).get("per_gb") for r in rs]
         cw, cs = (_cpu_cell([p[k] for p in per_gb if p]) for k in ("client_process", "server_process"))
+        raw, of_raw = efficiency.cells(rs)
         lines.append(f"{handoff:<9} {sector_label:<18} {name:<{width}} {len(rs):>4} {rs[0]['bytes'] / MIB:>9.1f} "
                      f"{statistics.fmean(secs):>8.3f} {statistics.fmean(tput):>9.1f}{spread:<7} {cw:>9} "
-                     f"{cs:>17}  {'yes' if all(r['detail']['verified'] for r in rs) else 'NO'}")
+                     f"{cs:>17}  {'yes' if all(r['detail']['verified'] for r in rs) else 'NO':<8} {raw:>10} "
+                     f"{of_raw:>7}".rstrip())
         for r in rs:
             for key, diff in ((r["detail"].get("nfs") or {}).get("changed") or {}).items():
                 notes.setdefault(name, {})[key] = diff
@@ -182,4 +197,5 @@ def render(rows: list[dict]) -> str:
         told = ", ".join(f"{k}={d['applied'] if d['applied'] is not None else '(not shown)'} (asked {d['requested']})"
                          for k, d in diffs.items())
         lines.append(f"{name}: the kernel applied {told}")
+    lines += efficiency.legend(rows, raws)
     return "\n".join(lines)

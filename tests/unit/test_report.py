@@ -75,7 +75,8 @@ def test_every_plot_is_inline(full):
 def test_headings(full):
     _, p = full
     assert [h[2] for h in p.headings] == ["rdmabench report", "Bandwidth vs message size", "Latency distribution",
-                                          "Transfer time per hand-off", "CPU-seconds per GB per transport", "Context"]
+                                          "Transfer time per hand-off", "RDMA transfers against the link's raw bandwidth",
+                                          "CPU-seconds per GB per transport", "Context"]
 
 
 def test_context_table_and_emulation_flag(full):

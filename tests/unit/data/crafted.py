@@ -15,6 +15,9 @@ Known answers:
 - B ran at active MTU 1024 and kernel 6.12 where A had 4096 and 6.1 (warned).
 - transfer: http 100 MiB/s, rdma-write 400 MiB/s, nfs-rdma 250 MiB/s (pc1-pc2 and finalize), C1->C2 over
   http (JSON-RPC) 10 MiB/s and rdma-write 50 MiB/s; measured on rxe under emulation.
+- transfer with raw figures (schema 2 rows, built as the runner builds them): pc1-pc2 rdma-write 400 MiB/s
+  against a raw write_bw of 500 MiB/s (1 MiB x 1 QP x depth 16): 80%; rdma-read 300 against read_bw 600: 50%;
+  http 100 with no raw figure; the raw rows themselves. With raw_failed, no raw row and the reason instead.
 """
 
 from __future__ import annotations
@@ -152,11 +155,66 @@ def transfer_result(emulated: bool = True, mibps: dict | None = None) -> Result:
                   created="2024-05-04T10:00:00+00:00")
 
 
+RAW_MIBPS = {"write_bw": 500.0, "read_bw": 600.0}
+
+
+def meter(seconds: float, busy: float, proc: float) -> dict:
+    """A CpuMeter figure as schema 2 keeps it (process CPU-seconds included)."""
+    m = cpu(seconds, busy, proc)
+    return {**m, "measurable": True, "process": {**m["process"], "cpu_s": proc}}
+RAW_TRANSFER_MIBPS = {"http": 100.0, "rdma-write": 400.0, "rdma-read": 300.0}
+RAW_OPTIONS = {"chunk": MiB, "inflight": 16, "streams": 1}
+
+
+def raw_measurements(failed: bool = False):
+    """The efficiency.Raw a run would have measured for RAW_TRANSFER_MIBPS's rdma transports."""
+    from rdmabench.perf.client import make_row
+    from rdmabench.transfer import efficiency
+
+    raw = efficiency.Raw(between="worker -> storage's rdmabench serve at 10.77.2.1:18515")
+    setup = {"qps": 1, "engine": "native", "connect": "oob", "bidir": False, "iters": 0, "duration": 2.0,
+             "validate": False}
+    for s in efficiency.planned(RAW_TRANSFER_MIBPS, RAW_OPTIONS):
+        if failed:
+            raw.failed[s] = f"raw {s.test} at {s.size} B x 1 QP(s) x depth 16 not measured: no answer from 10.77.2.1"
+            continue
+        moved = int(RAW_MIBPS[s.test] * MiB * 2)
+        engine = {"bytes": moved, "ops": moved // s.size, "t_start_ns": 0, "t_end_ns": 2_000_000_000}
+        r = make_row(s.test, s.size, 0, setup, engine, meter(2.0, 0.5, 0.4), {}, meter(2.0, 0.1, 0.05))
+        raw.rows[s] = efficiency.raw_row(r, s, 8, raw.between, remote=True)
+    return raw
+
+
+def transfer_with_raw(raw_failed: bool = False) -> Result:
+    from rdmabench.results.row import make
+    from rdmabench.transfer import efficiency
+
+    raw = raw_measurements(raw_failed)
+    rows = []
+    for transport, rate in RAW_TRANSFER_MIBPS.items():
+        for rep, wobble in enumerate((0.98, 1.0, 1.02)):
+            moved = TRANSFER_BYTES["pc1-pc2"]
+            thr = rate * wobble
+            seconds = moved / (thr * MiB)
+            extra = {"chunk": MiB, "inflight": 16, "registered_bytes": 16 * MiB} if transport != "http" else {}
+            records = [{"transport": transport, "item": "sealed/s-t01000-1", "bytes": moved, "verified": True,
+                        "digest": "0" * 32, "wire_bytes": moved, "extra": extra, "phases": {}, "seconds": seconds}]
+            rows.append(make({"handoff": "pc1-pc2", "transport": transport, "sector": "8MiB"}, "throughput_MiBps",
+                             thr, repetition=rep, bytes=moved, seconds=seconds,
+                             cpu={"client": meter(seconds, 0.3, 0.2), "server": meter(seconds, 0.2, 0.1)},
+                             detail={"sector_size": 8 * MiB, "scale": "1", "files": 14, "verified": True,
+                                     "items": records,
+                                     **efficiency.fields(transport, thr, records, RAW_OPTIONS, raw)}))
+    return Result(kind="transfer", context=emulated_context(), peer_context=emulated_context("storage"),
+                  options={"config": "configs/default.toml", **RAW_OPTIONS}, rows=rows + raw.all_rows(),
+                  created="2024-05-05T10:00:00+00:00")
+
+
 def save_all(folder: Path) -> dict[str, Path]:
     folder = Path(folder)
     return {name: make().save(folder / f"{name}.json") for name, make in
             (("verbs-a", verbs_a), ("verbs-b", verbs_b), ("verbs-sweep", verbs_sweep),
-             ("transfer-rxe", transfer_result))}
+             ("transfer-rxe", transfer_result), ("transfer-raw", transfer_with_raw))}
 
 
 if __name__ == "__main__":
