@@ -15,6 +15,7 @@
 #include <Python.h>
 
 #include "endpoint.h"
+#include "digest.h"
 
 typedef struct {
 	PyObject_HEAD
@@ -713,6 +714,11 @@ static PyObject *py_fx_recv(PyObject *m, PyObject *a, PyObject *k) { return fx_c
 static PyObject *py_fx_serve(PyObject *m, PyObject *a, PyObject *k) { return fx_call(a, k, FX_SERVE, "O!O|iiLL:fx_serve"); }
 static PyObject *py_fx_pull(PyObject *m, PyObject *a, PyObject *k) { return fx_call(a, k, FX_PULL, "O!O|iiLL:fx_pull"); }
 
+static PyObject *py_digest_impl(PyObject *m, PyObject *unused)
+{
+	return PyUnicode_FromString(digest_impl());
+}
+
 static PyObject *py_fx_null(PyObject *m, PyObject *args, PyObject *kwargs)
 {
 	static char *kwlist[] = { "src", "dst", "chunk", "slots", "parallel", NULL };
@@ -810,6 +816,8 @@ static PyMethodDef module_methods[] = {
 	  "fx_serve(ep, files, timeout_ms=30000, parallel=1, abort_after=-1, corrupt_at=-1): rdma-read source" },
 	{ "fx_pull", (PyCFunction)(void (*)(void))py_fx_pull, METH_VARARGS | METH_KEYWORDS,
 	  "fx_pull(ep, files, timeout_ms=30000, parallel=1, abort_after=-1, corrupt_at=-1): rdma-read destination" },
+	{ "digest_impl", py_digest_impl, METH_NOARGS,
+	  "digest_impl() -> the XXH3-128 build the file pipeline digests with on this CPU (avx2 or sse2)" },
 	{ "fx_null", (PyCFunction)(void (*)(void))py_fx_null, METH_VARARGS | METH_KEYWORDS,
 	  "fx_null(src, dst, chunk=1MiB, slots=16, parallel=1): the file pipeline without a network (pipeline.c): "
 	  "src files -> a ring -> dst files, digests at both ends -> {bytes, chunks, ns, read_busy_ns, "

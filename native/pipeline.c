@@ -10,8 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define XXH_INLINE_ALL
-#include <xxhash.h>
+#include "digest.h"
 
 #define DIRECT_ALIGN 4096u
 
@@ -93,18 +92,10 @@ void pl_hex(const uint8_t d[16], char out[33])
 	out[32] = 0;
 }
 
-static void put_digest(uint8_t out[16], XXH128_hash_t h)
-{
-	XXH128_canonical_t c;
-
-	XXH128_canonicalFromHash(&c, h);
-	memcpy(out, c.digest, 16);
-}
-
 int pl_init(struct pl *p, struct rt_err *e)
 {
 	pthread_condattr_t ca;
-	XXH3_state_t **hs;
+	void **hs;
 	uint32_t i;
 
 	if (p->parallel < 1)
@@ -127,13 +118,13 @@ int pl_init(struct pl *p, struct rt_err *e)
 		return -1;
 	}
 	for (i = 0; i < p->parallel; i++)
-		if (!(hs[i] = XXH3_createState())) {
+		if (!(hs[i] = digest_new())) {
 			rt_set(e, RT_NOMEM, ENOMEM, "no memory for a hasher");
 			return -1;
 		}
 	for (i = 0; i < p->nfiles; i++)
 		if (p->files[i].size == 0)
-			put_digest(p->digest[i], XXH3_128bits(NULL, 0));
+			digest_once(NULL, 0, p->digest[i]);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&p->cv, &ca);
@@ -145,12 +136,13 @@ int pl_init(struct pl *p, struct rt_err *e)
 
 void pl_free(struct pl *p)
 {
-	XXH3_state_t **hs = p->hashers;
+	void **hs = p->hashers;
 	uint32_t i;
 
 	if (hs)
 		for (i = 0; i < p->parallel; i++)
-			XXH3_freeState(hs[i]);
+			if (hs[i])
+				digest_free(hs[i]);
 	free(hs);
 	free(p->digest);
 	p->hashers = NULL;
@@ -301,13 +293,13 @@ static int store(struct pl *p, const struct pl_piece *pc, const uint8_t *src)
 
 static void digest_piece(struct pl *p, const struct pl_piece *pc, const uint8_t *data)
 {
-	XXH3_state_t *h = ((XXH3_state_t **)p->hashers)[pc->lane];
+	void *h = ((void **)p->hashers)[pc->lane];
 
 	if (pc->first)
-		XXH3_128bits_reset(h);
-	XXH3_128bits_update(h, data, pc->len);
+		digest_reset(h);
+	digest_update(h, data, pc->len);
 	if (pc->last)
-		put_digest(p->digest[pc->file], XXH3_128bits_digest(h));
+		digest_final(h, p->digest[pc->file]);
 }
 
 void *pl_main(void *arg)

@@ -49,7 +49,7 @@ from ..errors import RdmabenchError
 from ..wire import Channel
 from ..workloads.item import Item
 from .base import Capabilities, Context, PassiveEnd, TransferRecord, Transport, TransportError, register
-from .rdma_common import (CHUNK, INFLIGHT, MAX_FILES, PARALLEL, REPLY_WAIT_S, STREAMS, TIMEOUT_MS, close_all,
+from .rdma_common import (CHUNK, digest_impl, INFLIGHT, MAX_FILES, PARALLEL, REPLY_WAIT_S, STREAMS, TIMEOUT_MS, close_all,
                           default_device, fx, item_digest, open_endpoint, open_files, reread)
 from .rdma_server import RdmaServer
 
@@ -144,7 +144,7 @@ class _RdmaTransport(Transport):
                                      "parallel": self.parallel, "direct": self.direct,
                                      "verification": "stream+reread" if self.verify == "reread" else "stream",
                                      "cold": bool(self.ctx.options.get("cold", False)),
-                                     "registered_bytes": self.registered_bytes,
+                                     "registered_bytes": self.registered_bytes, "digest_impl": digest_impl(),
                                      "io_busy_s": result.get("io_ns", 0) / 1e9,
                                      "io_wait_s": result.get("io_wait_ns", 0) / 1e9, **extra})
 

@@ -65,6 +65,12 @@ def fx(name: str, ep, files: list, timeout_ms: int, parallel: int = PARALLEL, ab
     return getattr(_native, name)(ep.raw, files, timeout_ms, parallel, abort_after, corrupt_at)
 
 
+def digest_impl() -> str:
+    """Which XXH3-128 build the C pipeline digests with here ("xxh3-128 (avx2)" or "(sse2)")."""
+    from rdmabench import _native
+    return _native.digest_impl()
+
+
 def open_files(paths: list[Path], write: bool, direct: bool) -> list[int]:
     """File descriptors for a transfer (all or none): read-only, or created for writing; O_DIRECT if asked,
     and a clear error when the file system refuses it (ramfs, and tmpfs before Linux 6.6, do)."""
