@@ -12,6 +12,10 @@ As ``storage/paths/http_handler.go`` serves it (see docs/lotus.md):
   sendfile), and no end-of-archive blocks (Lotus never writes them; ``end_blocks=True`` adds
   them). Range on a directory is refused with 500, as Lotus does.
 
+Beyond Lotus (rdmabench's extension, http_files.py; Lotus's client never asks for it): a directory
+item's listing, ``GET /remote/{type}/{id}/``, and its top-level files one by one,
+``GET /remote/{type}/{id}/{name}``, under the same token and confinement, for the parallel fetch.
+
 ``serve(root, bind, port, token)`` starts it in background threads and returns a handle with
 ``.url`` and ``.stop()``. The address to listen on must be given: there is no default.
 ``python -m rdmabench.transports.http_server --root R --bind ADDR --port P --token T`` runs it
@@ -33,6 +37,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from ..errors import RdmabenchError
+from . import http_files
 
 TYPES = ("unsealed", "sealed", "cache", "update", "update-cache", "piece")
 SECTOR_ID = re.compile(r"\As-t0[0-9]{1,20}-[0-9]{1,20}\Z")
@@ -88,12 +93,14 @@ class _Handler(BaseHTTPRequestHandler):
         parts = raw.split("/")
         if len(parts) < 2 or parts[1] != "remote":
             return self._error(404, "not found")
-        if len(parts) != 4 or parts[2] not in TYPES or not SECTOR_ID.match(parts[3]):
+        if len(parts) not in (4, 5) or parts[2] not in TYPES or not SECTOR_ID.match(parts[3]):
             return self._error(400, "bad request: expected /remote/{type}/s-t0<miner>-<number>")
         root = self.server.root_real
         target = os.path.realpath(os.path.join(root, parts[2], parts[3]))
         if not target.startswith(root + os.sep):  # a symlink pointing out of the root
             return self._error(400, "bad request: outside the storage root")
+        if len(parts) == 5:  # rdmabench's extension: a directory's listing or one of its files
+            return http_files.answer(self, target, parts[4], head)
         try:
             st = os.stat(target)
         except FileNotFoundError:
@@ -105,6 +112,11 @@ class _Handler(BaseHTTPRequestHandler):
     # ---- a file: sendfile, Content-Length, Range ------------------------------------------------------
 
     def _send_file(self, path: str, size: int, head: bool) -> None:
+        with open(path, "rb") as f:
+            self._send_open(f, size, head)
+
+    def _send_open(self, f, size: int, head: bool) -> None:
+        """Answer with the open file ``f`` of ``size`` bytes: a single Range honoured, the body by sendfile."""
         start, count, partial = 0, size, False
         rng = self.headers.get("Range")
         if rng:
@@ -124,21 +136,20 @@ class _Handler(BaseHTTPRequestHandler):
                     return
                 count, partial = end - start + 1, True
             # anything else (multiple ranges, garbage): ignored, the whole file is sent (RFC 9110 allows it)
-        with open(path, "rb") as f:
-            self.send_response(206 if partial else 200)
-            self.send_header("Content-Type", "application/octet-stream")
-            self.send_header("Content-Length", str(count))
-            self.send_header("Accept-Ranges", "bytes")
-            if partial:
-                self.send_header("Content-Range", f"bytes {start}-{start + count - 1}/{size}")
-            self.end_headers()
-            if head:
-                return
-            limit = self.server.abort_after
-            n = count if limit is None else min(count, limit)
-            self.connection.sendfile(f, start, n) if n else None
-            if n < count:
-                self._abort()
+        self.send_response(206 if partial else 200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(count))
+        self.send_header("Accept-Ranges", "bytes")
+        if partial:
+            self.send_header("Content-Range", f"bytes {start}-{start + count - 1}/{size}")
+        self.end_headers()
+        if head:
+            return
+        limit = self.server.abort_after
+        n = count if limit is None else min(count, limit)
+        self.connection.sendfile(f, start, n) if n else None
+        if n < count:
+            self._abort()
 
     # ---- a directory: chunked tar, 1 MiB chunks by sendfile --------------------------------------------
 
