@@ -258,13 +258,17 @@ def test_errors_from_the_server(server, gen, tmp_path):
     assert left_behind(tmp_path / "w", "cache") == []
 
 
-class HostileServer:
-    """A server that says its item is a directory (HEAD), then answers every GET with ``answer``."""
+DIR_HEAD = (b"HTTP/1.1 200 OK\r\nContent-Type: application/x-tar\r\nTransfer-Encoding: chunked\r\n"
+            b"Connection: close\r\n\r\n")
 
-    def __init__(self, answer: bytes):
+
+class HostileServer:
+    """A server that answers HEAD with ``head`` (by default: the item is a directory) and every GET with ``answer``."""
+
+    def __init__(self, answer: bytes, head: bytes = DIR_HEAD):
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.answer = answer
+        self.answer, self.head = answer, head
         threading.Thread(target=self._run, daemon=True).start()
 
     @classmethod
@@ -280,8 +284,7 @@ class HostileServer:
                 return
             with conn:
                 req = conn.recv(65536)
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/x-tar\r\nTransfer-Encoding: chunked\r\n"
-                             b"Connection: close\r\n\r\n" if req.startswith(b"HEAD") else self.answer)
+                conn.sendall(self.head if req.startswith(b"HEAD") else self.answer)
 
     def close(self):
         self.sock.close()
@@ -324,3 +327,78 @@ def test_a_server_without_the_extension(tmp_path):
     finally:
         srv.close()
     assert left_behind(tmp_path / "w", "cache") == []
+
+
+FILE_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: 200000\r\n\r\n"
+
+
+@pytest.mark.parametrize("answer,why", [
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 200000\r\n\r\n" + bytes(200000), "the server ignored Range"),
+    (b"HTTP/1.1 206 Partial\r\nContent-Range: bytes 0-65535/300000\r\nContent-Length: 65536\r\n\r\n" + bytes(65536),
+     "did the file change"),
+    (b"HTTP/1.1 206 Partial\r\nContent-Range: bytes 1-65536/200000\r\nContent-Length: 65536\r\n\r\n" + bytes(65536),
+     "did the file change"),
+    (b"HTTP/1.1 206 Partial\r\nContent-Range: bytes 0-65535/200000\r\nContent-Length: 65536\r\n\r\n" + bytes(100),
+     "closed the connection after 100 of 65536 bytes"),
+])
+def test_pieces_must_be_exactly_what_was_asked(tmp_path, answer, why):
+    """A server that ignores Range, answers another range or size, or stops short: refused, nothing left."""
+    srv = HostileServer(answer, head=FILE_HEAD)
+    try:
+        with pytest.raises(http_client.FetchError, match=why):
+            http_parallel.fetch(srv.url, TOKEN, "sealed", "s-t01000-1", tmp_path / "w", streams=2, chunk=CHUNK,
+                                timeout=10)
+    finally:
+        srv.close()
+    assert left_behind(tmp_path / "w", "sealed") == []
+
+
+RUN_CONFIG = """
+name = "par"
+handoffs = ["pc1-pc2", "finalize"]
+transports = ["http"]
+repetitions = 1
+storage_dir = "{tmp}/storage"
+work_dir = "{tmp}/work"
+[transfer]
+parallel = 3
+streams = 2
+chunk = "64KiB"
+[[shapes]]
+sector_size = "32GiB"
+scale = "1/65536"
+"""
+
+
+def test_run_config_through_serve_carries_streams_and_parallel(tmp_path):
+    """`run --config` against `rdmabench serve` on loopback: pc1-pc2 is pulled by this host, finalize by the
+    serve host (the options cross the control channel); every item moved the parallel way, verified."""
+    from click.testing import CliRunner
+
+    from rdmabench.cli import cli
+
+    server = subprocess.Popen([sys.executable, "-m", "rdmabench.cli", "serve", "--bind", "127.0.0.1", "--port", "0",
+                               "--root", str(tmp_path / "serve"), "--clients", "1"], stderr=subprocess.PIPE, text=True)
+    try:
+        line = server.stderr.readline()
+        threading.Thread(target=server.stderr.read, daemon=True).start()  # a full log pipe would block serve
+        port = int(line.split("listening on 127.0.0.1:")[1].split(",")[0])
+        config, out = tmp_path / "par.toml", tmp_path / "r.json"
+        config.write_text(RUN_CONFIG.format(tmp=tmp_path))
+        done = CliRunner().invoke(cli, ["run", "--config", str(config), "--peer", f"127.0.0.1:{port}", "-o", str(out)])
+        assert done.exit_code == 0, done.output
+        assert server.wait(30) == 0
+    finally:
+        server.kill()
+    result = json.loads(out.read_text())
+    assert result["options"]["streams"] == 2 and result["options"]["parallel"] == 3
+    rows = {r["measured"]["handoff"]: r for r in result["rows"]}
+    assert set(rows) == {"pc1-pc2", "finalize"}
+    assert (rows["pc1-pc2"]["detail"]["active_end"], rows["finalize"]["detail"]["active_end"]) == ("worker", "storage")
+    for r in rows.values():
+        assert r["detail"]["verified"] is True
+        items = r["detail"]["items"]
+        assert [i["extra"]["kind"] for i in items] == ["file", "dir"]
+        for i in items:
+            assert i["verified"] and i["extra"]["protocol"] == "rdmabench-parallel"
+            assert (i["extra"]["streams"], i["extra"]["parallel"], i["extra"]["chunk"]) == (2, 3, 64 << 10)
