@@ -166,8 +166,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/x-tar")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
-        if head:
-            self.wfile.write(b"0\r\n\r\n")
+        if head:  # no body at all, not even the last chunk: the next response on this connection follows at once
             return
         sock = self.connection
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)

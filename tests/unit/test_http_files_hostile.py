@@ -140,3 +140,19 @@ def test_fuzzed_names_never_escape(world, tail):
         assert name == "" or name in listed  # the listing, or a file that is in it
     else:
         assert st_ in (400, 404), (tail, st_)
+
+
+def test_keep_alive_after_head_of_a_directory(world):
+    """HEAD of a directory has no body (not even the last chunk), so the next answer on the connection is clean."""
+    sid = world["sid"]
+    with socket.create_connection(("127.0.0.1", world["h"].port), timeout=10) as s:
+        s.sendall(f"HEAD /remote/cache/{sid} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\r\n"
+                  f"GET /remote/cache/{sid}/p_aux HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
+                  "Connection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := s.recv(1 << 16):
+            data += chunk
+    first, _, rest = data.partition(b"\r\n\r\n")
+    assert b"application/x-tar" in first
+    assert rest.startswith(b"HTTP/1.1 200 "), rest[:40]
+    assert rest.endswith(bytes(range(64)))
