@@ -61,6 +61,12 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "rdmabench-lotus-fetch"
     server: "_Server"
 
+    def setup(self):
+        super().setup()
+        # as Go's net package does for every TCP connection (Lotus's server is Go's): without it a small answer on a
+        # kept-alive connection waits for the client's delayed ACK of the header (Nagle), 40 ms a request
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
     def log_message(self, fmt, *args):  # quiet unless asked
         if self.server.verbose:
             super().log_message(fmt, *args)
