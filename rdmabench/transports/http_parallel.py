@@ -5,10 +5,11 @@ tar stream over one TCP connection (http_client.fetch, used whenever parallel = 
 ``parallel = P`` plays Lotus's ParallelFetchLimit (a per-process semaphore, one slot per file
 transfer: 10 on the miner, 5 on a worker; docs/lotus.md) inside one directory: P worker
 threads each take the next file (biggest first, so the longest transfers start first), GET it
-on a connection of its own and hash it as it arrives; at most P files are in flight and the
+on a connection of their own and hash it as it arrives; at most P files are in flight and the
 rest wait their turn, as behind the semaphore. ``streams = S`` moves each file bigger than one
-chunk over S connections with Range requests, hashed in order in the stream (http_pieces), so
-P x S connections may be open at once.
+chunk over S connections with Range requests, hashed in order in the stream (http_pieces).
+Connections are kept alive and reused from file to file (http_conn.Pool, as Go's client, Lotus's,
+reuses them): at most P x S are ever open, however many files the directory has.
 
 The routes (http_files, served by our http_server; a Lotus server does not have them):
 ``HEAD /remote/{type}/{id}`` says file or directory (and a file's size); a directory's listing
@@ -32,8 +33,9 @@ from typing import Callable
 from .. import integrity
 from . import http_files
 from .base import TransferRecord
-from .http_client import BUFFER, FetchError, _connect, _response_head, _Stream, cache_name_allowed
-from .http_pieces import Cancel, Progress, fetch_file
+from .http_client import FetchError, cache_name_allowed
+from .http_conn import Buffers, Cancel, Pool, Progress
+from .http_pieces import get_pieces, get_whole
 
 PROTOCOL = "rdmabench-parallel"  # extra["protocol"] of a record this module made; Lotus's own fetch is "lotus"
 MAX_LISTING = 16 << 20
@@ -41,12 +43,13 @@ MAX_FILES = 100_000
 
 
 def fetch(url_base: str, token: str, type: str, id: str, dest_root: Path | str, *, expected: str | None = None,
-          streams: int = 1, parallel: int = 1, chunk: int = 1 << 20, bufsize: int = BUFFER,
-          timeout: float | None = 60.0, progress: Callable[[int], None] | None = None, lotus_names: bool = True,
-          transport: str = "http", need: int | None = None) -> TransferRecord:
+          streams: int = 1, parallel: int = 1, chunk: int = 1 << 20, timeout: float | None = 60.0,
+          progress: Callable[[int], None] | None = None, lotus_names: bool = True, transport: str = "http",
+          need: int | None = None) -> TransferRecord:
     """GET the item ``{type}/{id}`` into ``<dest_root>/<type>/<id>`` with ``parallel`` files and ``streams``
-    connections per file at once. Arguments as http_client.fetch's; ``chunk``: bytes per Range piece.
-    Raises FetchError (IncompleteTransfer, integrity.IntegrityError) with nothing left at the destination."""
+    connections per file at once. Arguments as http_client.fetch's; ``chunk``: bytes per Range piece (and
+    per receive into a buffer). Raises FetchError (IncompleteTransfer, integrity.IntegrityError) with
+    nothing left at the destination."""
     if streams < 1 or parallel < 1 or chunk < 1:
         raise ValueError("streams, parallel and chunk must be at least 1")
     dest_root = Path(dest_root)
@@ -55,43 +58,50 @@ def fetch(url_base: str, token: str, type: str, id: str, dest_root: Path | str, 
         integrity.check_free_space(dest_root, need)
     final, temp = typedir / id, typedir / "fetching" / id
     item = f"/remote/{type}/{id}"
-    status, headers, _ = _simple(url_base, "HEAD", item, token, timeout)
-    if status != 200:
-        raise _status_error(url_base, item, status, type, id)
-    is_dir = headers.get("content-type", "").startswith("application/x-tar")
-    if is_dir:
-        files = _listing(url_base, item, token, timeout, lotus_names)
-    elif "content-length" in headers and headers["content-length"].isdigit():
-        files = [{"name": None, "size": int(headers["content-length"])}]
-    else:
-        raise FetchError(f"HEAD {url_base}{item}: a file response without Content-Length")
-    total = sum(f["size"] for f in files)
-    integrity.check_free_space(typedir, total)
     cancel, prog = Cancel(), Progress(progress)
-    opts = dict(url_base=url_base, token=token, item=item, streams=streams, chunk=chunk, bufsize=bufsize,
-                timeout=timeout, cancel=cancel, progress=prog)
+    pool, buffers = Pool(url_base, token, timeout, cancel, prog), Buffers(chunk)
     try:
+        is_dir, files = _what(pool, item, type, id, lotus_names)
+        total = sum(f["size"] for f in files)
+        integrity.check_free_space(typedir, total)
         with integrity.atomic_destination(final, expected=expected, temp=temp) as dest:
             if is_dir:
                 os.mkdir(temp)
-                dest.digest = integrity.combine(_fetch_all(files, temp, parallel, **opts))
+                dest.digest = integrity.combine(_fetch_all(files, temp, parallel, pool, buffers, item, streams))
             else:
-                dest.digest = _fetch_one(files[0], temp, **opts)
+                dest.digest = _fetch_one(files[0], temp, pool, buffers, item, streams)
+        pool.close()
         return TransferRecord(transport=transport, item=f"{type}/{id}", bytes=total, verified=dest.verified,
                               digest=dest.digest, wire_bytes=prog.wire,
                               extra={"kind": "dir" if is_dir else "file", "destination": str(final),
                                      "protocol": PROTOCOL, "streams": streams, "parallel": parallel, "chunk": chunk,
                                      "files": len(files) if is_dir else 1})
     finally:
+        pool.close()
         try:
             (typedir / "fetching").rmdir()
         except OSError:
             pass
 
 
-def _fetch_all(files: list[dict], temp: Path, parallel: int, **opts) -> list[tuple[str, int, str]]:
+def _what(pool: Pool, item: str, type: str, id: str, lotus_names: bool) -> tuple[bool, list[dict]]:
+    """(is it a directory, its files as {name, size}; a file item is one file named None)."""
+    conn, status, headers = pool.exchange(pool.request("HEAD", item))
+    pool.put(conn)
+    if status != 200:
+        what = {401: "the token was refused", 404: f"the server has no {type} for {id}",
+                400: "the server refused the request"}.get(status, "request failed")
+        raise FetchError(f"{pool.url_base}{item}: HTTP {status}, {what}")
+    if headers.get("content-type", "").startswith("application/x-tar"):
+        return True, _listing(pool, item, lotus_names)
+    if headers.get("content-length", "").isdigit():
+        return False, [{"name": None, "size": int(headers["content-length"])}]
+    raise FetchError(f"HEAD {pool.url_base}{item}: a file response without Content-Length")
+
+
+def _fetch_all(files: list[dict], temp: Path, parallel: int, *args) -> list[tuple[str, int, str]]:
     """Every file of the listing into ``temp``, ``parallel`` at a time; (name, size, digest) of each."""
-    cancel: Cancel = opts["cancel"]
+    cancel: Cancel = args[0].cancel
     todo = sorted(files, key=lambda f: (-f["size"], f["name"]))
     lock = threading.Lock()
     entries: list[tuple[str, int, str]] = []
@@ -104,7 +114,7 @@ def _fetch_all(files: list[dict], temp: Path, parallel: int, **opts) -> list[tup
                     if not todo:
                         return
                     f = todo.pop(0)
-                digest = _fetch_one(f, temp / f["name"], **opts)
+                digest = _fetch_one(f, temp / f["name"], *args)
                 with lock:
                     entries.append((f["name"], f["size"], digest))
         except BaseException as err:
@@ -126,81 +136,33 @@ def _fetch_all(files: list[dict], temp: Path, parallel: int, **opts) -> list[tup
     return entries
 
 
-def _fetch_one(f: dict, dest: Path, *, url_base, token, item, streams, chunk, bufsize, timeout, cancel,
-               progress) -> str:
+def _fetch_one(f: dict, dest: Path, pool: Pool, buffers: Buffers, item: str, streams: int) -> str:
     """One file (the item itself when ``f["name"]`` is None) into ``dest``; its digest."""
     path = item if f["name"] is None else f"{item}/{f['name']}"
     label = f["name"] or item
-    if streams > 1 and f["size"] > chunk:
-        return fetch_file(url_base, path, token, dest, f["size"], streams=streams, chunk=chunk, timeout=timeout,
-                          cancel=cancel, progress=progress, label=label)
-    sock, netloc, prefix = _connect(url_base, timeout)
-    try:
-        cancel.watch(sock)
-        sock.sendall(_head_of("GET", prefix + path, netloc, token))
-        s = _Stream(sock, bufsize)
-        status, headers = _response_head(s)
-        if status != 200:
-            raise FetchError(f"{label}: GET {url_base}{path}: HTTP {status}")
-        if headers.get("content-length") != str(f["size"]):
-            raise FetchError(f"{label}: the server sends {headers.get('content-length')!r} bytes, the listing said "
-                             f"{f['size']} (did the file change?)")
-        h = integrity.new_hasher()
-        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        try:
-            def sink(view, update=h.update, write=os.write, add=progress.add):
-                update(view)
-                n = write(fd, view)
-                while n < len(view):
-                    n += write(fd, view[n:])
-                add(len(view))
-            s.read_to(f["size"], sink)
-        finally:
-            os.close(fd)
-        progress.add_wire(s.wire)
-        return h.hexdigest()
-    finally:
-        cancel.unwatch(sock)
-        sock.close()
+    if streams > 1 and f["size"] > buffers.chunk:
+        return get_pieces(pool, buffers, path, dest, f["size"], streams, label)
+    return get_whole(pool, buffers, path, dest, f["size"], label)
 
 
-def _head_of(method: str, path: str, netloc: str, token: str) -> bytes:
-    return (f"{method} {path} HTTP/1.1\r\nHost: {netloc}\r\nAuthorization: Bearer {token}\r\n"
-            f"User-Agent: rdmabench\r\nConnection: close\r\n\r\n").encode()
-
-
-def _simple(url_base: str, method: str, path: str, token: str, timeout, limit: int = MAX_LISTING):
-    """One request on a connection of its own: (status, headers, body); a HEAD has no body."""
-    sock, netloc, prefix = _connect(url_base, timeout)
-    try:
-        sock.sendall(_head_of(method, prefix + path, netloc, token))
-        s = _Stream(sock, 1 << 16)
-        status, headers = _response_head(s)
-        body = b""
-        if method != "HEAD" and headers.get("content-length", "").isdigit():
-            n = int(headers["content-length"])
-            if n > limit:
-                raise FetchError(f"GET {url_base}{path}: a {n}-byte answer, more than the {limit} allowed")
-            body = s.read(n)
-        return status, headers, body
-    finally:
-        sock.close()
-
-
-def _status_error(url_base, path, status, type, id) -> FetchError:
-    what = {401: "the token was refused", 404: f"the server has no {type} for {id}",
-            400: "the server refused the request"}.get(status, "request failed")
-    return FetchError(f"{url_base}{path}: HTTP {status}, {what}")
-
-
-def _listing(url_base: str, item: str, token: str, timeout, lotus_names: bool) -> list[dict]:
+def _listing(pool: Pool, item: str, lotus_names: bool) -> list[dict]:
     """The directory's files as the server lists them, every name and size checked."""
-    status, headers, body = _simple(url_base, "GET", item + "/", token, timeout)
-    if status != 200 or not headers.get("content-type", "").startswith("application/json"):
-        raise FetchError(f"GET {url_base}{item}/: HTTP {status}: this server does not list a directory's files "
-                         "(rdmabench's extension: a Lotus server fetches a directory only as one tar stream; "
-                         "use parallel = 1 and streams = 1 with it)")
-    bad = FetchError(f"GET {url_base}{item}/: not a listing of files (name, size)")
+    conn, status, headers = pool.exchange(pool.request("GET", item + "/"))
+    try:
+        if status != 200 or not headers.get("content-type", "").startswith("application/json"):
+            raise FetchError(f"GET {pool.url_base}{item}/: HTTP {status}: this server does not list a directory's "
+                             "files (rdmabench's extension: a Lotus server fetches a directory only as one tar "
+                             "stream; use parallel = 1 and streams = 1 with it)")
+        n = headers.get("content-length", "")
+        if not n.isdigit() or int(n) > MAX_LISTING:
+            raise FetchError(f"GET {pool.url_base}{item}/: a listing needs a Content-Length of at most {MAX_LISTING}")
+        body = bytearray(int(n))
+        conn.read_into(memoryview(body))
+    except BaseException:
+        conn.close()
+        raise
+    pool.put(conn)
+    bad = FetchError(f"GET {pool.url_base}{item}/: not a listing of files (name, size)")
     try:
         files = json.loads(body)["files"]
     except (ValueError, KeyError, TypeError):
