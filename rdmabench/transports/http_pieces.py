@@ -36,8 +36,9 @@ POLL_S = 0.1   # how often a waiting thread looks whether the transfer was cance
 
 
 def _status(label: str, path: str, status: int, want: str) -> FetchError:
-    why = {200: "the server ignored Range", 206: "a part where the whole file was asked for", 401: "the token was refused", 404: "not found",
-           416: "range not satisfiable (the file shrank?)"}.get(status, "request failed")
+    why = {200: "the server ignored Range", 206: "a part where the whole file was asked for",
+           401: "the token was refused", 404: "not found", 416: "range not satisfiable (the file shrank?)"}
+    why = why.get(status, "request failed")
     return FetchError(f"{label}: GET {path} {want}: HTTP {status}, {why}")
 
 
@@ -54,8 +55,8 @@ def get_whole(pool: Pool, buffers: Buffers, path: str, dest: Path, size: int, la
         if status != 200:
             raise _status(label, path, status, "(whole)")
         if headers.get("content-length") != str(size):
-            raise FetchError(f"{label}: the server sends {headers.get('content-length')!r} bytes, the listing said "
-                             f"{size} (did the file change?)")
+            raise FetchError(f"{label}: the server sends {headers.get('content-length')!r} bytes, {size} were "
+                             "announced (did the file change?)")
         h = integrity.new_hasher()
         buf = buffers.get()
         fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)

@@ -221,7 +221,7 @@ def test_one_failing_file_cancels_the_others(tmp_path):
 
     with http_server.serve(root, "127.0.0.1", 0, TOKEN) as h:
         t0 = time.monotonic()
-        with pytest.raises(http_client.FetchError, match="p_aux: the server sends '10' bytes, the listing said 64"):
+        with pytest.raises(http_client.FetchError, match="p_aux: the server sends '10' bytes, 64 were announced"):
             http_parallel.fetch(h.url, TOKEN, "cache", "s-t01000-4", tmp_path / "w", parallel=2, progress=slow)
         assert time.monotonic() - t0 < 5
     assert seen and seen[-1] < 1 << 30
