@@ -19,7 +19,7 @@ SECRET = b"TOP-SECRET-BYTES"
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    """A sector at pc1 (7 MiB, 12 cache files, p_aux added), a secret beside the root, planted links, a dir and a FIFO."""
+    """A pc1 sector (7 MiB, 12 cache files, p_aux added), a secret beside the root, planted links, a dir, a FIFO."""
     base = tmp_path_factory.mktemp("files")
     gen = sector.generate(sector.shape("32GiB", "pc1", scale="1/65536"), base / "storage")
     (base / "secret").write_bytes(SECRET)
