@@ -8,8 +8,9 @@ setup(
             "rdmabench._native",
             sources=["native/bindings.c", "native/common.c", "native/endpoint.c",
                      "native/ep_connect.c", "native/ep_cm.c", "native/ep_poll.c", "native/ep_bw.c",
-                     "native/ep_lat.c", "native/ep_run.c", "native/filexfer.c"],
-            depends=["native/common.h", "native/endpoint.h"],
+                     "native/ep_lat.c", "native/ep_run.c", "native/filexfer.c",
+                     "native/pipeline.c"],
+            depends=["native/common.h", "native/endpoint.h", "native/pipeline.h"],
             libraries=["ibverbs", "rdmacm"],
             extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-std=gnu11"],
         )

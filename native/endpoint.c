@@ -1,6 +1,8 @@
 /* The Endpoint object: verbs resources, construction and teardown, and its Python type. (see endpoint.h) */
 #include "endpoint.h"
 
+#include <fcntl.h>
+
 const char *const test_names[] = { "write_bw", "read_bw", "send_bw",
 				   "write_lat", "read_lat", "send_lat" };
 
@@ -35,6 +37,9 @@ void ep_release(Endpoint *ep, struct rt_err *e)
 	if (ep->scq && (rc = ibv_destroy_cq(ep->scq)))
 		rt_set_os(e, "ibv_destroy_cq(send)", rc);
 	ep->scq = NULL;
+	if (ep->cc && (rc = ibv_destroy_comp_channel(ep->cc)))
+		rt_set_os(e, "ibv_destroy_comp_channel", rc);
+	ep->cc = NULL;
 	if (ep->pd && (rc = ibv_dealloc_pd(ep->pd)))
 		rt_set_os(e, "ibv_dealloc_pd", rc);
 	ep->pd = NULL;
@@ -183,12 +188,21 @@ int ep_setup_verbs(Endpoint *ep, struct rt_err *e)
 	cqe = (int)((uint64_t)ep->nqps * ep->depth + 16);
 	if (cqe > dattr.max_cqe)
 		cqe = dattr.max_cqe;
-	ep->scq = ibv_create_cq(ep->ctx, cqe, NULL, NULL, 0);
+	ep->cc = ibv_create_comp_channel(ep->ctx); /* optional: without it the file loops only spin */
+	if (ep->cc) {
+		int fl = fcntl(ep->cc->fd, F_GETFL);
+
+		if (fl < 0 || fcntl(ep->cc->fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+			ibv_destroy_comp_channel(ep->cc);
+			ep->cc = NULL;
+		}
+	}
+	ep->scq = ibv_create_cq(ep->ctx, cqe, NULL, ep->cc, 0);
 	if (!ep->scq) {
 		rt_set_os(e, "ibv_create_cq(send)", 0);
 		return -1;
 	}
-	ep->rcq = ibv_create_cq(ep->ctx, cqe, NULL, NULL, 0);
+	ep->rcq = ibv_create_cq(ep->ctx, cqe, NULL, ep->cc, 0);
 	if (!ep->rcq) {
 		rt_set_os(e, "ibv_create_cq(recv)", 0);
 		return -1;

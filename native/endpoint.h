@@ -2,7 +2,7 @@
  * endpoint.h: the C core's Endpoint, no Python in it (endpoint.c: resources, open and close;
  * ep_connect.c: out-of-band connect; ep_cm.c: rdma_cm; ep_poll.c: posting and polling;
  * ep_bw.c and ep_lat.c: the bandwidth and latency loops; ep_run.c: one run's setup and loop;
- * filexfer.c: the file loops). bindings.c wraps it as the Python type below and is the only
+ * filexfer.c: the file loops, on pipeline.c's file side). bindings.c wraps it as the Python type below and is the only
  * code that converts Python objects.
  *
  * rdmabench._native.Endpoint: verbs resources held open across runs, connected to a peer
@@ -102,6 +102,7 @@ typedef struct endpoint {
 	int own_ctx;
 	struct ibv_pd *pd;
 	struct ibv_cq *scq, *rcq;
+	struct ibv_comp_channel *cc; /* both CQs' events, for loops that sleep when idle (filexfer.c); NULL: none */
 	uint8_t *buf;
 	size_t buf_len;
 	struct ibv_mr *mr;
@@ -241,13 +242,16 @@ int run_setup(struct run *r, Endpoint *ep, const char *test, const char *role, i
 int run_loop(struct run *r, struct rt_err *e);
 void run_free(struct run *r);
 
-/* filexfer.c: one file's (or blob's) chunks through a connected one-QP endpoint (fd >= 0: pread/
- * pwrite; else mem). -> bytes, chunks, ns (wall), io_ns (in pread/pwrite) */
+/* filexfer.c: files (or a blob) as chunks through a connected endpoint, Q = nqps streams, disk I/O
+ * and digests on pipeline.c's thread. -> bytes, chunks, ns (wall), io_ns (the I/O thread busy),
+ * io_wait_ns (the I/O thread waiting for the wire); digests[nfiles] (XXH3-128, canonical) on success */
+#include "pipeline.h"
 enum fx_kind { FX_PUSH, FX_RECV, FX_SERVE, FX_PULL };
 struct fx_result {
-	uint64_t bytes, chunks, ns, io_ns;
+	uint64_t bytes, chunks, ns, io_ns, io_wait_ns;
 };
-int fx_transfer(Endpoint *ep, enum fx_kind kind, int fd, uint8_t *mem, int64_t size, int timeout_ms,
-		int64_t abort_after, struct fx_result *out, struct rt_err *e);
+int fx_transfer(Endpoint *ep, enum fx_kind kind, struct pl_file *files, uint32_t nfiles, uint32_t parallel,
+		int timeout_ms, int64_t abort_after, int64_t corrupt_at, uint8_t (*digests)[16],
+		struct fx_result *out, struct rt_err *e);
 
 #endif

@@ -13,7 +13,8 @@ import click
 from . import __version__, devices
 from .errors import RdmabenchError
 from .engines.tests import TESTS
-from .units import format_size, parse_size
+from .cli_types import SIZE
+from .units import format_size
 
 
 class _Cli(click.Group):
@@ -26,17 +27,6 @@ class _Cli(click.Group):
             raise click.ClickException(str(err)) from None
 
 
-class SizeType(click.ParamType):
-    name = "size"
-
-    def convert(self, value, param, ctx):
-        try:
-            return parse_size(value)
-        except ValueError as err:
-            self.fail(str(err), param, ctx)
-
-
-SIZE = SizeType()
 
 
 def names_option(known, all_word: str | None = None):
@@ -362,39 +352,15 @@ def crosscheck_cmd(device, peer, sizes, only, repeat, bw_iters, lat_iters, timeo
 
 from .cli_results import compare_cmd, jobs_cmd, report_cmd  # noqa: E402  (results and job logs)
 from .cli_serve import secret_group, serve_cmd  # noqa: E402  (the listening side)
+from .cli_baselines import baseline_cmd, pipeline_cmd  # noqa: E402  (what our figures are measured against)
 
 cli.add_command(compare_cmd)
 cli.add_command(report_cmd)
 cli.add_command(jobs_cmd)
 cli.add_command(serve_cmd)
 cli.add_command(secret_group)
-
-
-@cli.command("baseline")
-@click.option("--size", type=SIZE, default="1G", show_default=True, help="Size of the file served.")
-@click.option("--repetitions", type=click.IntRange(1), default=5, show_default=True, help="Alternating repetitions.")
-@click.option("--json", "as_json", is_flag=True, help="Print the full figures as JSON.")
-@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
-              help="Result file [results/baseline-HOST-TIME.json].")
-def baseline_cmd(size, repetitions, as_json, output):
-    """Is our HTTP fetch a strong baseline? Ours against nginx serving the same file to curl.
-
-    Both on this host over 127.0.0.1, the same file and destination, alternating.
-    Target: ours >= 0.9x nginx+curl. A weak baseline would flatter every RDMA figure.
-    Needs Debian's nginx and curl (`make install` brings them).
-    """
-    from .baseline import run_baseline, to_result
-
-    r = run_baseline(size, repetitions)
-    path = to_result(r).publish(output)
-    if as_json:
-        click.echo(json.dumps(r, indent=1))
-        return click.echo(f"result file: {path}", err=True)
-    click.echo(f"file {format_size(size)}, {repetitions} repetitions each, medians:")
-    click.echo(f"  nginx + curl      {r['nginx_curl']['median_gbytes_per_s']:.3f} GB/s  ({r['versions']['nginx']})")
-    click.echo(f"  rdmabench http    {r['rdmabench_http']['median_gbytes_per_s']:.3f} GB/s  (verified fetch)")
-    click.echo(f"  ratio {r['ratio']:.3f} (target >= {r['target']}): {'meets' if r['meets_target'] else 'MISSES'}")
-    click.echo(f"result file: {path}")
+cli.add_command(baseline_cmd)
+cli.add_command(pipeline_cmd)
 
 
 def main():

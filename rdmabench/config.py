@@ -25,12 +25,23 @@
     direct = false                        # O_DIRECT file I/O at both ends
     cold = false                          # drop the source's cached pages before each transfer
 
+    [nfs]                                 # optional: NFS mount options as axes of the nfs-* transports
+    version = ["3", "4.2"]                # a value or a list; each list is an axis: 3, 4, 4.1, 4.2
+    nconnect = [1, 4]                     # 1..16 connections per server
+    rsize = "1MiB"                        # a power of two from 4KiB to 1MiB; wsize likewise
+
     [[shapes]]                            # one or more
     sector_size = "32GiB"                 # 2KiB 8MiB 512MiB 32GiB 64GiB
     scale = "1/16384"                     # optional, default 1: a number or "a/b" in (0, 1]
 
 Everything is checked before anything runs, including that every transport can carry every hand-off
 it is listed for (the C1 output is a blob held in memory: shared, rdma-read and nfs-* move files only). Relative paths are taken from the current directory.
+The [nfs] table's combinations (its product: 2 versions x 2 nconnect above = 4 variants) each run as
+their own transport: every nfs-* transport of the plan runs once per variant, one after the other in
+each repetition, and each row says which (measured "variant": "v4.2 nconnect=4 rsize=1M"). Each record
+carries what the kernel applied, read back from /proc/mounts after the mount, and what differed from
+the request (a server that caps rsize at 256K shows rsize requested 1048576, applied 262144). Without
+an [nfs] table the nfs-* transports run once, with their defaults (v3), and rows have no variant.
 Hand-off -> what moves: pc1-pc2: the sector at stage pc1 (sealed + layers + tree-d);
 finalize: stage finalized (sealed + tree-r-last, p_aux, t_aux); c1-c2: the C1 output (unscaled).
 """
@@ -41,8 +52,10 @@ import tomllib
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import NamedTuple
 
 from .errors import RdmabenchError
+from .nfs import variants as nfs_variants
 from .units import parse_size
 from .transports.base import known as known_transports
 from .workloads import sector
@@ -68,6 +81,15 @@ class Shape:
         return sector.shape(self.sector_size, "pc1", scale=self.scale).label()
 
 
+class Step(NamedTuple):
+    """One transfer of the plan; ``variant`` is the [nfs] combination an nfs-* transport runs with (else None)."""
+    handoff: str
+    shape: Shape
+    transport: str
+    repetition: int
+    variant: nfs_variants.Variant | None = None
+
+
 @dataclass(frozen=True)
 class Scenario:
     name: str
@@ -85,15 +107,21 @@ class Scenario:
     raw: dict = field(default_factory=dict, compare=False, repr=False)
     transfer: dict = field(default_factory=lambda: dict(TRANSFER_DEFAULTS), compare=False)  # [transfer], filled in
     transports_for: dict = field(default_factory=dict, compare=False)  # hand-off -> its transports
+    nfs: tuple = ()  # the [nfs] table's variants (nfs.variants.Variant); () runs nfs-* with their defaults
 
     def transports_of(self, handoff: str) -> tuple[str, ...]:
         return self.transports_for.get(handoff, self.transports)
 
-    def plan(self) -> list[tuple[str, Shape, str, int]]:
-        """Every (hand-off, shape, transport, repetition) in run order: repetitions innermost alternate
-        transports, so a slow drift of the host spreads over all of them alike."""
-        return [(h, s, t, r) for h in self.handoffs for s in self.shapes for r in range(self.repetitions)
-                for t in self.transports_of(h)]
+    def variants_of(self, transport: str) -> tuple:
+        """The variants ``transport`` runs with: the [nfs] ones for nfs-*, else one (None)."""
+        return self.nfs if self.nfs and transport.startswith("nfs-") else (None,)
+
+    def plan(self) -> list[Step]:
+        """Every (hand-off, shape, transport, repetition, variant) in run order: repetitions innermost
+        alternate transports (an nfs-* transport's variants one after the other), so a slow drift of the
+        host spreads over all of them alike."""
+        return [Step(h, s, t, r, v) for h in self.handoffs for s in self.shapes for r in range(self.repetitions)
+                for t in self.transports_of(h) for v in self.variants_of(t)]
 
     def bytes_per_transfer(self, handoff: str, shape: Shape) -> int:
         from .workloads import c1
@@ -105,7 +133,7 @@ class Scenario:
 
 _TOP = {"name": str, "handoffs": list, "transports": list, "repetitions": int, "miner": int, "token": str,
         "storage_dir": str, "work_dir": str, "shapes": list, "http": dict, "transports_for": dict,
-        "transfer": dict}
+        "transfer": dict, "nfs": dict}
 _REQUIRED = ("handoffs", "transports", "shapes")
 _SHAPE = {"sector_size": (str, int), "scale": (str, int, float)}
 _HTTP = {"bind": str, "port": int}
@@ -221,16 +249,17 @@ def loads(text: str, path: Path | str = "<string>") -> Scenario:
     if not 0 <= port <= 65535:
         raise ConfigError(f"{where}: http.port: {port} is not a TCP port (0..65535; 0 picks a free one)")
     transfer = transfer_options(where, data.get("transfer", {}))
+    nfs = nfs_options(where, data.get("nfs"), used)
     for key in ("storage_dir", "work_dir"):
         if key in data and not data[key]:
             raise ConfigError(f"{where}: {key}: empty")
     return Scenario(
         name=data.get("name") or Path(where).stem, path=Path(where), handoffs=handoffs, transports=used,
-        transports_for=per_handoff,
+        transports_for={h: per_handoff.get(h, transports) for h in handoffs},  # `transports` where none is given
         shapes=tuple(shapes), repetitions=reps, miner=miner, token=token,
         storage_dir=Path(data.get("storage_dir", "/tmp/rdmabench/storage")),
         work_dir=Path(data.get("work_dir", "/tmp/rdmabench/work")), http_bind=bind, http_port=port, raw=data,
-        transfer=transfer)
+        transfer=transfer, nfs=nfs)
 
 
 def transfer_options(where: str, table: dict) -> dict:
@@ -255,6 +284,22 @@ def transfer_options(where: str, table: dict) -> dict:
     if out["verify"] not in VERIFY_MODES:
         raise ConfigError(f"{where}: transfer.verify: {out['verify']!r}; use one of {', '.join(VERIFY_MODES)}")
     return out
+
+
+def nfs_options(where: str, table: dict | None, transports: tuple[str, ...]) -> tuple:
+    """The [nfs] table's variants (nfs.variants.parse), each value checked; () when there is no table."""
+    if table is None:
+        return ()
+    try:
+        found = nfs_variants.parse(table)
+    except nfs_variants.VariantError as err:
+        raise ConfigError(f"{where}: nfs.{err.key}: {err.problem}") from None
+    if not found:
+        raise ConfigError(f"{where}: nfs: empty table; set one of {', '.join(nfs_variants.KEYS)} or leave it out")
+    if not any(t.startswith("nfs-") for t in transports):
+        raise ConfigError(f"{where}: nfs: no nfs-* transport in this scenario would use it; add nfs-rdma or "
+                          "nfs-tcp to transports, or leave [nfs] out")
+    return found
 
 
 def _cannot_carry(transport: str, handoff: str) -> str | None:

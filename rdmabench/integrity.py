@@ -86,6 +86,19 @@ def size_of(path: Path | str) -> int:
     return os.stat(path).st_size
 
 
+def drop_cached_pages(path: Path | str) -> None:
+    """Flush a file (or a directory's top-level files) and drop its pages from the page cache, so the next
+    read comes from the disk: what a sector sealed hours ago looks like to the host that sends it."""
+    p = Path(path)
+    for f in ([p / name for name, _ in dir_entries(p)] if p.is_dir() else [p]):
+        fd = os.open(f, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
 def verify(path: Path | str, expected: str) -> str:
     """Digest ``path``; IntegrityError naming the path and both digests unless it is ``expected``."""
     got = digest(path)
@@ -162,7 +175,10 @@ def free_bytes(path: Path | str) -> tuple[int, Path]:
     p = Path(path).absolute()
     while not p.exists() and p != p.parent:
         p = p.parent
-    return shutil.disk_usage(p).free, p
+    usage = shutil.disk_usage(p)
+    if usage.total == 0:  # ramfs and the like report no size: they hold what memory holds, never checked here
+        return 1 << 62, p
+    return usage.free, p
 
 
 def check_free_space(path: Path | str, need: int, margin: int = 0) -> None:

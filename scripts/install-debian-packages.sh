@@ -12,6 +12,8 @@ PACKAGES=(
   nfs-kernel-server nfs-common rpcbind
   # building the native extension and the venv with Debian's python (the one pyverbs is built for)
   gcc make python3-dev python3-venv
+  # XXH3-128 in C (header only), so the file engine digests the bytes as they pass: the same hash as PyPI's xxhash
+  libxxhash-dev
   # the strong baseline (rdmabench/baseline.py): nginx serving a sector file to curl, which our Lotus-style HTTP fetch must match
   nginx curl
 )

@@ -43,6 +43,7 @@ COVERAGE = {
     "rdmabench run --config configs/sealing-32g.toml --peer 10.0.0.1":
         ("hardware", "448 GiB per PC1 -> PC2 transfer; its --scale dry run is the entry above"),
     "rdmabench baseline": ("host", "rdmabench baseline"),
+    "rdmabench pipeline --size 4G": ("host", "rdmabench pipeline --size 4G"),
     "rdmabench compare results/A.json results/B.json [--format md]":
         ("host", "rdmabench compare {A} {B} && rdmabench compare {A} {B} --format md"),
     "rdmabench report results/*.json -o report/": ("host", "rdmabench report {A} {B} {T} -o {out}/report/"),

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from ..errors import RdmabenchError
-from ..results.frames import Tables, column
+from ..results.frames import Tables, column, series
 from ..units import format_size
 from .durations import format_seconds
 from .logparse import PIPELINE
@@ -110,7 +110,8 @@ def transfer_rows(tables: Tables) -> pd.DataFrame | None:
     if tables.runs.empty or set(tables.runs["run"]) != set(df.loc[by_handoff, "run"]):
         return None
     df = df[by_handoff & (df["metric"] == "throughput_MiBps")]
-    out = df[["run", "handoff", "transport", "sector"]].assign(throughput_MiBps=df["value"])
+    # an [nfs] variant is a transport of its own here ("nfs-tcp v3 nconnect=4"): never averaged with the others
+    out = df[["run", "handoff"]].assign(transport=series(df), sector=df["sector"], throughput_MiBps=df["value"])
     if "detail.sector_size" in df.columns:
         out["sector_size"] = df["detail.sector_size"]
     return out

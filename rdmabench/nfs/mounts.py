@@ -2,7 +2,7 @@
 
     read_mounts() -> [MountEntry]           # /proc/mounts, options parsed into a dict
     find_mount(path) -> MountEntry | None   # the mount that holds path (longest mount point)
-    mount(server, export, mountpoint, proto="rdma"|"tcp", version="3"|"4.2"|...) -> MountEntry
+    mount(server, export, mountpoint, proto="rdma"|"tcp", version="3"|"4.2"|..., root=None) -> MountEntry
     umount(mountpoint)                      # plain, then forced, then lazy
     check_proto(mountpoint, "rdma"|"tcp")   # NfsMountError unless the kernel says proto=<expected>
     mount_options(mountpoint) -> {"vers", "proto", "port", "rsize", "wsize", "nconnect", ...}
@@ -170,10 +170,21 @@ def check_proto(mountpoint: str | Path, expected: str, mounts: list[MountEntry] 
     return opts
 
 
-def remote_path(export: str, version: str, fsid0: bool = True) -> str:
+def remote_path(export: str, version: str, fsid0: bool = True, root: str | None = None) -> str:
     """The path to ask the server for: NFSv3 the export itself; NFSv4 ``/`` when the export is the
-    pseudo-root (``fsid=0``, as the lab's server exports it) — a v4 mount of the full path fails there."""
-    return "/" if str(version).startswith("4") and fsid0 else export
+    pseudo-root (``fsid=0``, as the lab's server exports it) — a v4 mount of the full path fails there.
+    ``root``: the directory exported as the pseudo-root when ``export`` is a folder below it; v4 then
+    asks for that folder relative to the pseudo-root (root /srv/x, export /srv/x/storage -> /storage)."""
+    if not (str(version).startswith("4") and fsid0):
+        return export
+    if root:
+        rel = os.path.relpath(os.path.normpath(export), os.path.normpath(root))
+        if rel == ".":
+            return "/"
+        if rel == ".." or rel.startswith("../") or os.path.isabs(rel):
+            raise NfsMountError(f"export {export} is not under the exported root {root}")
+        return "/" + rel
+    return "/"
 
 
 def build_options(proto: str, version: str = "3", port: int | None = None, *, soft: bool = True,
@@ -207,10 +218,10 @@ def build_options(proto: str, version: str = "3", port: int | None = None, *, so
 
 
 def mount_argv(server: str, export: str, mountpoint: str | Path, proto: str, version: str = "3",
-               port: int | None = None, **kw) -> list[str]:
+               port: int | None = None, *, root: str | None = None, **kw) -> list[str]:
     host = f"[{server}]" if ":" in server else server
     return ["mount", "-t", "nfs", "-o", build_options(proto, version, port, **kw),
-            f"{host}:{remote_path(export, version)}", str(mountpoint)]
+            f"{host}:{remote_path(export, version, root=root)}", str(mountpoint)]
 
 
 def _load_rpcrdma() -> None:
@@ -221,13 +232,13 @@ def _load_rpcrdma() -> None:
 def mount(server: str, export: str, mountpoint: str | Path, proto: str = "rdma", version: str = "3",
           port: int | None = None, extra: dict | str | None = None, *, timeout: float = MOUNT_TIMEOUT,
           soft: bool = True, timeo: int = DEFAULT_TIMEO, retrans: int = DEFAULT_RETRANS,
-          lock: bool = False) -> MountEntry:
+          lock: bool = False, root: str | None = None) -> MountEntry:
     """Mount ``server:export`` on ``mountpoint`` (created if missing) and check the kernel agrees on the
     protocol. Needs root. NfsMountError within ``timeout`` seconds on any failure (no server, no such
-    export, wrong port), with mount.nfs's own message."""
+    export, wrong port), with mount.nfs's own message. ``root``: see remote_path (NFSv4 below the pseudo-root)."""
     mountpoint = Path(mountpoint)
     argv = mount_argv(server, export, mountpoint, proto, version, port, soft=soft, timeo=timeo,
-                      retrans=retrans, lock=lock, extra=extra)
+                      retrans=retrans, lock=lock, extra=extra, root=root)
     if os.geteuid() != 0:
         raise NfsMountError(f"mounting NFS needs root; run as root or mount it yourself: {' '.join(argv)}")
     existing = _entry_at(mountpoint)

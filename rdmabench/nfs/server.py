@@ -12,7 +12,7 @@ rpcbind, rpc.mountd, ``rpc.nfsd 8``, then ``rdma 20049`` added to /proc/fs/nfsd/
 grace period ended. Each ``--generate SIZE:STAGE[:SCALE]`` writes a sector's files into the export
 (workloads.sector.generate: Lotus layout, a manifest with every file's digest at
 ``<export>/.rdmabench-manifest.json``) BEFORE nfsd starts, so a client that can mount finds them.
-Last, ``<export>/.rdmabench-nfs-ready`` (JSON: ports, sectors, digests) is written and
+Last, ``<export>/.rdmabench-nfs-ready`` (JSON: ports, sectors, digests, nfsd's max_block_size) is written and
 ``rdmabench-nfs: ready ...`` printed; it exits 0 and the kernel server keeps running.
 
 ``stop``: ``rpc.nfsd 0``, ``exportfs -ua``, mountd and rpcbind killed (by the pids they run under),
@@ -160,12 +160,21 @@ def start(export: Path, size: str = "512m", generate: list[str] | None = None, t
     except OSError:
         pass  # older kernels: the (10 s) grace period just runs out
     info = {"export": str(export), "exported_by": how, "options": EXPORT_OPTIONS, "rdma_port": rdma_port,
-            "tcp_port": TCP_PORT, "threads": threads, "ip": os.environ.get("RDMABENCH_IP"), "sectors": sectors,
+            "tcp_port": TCP_PORT, "threads": threads, "max_block_size": _max_block_size(), "ip": os.environ.get("RDMABENCH_IP"), "sectors": sectors,
             "v3_path": str(export), "v4_path": "/", "seconds": round(time.monotonic() - t0, 2)}
     tmp = export / f".{READY_FILE}.tmp"
     tmp.write_text(json.dumps(info, indent=1))
     os.replace(tmp, export / READY_FILE)
     return info
+
+
+def _max_block_size() -> int | None:
+    """nfsd's largest READ/WRITE payload (it sizes it from the host's memory: 256 KiB in a 2 GiB guest):
+    clients asking for a larger rsize/wsize get this instead."""
+    try:
+        return int((NFSD_FS / "max_block_size").read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def stop(export: Path | None = None, unmount: bool = False) -> None:

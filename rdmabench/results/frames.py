@@ -4,13 +4,15 @@
     t.runs        one row per file: run label, path, kind, and its context flattened (host, kernel, device, ...)
     t.rows        one row per measurement, whatever its kind (row.py's shape): run, kind, key (what was measured,
                   as a tuple), item (its label), order, the measured keys as columns (test, size, handoff,
-                  transport, sector, tool), repetition, metric, unit, value, higher_is_better, bytes, seconds,
+                  transport, sector, variant, tool), repetition, metric, unit, value, higher_is_better, bytes, seconds,
                   then cpu.* and detail.* flattened with dots (cpu.per_gb.client_system, detail.lat_p99_us, ...);
                   raw samples are not kept here
     t.aside       the rows of kinds that are set aside (ASIDE: crosscheck), in the same shape
     t.samples     raw latency samples, one row per sample: run, test, size, repetition, latency_us
 
 Every table has a `run` column naming the file it came from (its name, made unique).
+``series(df)`` names each row's transport as plots and the what-if show it (an [nfs] variant is its own:
+"nfs-tcp v3 nconnect=4"), ``series_order(df)`` lists those names in the transports' order.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..nfs.variants import natural_key
+from ..transports.base import KNOWN as TRANSPORTS
 from . import row as rowshape
 from .model import Result, load as load_result
 
@@ -126,3 +130,23 @@ def from_results(labelled: list[tuple[str, Result]], paths: list[Path] | None = 
 def column(df: pd.DataFrame, name: str) -> pd.Series:
     """A column, or all missing where no row has it (a measured key that none of these rows has)."""
     return df[name] if name in df.columns else pd.Series([None] * len(df), index=df.index, dtype=object)
+
+
+def series(df: pd.DataFrame) -> pd.Series:
+    """Per row, the transport a plot or the what-if shows it under: its transport, followed by its [nfs]
+    variant where it has one ("nfs-rdma v4.2 nconnect=4"), so that variants are never averaged together."""
+    transport, variant = column(df, "transport"), column(df, "variant")
+    has = transport.notna() & variant.notna()
+    return transport.where(~has, transport.astype(str) + " " + variant.astype(str))
+
+
+def series_order(df: pd.DataFrame) -> list[str]:
+    """The distinct series of ``df``: known transports in their registry's order, each one's variants
+    in natural order ("nconnect=4" before "nconnect=16"), then anything else by name."""
+    seen = dict.fromkeys(zip(column(df, "transport"), column(df, "variant"), series(df)))
+
+    def key(entry):
+        transport, variant, _ = entry
+        where = TRANSPORTS.index(transport) if transport in TRANSPORTS else len(TRANSPORTS)
+        return where, str(transport), natural_key(variant) if isinstance(variant, str) else ()
+    return [name for *_, name in sorted((e for e in seen if isinstance(e[2], str)), key=key)]

@@ -19,14 +19,14 @@ from matplotlib.ticker import FixedLocator, FuncFormatter  # noqa: E402
 
 from ..config import HANDOFFS  # noqa: E402
 from ..engines.tests import TESTS  # noqa: E402
-from ..transports.base import KNOWN as TRANSPORTS  # noqa: E402
 from ..units import format_size  # noqa: E402
-from .frames import Tables, column  # noqa: E402
+from .frames import Tables, column, series, series_order  # noqa: E402
 
 TODAY = ("http",)  # the transport Lotus uses today (its HTTP fetch; JSON-RPC for the C1 output)
 CPU_KEYS = [("cpu.per_gb.client_system", "client, system-wide"), ("cpu.per_gb.client_process", "client, process"),
             ("cpu.per_gb.server_system", "server, system-wide"), ("cpu.per_gb.server_process", "server, process")]
 MAX_CDF_SIZES = 4
+MAX_BARS_SIDE_BY_SIDE = 12  # bars in a transfer panel beyond which the panels go one per line
 DPI = 100
 
 
@@ -150,15 +150,21 @@ def transfer_times(t: Tables) -> list[Plot]:
         zip(df["handoff"], df["sector"].astype(str)),
         key=lambda k: (HANDOFFS.index(k[0]) if k[0] in HANDOFFS else 99, k))))
     runs = list(dict.fromkeys(df["run"]))
-    fig = Figure(figsize=(4.2 * len(panels) + 0.8, 4.6), layout="constrained")
-    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    nbars = max(len(runs) * series(df[(df.handoff == h) & (df.sector.astype(str) == s)]).nunique() for h, s in panels)
+    if nbars > MAX_BARS_SIDE_BY_SIDE:  # [nfs] variants: one panel per line, wide enough for every bar and its label
+        fig = Figure(figsize=(max(6.0, 0.32 * nbars + 1.5), 5.6 * len(panels)), layout="constrained")
+        axes = fig.subplots(len(panels), 1, squeeze=False)[:, 0]
+    else:
+        fig = Figure(figsize=(4.2 * len(panels) + 0.8, 4.6), layout="constrained")
+        axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, (handoff, sector) in zip(axes, panels):
         d = df[(df.handoff == handoff) & (df.sector.astype(str) == sector)]
-        transports = _ordered(d["transport"], TRANSPORTS)
+        d = d.assign(series=series(d))  # an [nfs] variant is a bar of its own
+        transports = series_order(d)
         width = 0.8 / len(runs)
         x = np.arange(len(transports))
         for i, run in enumerate(runs):
-            g = d[d.run == run].groupby("transport").agg(mean=("seconds", "mean"), std=("seconds", "std"),
+            g = d[d.run == run].groupby("series").agg(mean=("seconds", "mean"), std=("seconds", "std"),
                                                          mibps=("value", "mean"))
             g = g.reindex(transports)
             bars = ax.bar(x + (i - (len(runs) - 1) / 2) * width, g["mean"], width, yerr=g["std"].fillna(0),
@@ -166,9 +172,9 @@ def transfer_times(t: Tables) -> list[Plot]:
                           [("#c0504d" if tp in TODAY else "#4f81bd") for tp in transports])
             for bar, mibps, sd in zip(bars, g["mibps"], g["std"].fillna(0)):
                 if mibps == mibps:
-                    ax.annotate(f"{mibps:,.0f} MiB/s", (bar.get_x() + bar.get_width() / 2, bar.get_height() + sd),
+                    ax.annotate(f"{mibps:,.0f} MiB/s" if mibps >= 10 else f"{mibps:.2g} MiB/s", (bar.get_x() + bar.get_width() / 2, bar.get_height() + sd),
                                 ha="center", va="bottom", fontsize=7, xytext=(0, 2), textcoords="offset points")
-        ax.set_xticks(x, transports, rotation=30, ha="right")
+        ax.set_xticks(x, transports, rotation=30 if nbars <= MAX_BARS_SIDE_BY_SIDE else 60, ha="right")
         ax.set_title(f"{handoff} ({sector} sector)")
         ax.set_ylabel("transfer time (s)")
         ax.margins(y=0.15)
@@ -188,23 +194,29 @@ def cpu_per_gb(t: Tables) -> list[Plot]:
     if df.empty or not cols:
         return []
     runs = list(dict.fromkeys(df["run"]))
-    fig = Figure(figsize=(9, 4.2 * len(runs)))
+    named = max(len(series_order(df[df.run == run])) for run in runs)  # [nfs] variants: a group of bars each
+    variants = column(df, "variant").notna().any()
+    fig = Figure(figsize=(max(9.0, 0.6 * named + 1.5), (6.5 if variants else 4.2) * len(runs)),
+                 layout="constrained" if variants else None)
     axes = fig.subplots(len(runs), 1, squeeze=False)[:, 0]
     for ax, run in zip(axes, runs):
         d = df[df.run == run]
-        transports = _ordered(d["transport"], TRANSPORTS)
-        g = d.groupby("transport")[cols].mean().reindex(transports)
+        transports = series_order(d)
+        g = d.assign(series=series(d)).groupby("series")[cols].mean().reindex(transports)
         x = np.arange(len(transports))
         width = 0.8 / len(cols)
         for i, (col, label) in enumerate((c, lab) for c, lab in CPU_KEYS if c in cols):
             ax.bar(x + (i - (len(cols) - 1) / 2) * width, g[col], width, label=label,
                    hatch="//" if "process" in col else None, color="#4f81bd" if "client" in col else "#9bbb59",
                    edgecolor="white")
-        ax.set_xticks(x, transports)
+        ax.set_xticks(x, transports, **({"rotation": 60, "ha": "right"} if variants else {}))
         ax.set_ylabel("CPU-seconds per GB")
         ax.set_title(f"{run}: CPU cost per GB moved (mean over hand-offs and repetitions)")
         ax.grid(True, axis="y", alpha=0.3)
-        ax.legend(fontsize="small", ncols=len(cols), loc="upper center", bbox_to_anchor=(0.5, -0.08))  # clear of the bars
+        if variants:  # long rotated labels below: the legend goes above the bars
+            ax.legend(fontsize="small", ncols=len(cols), loc="lower center", bbox_to_anchor=(0.5, 1.06))
+        else:
+            ax.legend(fontsize="small", ncols=len(cols), loc="upper center", bbox_to_anchor=(0.5, -0.08))  # clear of the bars
     return [Plot("cpu-per-gb", "CPU-seconds per GB per transport", _png(fig),
                  "System-wide counts user+nice+system+irq+softirq+steal on the whole host (qperf's way); "
                  "process counts rdmabench's own process tree.")]

@@ -1,8 +1,9 @@
 """One measurement row: the shape every kind of result (verbs, transfer, crosscheck, baseline) writes.
 
     {"measured": {...},        # what was measured, its keys in a fixed order: {"test", "size"} (verbs),
-                               #   {"handoff", "transport", "sector"} (transfer), {"tool", "test", "size"}
-                               #   (crosscheck), {"tool", "size"} (baseline)
+                               #   {"handoff", "transport", "sector"} (transfer; + "variant" for an nfs-*
+                               #   transport run with a scenario's [nfs] options: "v4.2 nconnect=4"),
+                               #   {"tool", "test", "size"} (crosscheck), {"tool", "size"} (baseline)
      "repetition": 0,
      "metric": "bw_avg_MiBps", "unit": "MiB/s", "value": 1234.5, "higher_is_better": true,
      "bytes": 65536000,        # payload moved (null where nothing is counted: a latency test)
@@ -19,6 +20,7 @@ and never ask which kind of result a row came from. from_v1() turns a row of a s
 from __future__ import annotations
 
 from .. import config
+from ..nfs.variants import natural_key
 from ..cpu import per_gb
 from ..engines import tests
 from ..transports.base import KNOWN as TRANSPORTS
@@ -32,7 +34,7 @@ METRICS = {"bw_avg_MiBps": ("MiB/s", True), "throughput_MiBps": ("MiB/s", True),
 KEYS = ("measured", "repetition", "metric", "unit", "value", "higher_is_better", "bytes", "seconds", "cpu", "detail")
 # the order rows are listed in: by these measured keys, each in its registry's order where it has one
 ORDER = (("tool", ()), ("test", tuple(tests.TESTS)), ("handoff", config.HANDOFFS), ("sector", ()),
-         ("transport", TRANSPORTS), ("size", ()))
+         ("transport", TRANSPORTS), ("variant", ()), ("size", ()))
 
 
 def make(measured: dict, metric: str, value: float, *, repetition: int = 0, bytes: int | None = None,
@@ -58,8 +60,14 @@ def figure(row: dict, metric: str):
 
 
 def label(measured: dict) -> str:
-    """What was measured, for people: "write_bw 64 KiB", "pc1-pc2 http 32GiB"."""
+    """What was measured, for people: "write_bw 64 KiB", "pc1-pc2 http 32GiB", "pc1-pc2 nfs-tcp 8MiB v3 nconnect=4"."""
     return " ".join(format_size(int(v)) if k == "size" else str(v) for k, v in measured.items())
+
+
+def series(measured: dict) -> str | None:
+    """The transport as plots and the what-if name it: "nfs-tcp v3 nconnect=4" for an [nfs] variant."""
+    transport, variant = measured.get("transport"), measured.get("variant")
+    return f"{transport} {variant}" if transport and variant else transport
 
 
 def sort_key(measured: dict) -> tuple:
@@ -67,7 +75,8 @@ def sort_key(measured: dict) -> tuple:
     for key, order in ORDER:
         if key in measured:
             v = measured[key]
-            out += [order.index(v) if v in order else len(order), v if key == "size" else str(v)]
+            out += [order.index(v) if v in order else len(order),
+                    v if key == "size" else natural_key(str(v)) if key == "variant" else str(v)]
     return tuple(out)
 
 

@@ -33,6 +33,7 @@ ARGS = {
     "meter_stop": {"nbytes": Int(0, 1 << 60)},
     "expect": {"descs": DESCS},
     "cleanup": {"descs": DESCS},
+    "drop_cache": {"descs": DESCS},
 }
 OPS = tuple(ARGS)
 WAIT_S = 3600.0  # between requests the runner may be moving a whole sector from the other host

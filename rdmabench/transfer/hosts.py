@@ -15,7 +15,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from .. import confine, transports
+from .. import confine, integrity, transports
 from ..cpu import CpuMeter
 from ..errors import RdmabenchError
 from ..transports.base import Context
@@ -32,7 +32,8 @@ ITEM = {"kind": Str(choices=KINDS), "lotus_type": Str(choices=confine.LOTUS_TYPE
 WIRE_OPTIONS = {"chunk": Opt(Int(4096, 64 << 20)), "inflight": Opt(Int(1, 1024)), "streams": Opt(Int(1, 64)),
                 "parallel": Opt(Int(1, 64)), "verify": Opt(Str(choices=("stream", "reread"))), "direct": Opt(Bool()),
                 "timeout_ms": Opt(Int(100, 24 * 3600 * 1000)), "cold": Opt(Bool()), "bufsize": Opt(Int(4096, 64 << 20)),
-                "abort_after": Opt(Int(-1, 1 << 40)), "passive_abort_after": Opt(Int(-1, 1 << 40))}
+                "abort_after": Opt(Int(-1, 1 << 40)), "passive_abort_after": Opt(Int(-1, 1 << 40)),
+                "corrupt_at": Opt(Int(-1, 1 << 40)), "passive_corrupt_at": Opt(Int(-1, 1 << 40))}
 
 
 def wire_options(options: dict | None) -> dict:
@@ -118,6 +119,13 @@ class LocalHost:
                 if not path.exists() and not path.is_symlink():
                     self._ours.add(path)
 
+    def drop_cache(self, descs: list[dict]) -> None:
+        """``cold``: flush the items this host sends and drop their pages from the page cache, so the
+        transfer reads them from the disk (before the clock starts; a blob lives in memory, untouched)."""
+        for d in descs:
+            if d["kind"] != "blob":
+                integrity.drop_cached_pages(confine.item_path(self.storage_root, d["lotus_type"], d["sector_id"]))
+
     def cleanup(self, descs: list[dict]) -> None:
         """Remove what a transfer delivered here, so the next repetition moves it again. Only
         destinations that expect() saw absent are removed; anything else is refused, untouched."""
@@ -174,6 +182,9 @@ class RemoteHost:
 
     def cleanup(self, descs):
         return self._call("cleanup", descs=descs)
+
+    def drop_cache(self, descs):
+        return self._call("drop_cache", descs=descs)
 
     def close(self):
         pass

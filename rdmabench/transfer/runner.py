@@ -36,8 +36,9 @@ def run(scenario: Scenario, worker: LocalHost, storage: LocalHost | RemoteHost, 
     workloads: dict = {}
     rows = []
     plan = scenario.plan()  # every pair in it can run: config.load refused any other
-    for i, (handoff, shape, transport, rep) in enumerate(plan):
-        progress(f"{handoff} {shape.label} {transport} #{rep + 1}", i, len(plan))
+    for i, (handoff, shape, transport, rep, variant) in enumerate(plan):
+        name = f"{transport} {variant.label}" if variant else transport
+        progress(f"{handoff} {shape.label} {name} #{rep + 1}", i, len(plan))
         source, dest = (storage, worker) if SOURCE_IS_STORAGE[handoff] else (worker, storage)
         key = (handoff, shape)
         if key not in workloads:
@@ -45,7 +46,8 @@ def run(scenario: Scenario, worker: LocalHost, storage: LocalHost | RemoteHost, 
             workloads[key] = source.generate(shape.sector_size, HANDOFF_STAGE[handoff], str(shape.scale),
                                              scenario.miner, number)
         descs = workloads[key]
-        rows.append(_transfer(handoff, shape, transport, rep, descs, source, dest, worker, storage, options or {}))
+        rows.append(_transfer(handoff, shape, transport, rep, descs, source, dest, worker, storage, options or {},
+                              variant))
     ctx = context.collect(device, (options or {}).get("gid_index")) if device else context.collect()
     return Result(kind="transfer", context=ctx, peer_context=peer_context,
                   options={"config": str(scenario.path), "scenario": scenario.raw, **(options or {})}, rows=rows)
@@ -55,21 +57,26 @@ def _ends(caps: transports.Capabilities, kind: str, source, dest, worker, storag
     """(active host, passive host or None, the transfer's options): decided by the capabilities alone."""
     pull = source is storage  # towards the worker
     if caps.needs_export and options.get("nfs_export"):  # pulls read the storage root, pushes land in the work root
-        options = {**options, "export": f"{options['nfs_export']}/{'storage' if pull else 'work'}"}
+        options = {**options, "export": f"{options['nfs_export']}/{'storage' if pull else 'work'}",
+                   "export_root": options["nfs_export"]}  # the NFSv4 pseudo-root: v4 mounts /storage, /work
     if caps.client_only:  # the worker runs both directions; the other end is a server rdmabench does not start
         return worker, None, {**options, "direction": "pull" if pull else "push"}
     active = source if caps.active_side(kind) == "source" else dest
     return active, (dest if active is source else source), options
 
 
-def _transfer(handoff, shape, transport, rep, descs, source, dest, worker, storage, options) -> dict:
+def _transfer(handoff, shape, transport, rep, descs, source, dest, worker, storage, options, variant=None) -> dict:
     caps = transports.capabilities(transport)
+    if variant is not None:  # an [nfs] combination: its version and mount options for this transfer alone
+        options = {**options, **variant.options()}
     kind = descs[0]["kind"]
     active, passive, options = _ends(caps, kind, source, dest, worker, storage, options)
     if not caps.in_place:
         dest.expect(descs)  # what does not exist there yet is this run's to clean up afterwards
     info = passive.start_passive(transport, kind, options) if passive else None
     try:
+        if options.get("cold"):  # every transport alike: the source's pages dropped before the clock starts
+            source.drop_cache(descs)
         for host in (worker, storage):
             host.meter_start()
         records = active.move(transport, descs, info, options)
@@ -82,23 +89,55 @@ def _transfer(handoff, shape, transport, rep, descs, source, dest, worker, stora
     if not caps.in_place:
         dest.cleanup(descs)
     if not verified:
-        raise TransferFailed(f"{handoff} {shape.label} over {transport}: the receiver could not verify the bytes "
+        name = f"{transport} {variant.label}" if variant else transport
+        raise TransferFailed(f"{handoff} {shape.label} over {name}: the receiver could not verify the bytes "
                              f"({[r['item'] for r in records if not r['verified']]})")
-    return _row(handoff, shape, transport, rep, descs, source, dest, active, records, cpu, verified)
+    return _row(handoff, shape, transport, rep, descs, source, dest, active, records, cpu, verified, options,
+                variant)
 
 
-def _row(handoff, shape, transport, rep, descs, source, dest, active, records, cpu, verified) -> dict:
+def _row(handoff, shape, transport, rep, descs, source, dest, active, records, cpu, verified, options=None,
+         variant=None) -> dict:
     """The result row of one transfer (the only place one is built): its time is the sum of the moves' wall
-    times (measure.timed_move), CPU-seconds per GB are derived by results.row.make."""
+    times (measure.timed_move), CPU-seconds per GB are derived by results.row.make. A row of an [nfs]
+    variant has the measured key "variant" (its label) and detail "nfs": what was asked, what the kernel
+    applied (per item in the records' extra.mount) and every difference."""
     moved = sum(r["bytes"] for r in records)
     seconds = sum(r["seconds"] for r in records)
-    return make_row({"handoff": handoff, "transport": transport, "sector": shape.label}, "throughput_MiBps",
+    options = options or {}
+    measured = {"handoff": handoff, "transport": transport, "sector": shape.label}
+    extra = {}
+    if variant is not None:
+        measured["variant"] = variant.label
+        extra["nfs"] = nfs_detail(variant, records)
+    return make_row(measured, "throughput_MiBps",
                     throughput_mibps(moved, seconds), repetition=rep, bytes=moved, seconds=seconds,
                     cpu={**cpu, "roles": {"client": "worker", "server": "storage"}},
                     detail={"sector_size": shape.sector_size, "scale": str(shape.scale),
                             "files": sum(d.get("files", 1) for d in descs), "verified": verified,
                             "source": getattr(source, "name", "?"), "destination": getattr(dest, "name", "?"),
-                            "active_end": getattr(active, "name", "?"), "items": records})
+                            "cold": bool(options.get("cold")),
+                            **{k: options[k] for k in ("chunk", "inflight", "streams", "parallel", "verify", "direct")
+                               if k in options},
+                            "active_end": getattr(active, "name", "?"), **extra, "items": records})
+
+
+APPLIED = ("vers", "proto", "port", "nconnect", "rsize", "wsize")
+
+
+def nfs_detail(variant, records: list[dict]) -> dict:
+    """An [nfs] variant's row detail: requested, applied (as /proc/mounts showed it; a list when the
+    items' mounts differed) and changed ({option: {requested, applied}} over all the items)."""
+    seen = []
+    changed: dict = {}
+    for r in records:
+        mount = (r.get("extra") or {}).get("mount") or {}
+        applied = {k: mount.get(k) for k in APPLIED}
+        if applied not in seen:
+            seen.append(applied)
+        for key, diff in ((r.get("extra") or {}).get("changed") or {}).items():
+            changed.setdefault(key, diff)
+    return {"requested": variant.requested, "applied": seen[0] if len(seen) == 1 else seen, "changed": changed}
 
 
 def _cpu_cell(values: list[float]) -> str:
@@ -109,24 +148,35 @@ def _cpu_cell(values: list[float]) -> str:
 
 
 def render(rows: list[dict]) -> str:
-    """Per hand-off and transport: mean time, throughput, CPU at both ends, verification."""
+    """Per hand-off and transport (an [nfs] variant its own line): mean time, throughput, CPU at both ends,
+    verification; then every mount option the kernel applied otherwise than asked."""
     import statistics
 
     groups: dict = {}
     for r in rows:
         m = r["measured"]
-        groups.setdefault((m["handoff"], m["sector"], m["transport"]), []).append(r)
-    head = (f"{'hand-off':<9} {'sector':<18} {'transport':<11} {'reps':>4} {'MiB':>9} {'time s':>8} {'MiB/s':>9} "
-            f"{'CPU s/GB worker':>16} {'CPU s/GB storage':>17}  verified")
+        name = f"{m['transport']} {m['variant']}" if m.get("variant") else m["transport"]
+        groups.setdefault((m["handoff"], m["sector"], name), []).append(r)
+    width = max([11] + [len(k[2]) for k in groups])
+    head = (f"{'hand-off':<9} {'sector':<18} {'transport':<{width}} {'reps':>4} {'MiB':>9} {'time s':>8} "
+            f"{'MiB/s':>9} {'CPU s/GB worker':>16} {'CPU s/GB storage':>17}  verified")
     lines = [head]
-    for (handoff, sector_label, transport), rs in groups.items():
+    notes = {}
+    for (handoff, sector_label, name), rs in groups.items():
         secs = [r["seconds"] for r in rs]
         tput = [r["value"] for r in rs]
         spread = f"±{statistics.stdev(tput):.1f}" if len(tput) > 1 else ""
         per_gb = [(r["cpu"] or {}).get("per_gb") for r in rs]
         cw, cs = (_cpu_cell([p[k] for p in per_gb if p]) for k in ("client_process", "server_process"))
-        lines.append(f"{handoff:<9} {sector_label:<18} {transport:<11} {len(rs):>4} {rs[0]['bytes'] / MIB:>9.1f} "
+        lines.append(f"{handoff:<9} {sector_label:<18} {name:<{width}} {len(rs):>4} {rs[0]['bytes'] / MIB:>9.1f} "
                      f"{statistics.fmean(secs):>8.3f} {statistics.fmean(tput):>9.1f}{spread:<7} {cw:>9} "
                      f"{cs:>17}  {'yes' if all(r['detail']['verified'] for r in rs) else 'NO'}")
+        for r in rs:
+            for key, diff in ((r["detail"].get("nfs") or {}).get("changed") or {}).items():
+                notes.setdefault(name, {})[key] = diff
     lines.append("CPU s/GB: process CPU-seconds per GB moved at each end (system-wide figures are in the result file)")
+    for name, diffs in notes.items():
+        told = ", ".join(f"{k}={d['applied'] if d['applied'] is not None else '(not shown)'} (asked {d['requested']})"
+                         for k, d in diffs.items())
+        lines.append(f"{name}: the kernel applied {told}")
     return "\n".join(lines)

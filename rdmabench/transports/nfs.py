@@ -14,6 +14,8 @@ Options (``ctx.options``):
   version      "3" (default) | "4" | "4.1" | "4.2";  port (default 20049 for rdma, 2049 for tcp)
   mount_dir    where to mount (default /tmp/rdmabench-nfs-<proto>)
   mount_options  extra mount options ("nconnect=4,rsize=1048576" or a dict)
+  export_root  the directory the server exports as the NFSv4 pseudo-root (fsid=0) when ``export`` is a
+               folder below it: v4 then mounts ``server:/<folder>`` (mounts.remote_path)
   timeo, retrans, mount_timeout   the soft-mount bounds (mounts.DEFAULT_TIMEO/RETRANS, MOUNT_TIMEOUT)
   cold         "remount" (default when rdmabench mounted: umount + mount before every pull, so the
                client's page cache is empty), "drop_caches" (echo 3 > /proc/sys/vm/drop_caches, the
@@ -29,7 +31,10 @@ its phases, ``transfer_s`` (write + close) and ``verify_s`` (the read-back). A p
 cold in ``ready``, before the clock starts.
 Either way the destination is written under a temporary name beside it and renamed, so it holds the
 whole verified item or nothing. Records carry ``extra["mount"]`` (mounts.mount_options: vers, proto,
-port, rsize, wsize, nconnect, timeo, retrans, soft) and ``extra["cold"]``.
+port, rsize, wsize, nconnect, timeo, retrans, soft: what /proc/mounts says was applied, read after the
+mount the item went through) and ``extra["cold"]``; when rdmabench mounted, also ``extra["requested"]``
+(vers, and nconnect/rsize/wsize where asked) and ``extra["changed"]`` ({option: {requested, applied}}
+where the kernel applied something else: a server's smaller rsize, v4 -> 4.2, an nconnect it ignored).
 
 Two hosts: the kernel NFS server is the passive end, which rdmabench does not start from here
 (``python -m rdmabench.nfs.server start`` on the storage host), so ``start_passive`` returns None.
@@ -45,7 +50,7 @@ import time
 from pathlib import Path
 
 from .. import integrity
-from ..nfs import mounts
+from ..nfs import mounts, variants
 from ..workloads.item import Item
 from .base import Capabilities, Context, TransferRecord, Transport, TransportError, register
 
@@ -93,6 +98,17 @@ def _copy_item(src: Path, dst: Path, kind: str, buf: bytearray) -> tuple[int, st
     return _copy_file(src, dst, buf)
 
 
+def _requested(version: str, extra) -> dict:
+    """The options whose applied value a record compares: vers, and nconnect/rsize/wsize where asked for."""
+    more = mounts.parse_options(extra) if isinstance(extra, str) else dict(extra or {})
+    out: dict = {"vers": version}
+    for key in ("nconnect", "rsize", "wsize"):
+        if key in more and more[key] is not True:
+            value = more[key]
+            out[key] = int(value) if str(value).isdigit() else value
+    return out
+
+
 def _under(path: Path | None, root: Path) -> bool:
     if path is None:
         return False
@@ -108,6 +124,7 @@ class _NfsTransport(Transport):
         self.mountpoint: Path | None = None
         self._owned = False
         self._mount_args: dict | None = None
+        self.requested: dict | None = None  # what rdmabench asked the kernel for (None: a user's mount)
         self.cold = "none"
 
     def prepare(self, ctx: Context) -> None:
@@ -134,10 +151,11 @@ class _NfsTransport(Transport):
             self.mountpoint = Path(o.get("mount_dir") or f"/tmp/rdmabench-nfs-{self.proto}")
             self._mount_args = dict(server=server, export=export, mountpoint=self.mountpoint, proto=self.proto,
                                     version=str(o.get("version", "3")), port=o.get("port"),
-                                    extra=o.get("mount_options"),
+                                    extra=o.get("mount_options"), root=o.get("export_root"),
                                     timeout=float(o.get("mount_timeout", mounts.MOUNT_TIMEOUT)),
                                     timeo=int(o.get("timeo", mounts.DEFAULT_TIMEO)),
                                     retrans=int(o.get("retrans", mounts.DEFAULT_RETRANS)))
+            self.requested = _requested(self._mount_args["version"], o.get("mount_options"))
             self._mount()
             default_cold = "remount"
         cold = o.get("cold")  # a boolean is the [transfer] table's source-side cold: this transport's own modes are strings
@@ -234,7 +252,13 @@ class _NfsTransport(Transport):
                    "verify": "in-stream digest at the destination" if direction == "pull"
                    else ("read back through a fresh mount" if self._mount_args is not None
                          else "read back after drop_caches" if os.geteuid() == 0 else "read back, warm cache"),
-                   "mount": opts})
+                   "mount": opts, **self._asked(opts)})
+
+    def _asked(self, applied: dict) -> dict:
+        """What was asked for and where the kernel applied something else (nothing for a user's mount)."""
+        if self.requested is None:
+            return {}
+        return {"requested": self.requested, "changed": variants.changes(self.requested, applied)}
 
     def teardown(self) -> None:
         if self._owned and self.mountpoint is not None:

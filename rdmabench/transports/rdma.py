@@ -3,33 +3,41 @@ disk to disk through a bounded ring of registered buffers, on the native engine.
 
 Two connections join the ends:
 - control: one rdmabench.wire channel to the passive end (``PassiveEnd.info`` = {"host", "port",
-  "service"}): "open" (chunk size, chunks in flight, and each side's QP info, i.e. the out-of-band
-  exchange that connects the endpoints), then per item its file names, sizes and digests, and the
-  receiver's verdict.
-- data: one RC QP (``rdmabench._native.Endpoint``, qps=1) whose registered memory is ``chunk`` x
-  ``inflight`` bytes (options ``chunk``, default 1 MiB, and ``inflight``, default 8) on each end,
-  whatever the file size. The chunk loops run in C with the GIL released (native/filexfer.c):
-  push = pread, RDMA WRITE_WITH_IMM into the receiver's slot, pwrite, credit back; pull = request,
-  pread into a slot, "ready", RDMA READ, pwrite, next request.
+  "service"}): "open" (the ring's shape, the verification and I/O mode, and each side's QP info, i.e.
+  the out-of-band exchange that connects the endpoints), then per item its file names and sizes, the
+  source's digests once the bytes have passed, and the receiver's verdict.
+- data: ``streams`` RC QPs (``rdmabench._native.Endpoint``) whose registered memory is ``chunk`` x
+  ``inflight`` x ``streams`` bytes on each end, whatever the file size. native/filexfer.c moves an
+  item's files in one call, ``parallel`` files at once, with the GIL released: the loop that talks to
+  the wire never waits on the disk; an I/O thread (native/pipeline.c) preads or pwrites the chunks
+  and digests them as they pass.
+
+Verification in the stream: each end digests every file as its bytes pass (the source as it reads
+them, the receiver from its landing buffer before it writes them), with integrity.py's definitions
+(XXH3-128 of a file; a directory composed from its files'), so nothing is read twice inside the timed
+transfer. The receiver compares its digests with the source's, and with the item's expected digest
+when it has one (the generator's); ``verify = "reread"`` also re-reads every landed file from the disk
+after fsync, with its cached pages dropped. Only a verified item is renamed into ``<root>/<type>/<id>``
+(integrity.atomic_destination); anything else leaves nothing there.
 
 rdma-write: the passive end is the destination (``start_passive`` on the host that receives;
-``capabilities.active_side`` "source"). It writes under a temporary name (integrity.atomic_destination),
-digests what it wrote, renames only a verified item into ``<root>/<type>/<id>``, and answers the verdict on
-the control connection before the source's ``move`` returns: the record's ``verified`` is the
-receiver's. A blob (the C1 output) is received into memory and its XXH3-128 checked.
-rdma-read: the passive end is the source; the destination drives, verifies and renames itself.
-A cache directory is its top-level files in name order, into a temporary directory renamed when
-every file is in.
+``capabilities.active_side`` "source"); it answers the verdict on the control connection before the
+source's ``move`` returns: the record's ``verified`` is the receiver's. A blob (the C1 output) is
+received into memory. rdma-read: the passive end is the source; the destination drives, verifies and
+renames itself. A cache directory is its top-level files in name order, into a temporary directory
+renamed when every file is in.
 
 A failure mid-transfer (either end) sends ABORT on the QP, the other end's loop stops at once, the
 temporary is removed, the session is closed (the next ``move`` opens a new one); sources are only
 ever read.
 
 The passive end lives in rdma_server.py (`rdmabench serve` offers one per mode, services "rdma-write"
-and "rdma-read"; it moves only what is already in its root); what both ends share is in rdma_common.py. Every control connection starts with the
-shared-secret handshake (rdmabench.auth).
-Options (``ctx.options``): device, gid_index (default: the only device and
-its recommended GID), chunk, inflight, timeout_ms (no progress for that long fails; 30000).
+and "rdma-read"; it moves only what is already in its root); what both ends share is in rdma_common.py.
+Every control connection starts with the shared-secret handshake (rdmabench.auth).
+Options (``ctx.options``, the scenario's [transfer] table): device, gid_index (default: the only device
+and its recommended GID), chunk (1 MiB), inflight (16), streams (1), parallel (1), verify ("stream"),
+direct (false), timeout_ms (no progress for that long fails; 30000). Test hooks: abort_after,
+passive_abort_after, corrupt_at.
 """
 
 from __future__ import annotations
@@ -41,7 +49,8 @@ from ..errors import RdmabenchError
 from ..wire import Channel
 from ..workloads.item import Item
 from .base import Capabilities, Context, PassiveEnd, TransferRecord, Transport, TransportError, register
-from .rdma_common import CHUNK, INFLIGHT, REPLY_WAIT_S, TIMEOUT_MS, blob_digest, default_device, fx, open_endpoint
+from .rdma_common import (CHUNK, INFLIGHT, MAX_FILES, PARALLEL, REPLY_WAIT_S, STREAMS, TIMEOUT_MS, close_all,
+                          default_device, fx, item_digest, open_endpoint, open_files, reread)
 from .rdma_server import RdmaServer
 
 __all__ = ["RdmaWrite", "RdmaRead", "RdmaServer", "default_device"]
@@ -69,8 +78,13 @@ class _RdmaTransport(Transport):
         self.ctx = ctx
         o = ctx.options
         self.chunk, self.inflight = int(o.get("chunk", CHUNK)), int(o.get("inflight", INFLIGHT))
+        self.streams, self.parallel = int(o.get("streams", STREAMS)), int(o.get("parallel", PARALLEL))
+        self.verify, self.direct = o.get("verify", "stream"), bool(o.get("direct", False))
+        if self.verify not in ("stream", "reread"):
+            raise TransportError(f"rdma-{self.mode}: verify {self.verify!r} is not stream or reread")
         self.timeout_ms = int(o.get("timeout_ms", TIMEOUT_MS))
         self.abort_after = int(o.get("abort_after", -1))  # test hook: this end fails after N chunks
+        self.corrupt_at = int(o.get("corrupt_at", -1))  # test hook: the source flips a byte of chunk N on the wire
         if ctx.peer_info:
             self._peer = (ctx.peer_info["host"], int(ctx.peer_info["port"]))
         elif ctx.peer:
@@ -84,8 +98,9 @@ class _RdmaTransport(Transport):
     def _connect(self) -> None:
         self.wire = Channel.connect(*self._peer, service=f"rdma-{self.mode}", timeout=self.timeout_ms / 1000)
         try:
-            self.ep = open_endpoint(self.ctx.options, self.chunk, self.inflight)
-            self.wire.send("open", chunk=self.chunk, inflight=self.inflight, qp=self.ep.local_info())
+            self.ep = open_endpoint(self.ctx.options, self.chunk, self.inflight, self.streams)
+            self.wire.send("open", chunk=self.chunk, inflight=self.inflight, streams=self.streams,
+                           verify=self.verify, direct=self.direct, qp=self.ep.local_info())
             reply = self.wire.recv(REPLY_WAIT_S)
             if not reply.get("ok"):
                 raise TransportError(f"rdma-{self.mode}: {reply.get('error')}")
@@ -122,11 +137,16 @@ class _RdmaTransport(Transport):
         self._drop()
         return TransportError(f"rdma-{self.mode}: {item.label} failed: {exc}{reason}")
 
-    def _record(self, item: Item, verified: bool, digest: str | None, **extra) -> TransferRecord:
+    def _record(self, item: Item, verified: bool, digest: str | None, result: dict, **extra) -> TransferRecord:
         return TransferRecord(transport=self.name, item=item.label, bytes=item.size,
                               verified=verified, digest=digest, wire_bytes=item.size,
-                              extra={"chunk": self.chunk, "inflight": self.inflight,
-                                     "registered_bytes": self.registered_bytes, **extra})
+                              extra={"chunk": self.chunk, "inflight": self.inflight, "streams": self.streams,
+                                     "parallel": self.parallel, "direct": self.direct,
+                                     "verification": "stream+reread" if self.verify == "reread" else "stream",
+                                     "cold": bool(self.ctx.options.get("cold", False)),
+                                     "registered_bytes": self.registered_bytes,
+                                     "io_busy_s": result.get("io_ns", 0) / 1e9,
+                                     "io_wait_s": result.get("io_wait_ns", 0) / 1e9, **extra})
 
     def teardown(self) -> None:
         if self.wire is not None:
@@ -150,44 +170,42 @@ class RdmaWrite(_RdmaTransport):
                                 source_active=frozenset({"file", "dir", "blob"}), needs_device=True)
 
     def move(self, item: Item) -> TransferRecord:
-        fds: list[int] = []
         if item.kind == "blob":
             if item.data is None:
                 raise TransportError(f"rdma-write: blob {item.label} has no data")
-            files = [[item.sector_id, len(item.data), None]]
-            expected = item.digest or blob_digest(item.data)
+            files, paths = [(item.sector_id, len(item.data))], []
         elif item.kind == "dir":
-            files = [[n, s, None] for n, s in integrity.dir_entries(item.source)]
-            expected = item.digest or integrity.digest_dir(item.source)
+            files = integrity.dir_entries(item.source)
+            paths = [item.source / n for n, _ in files]
         else:
-            files = [[item.sector_id, os.stat(item.source).st_size, None]]
-            expected = item.digest or integrity.digest_file(item.source)
+            files, paths = [(item.sector_id, os.stat(item.source).st_size)], [item.source]
+        if len(files) > MAX_FILES:
+            raise TransportError(f"rdma-write: {item.label} has {len(files)} files; at most {MAX_FILES} move as one item")
         wire, ep = self._session()
+        fds = open_files(paths, write=False, direct=self.direct)
         try:
-            if item.kind != "blob":
-                fds = [os.open(item.source / n if item.kind == "dir" else item.source, os.O_RDONLY)
-                       for n, _, _ in files]
             reply = wire.request("put", REPLY_WAIT_S, kind=item.kind, lotus_type=item.lotus_type, id=item.sector_id,
-                                 size=sum(f[1] for f in files), digest=expected, files=files)
+                                 size=sum(s for _, s in files), digest=item.digest,
+                                 files=[[n, s, None] for n, s in files], parallel=self.parallel)
             if not reply.get("ok"):
                 raise TransportError(f"rdma-write: the destination refused {item.label}: "
                                      f"{reply.get('error')}")
-            io_ns = 0
-            for i, (_, size, _) in enumerate(files):
-                try:
-                    src = item.data if item.kind == "blob" else fds[i]
-                    io_ns += fx("fx_push", ep, src, size, self.timeout_ms, self.abort_after)["io_ns"]
-                except (OSError, RdmabenchError) as exc:
-                    raise self._failed(item, exc) from exc
+            io = [(item.data, len(item.data))] if item.kind == "blob" else list(zip(fds, (s for _, s in files)))
+            try:
+                result = fx("fx_push", ep, io, self.timeout_ms, self.parallel, self.abort_after, self.corrupt_at)
+            except (OSError, RdmabenchError) as exc:
+                raise self._failed(item, exc) from exc
+            wire.send("sent", digests=result["digests"])
             verdict = wire.recv(REPLY_WAIT_S)
         finally:
-            for fd in fds:
-                os.close(fd)
+            close_all(fds)
         if not verdict.get("ok"):
             self._drop()
             raise TransportError(f"rdma-write: {item.label}: {verdict.get('error')}")
-        return self._record(item, bool(verdict["verified"]) and verdict.get("digest") == expected,
-                            verdict.get("digest"), source_io_s=io_ns / 1e9)
+        sent = item_digest(item.kind, files, result["digests"])
+        verified = bool(verdict["verified"]) and verdict.get("digest") == sent \
+            and (item.digest is None or sent == item.digest)
+        return self._record(item, verified, verdict.get("digest"), result)
 
 
 @register
@@ -204,36 +222,40 @@ class RdmaRead(_RdmaTransport):
                                  "destination")
         integrity.check_free_space(item.destination.parent, item.size)
         wire, ep = self._session()
-        listing = wire.request("get", REPLY_WAIT_S, lotus_type=item.lotus_type, id=item.sector_id)
+        listing = wire.request("get", REPLY_WAIT_S, lotus_type=item.lotus_type, id=item.sector_id,
+                               parallel=self.parallel)
         if not listing.get("ok"):
             raise TransportError(f"rdma-read: the source refused {item.label}: "
                                  f"{listing.get('error')}")
-        files = [(confine.file_name(n, "files"), int(s), d) for n, s, d in listing["files"]]
+        files = [(confine.file_name(n, "files"), int(s)) for n, s in listing["files"]]
         if listing["kind"] != item.kind:
             self._drop()
             raise TransportError(f"rdma-read: {item.label} is a {listing['kind']} "
                                  f"at the source, not a {item.kind}")
-        expected = item.digest or (files[0][2] if item.kind == "file"
-                                   else integrity.combine([(n, s, d) for n, s, d in files]))
-        integrity.check_free_space(item.destination.parent, sum(s for _, s, _ in files))
-        verified, got, io_ns = False, None, 0
+        integrity.check_free_space(item.destination.parent, sum(s for _, s in files))
+        verified, got, result = False, None, {}
         try:
-            with integrity.atomic_destination(item.destination, expected=expected) as d:
+            with integrity.atomic_destination(item.destination) as d:
                 if item.kind == "dir":
                     d.path.mkdir()
-                for fname, fsize, _ in files:
-                    path = d.path / fname if item.kind == "dir" else d.path
-                    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-                    try:
-                        io_ns += fx("fx_pull", ep, fd, fsize, self.timeout_ms, self.abort_after)["io_ns"]
-                    except (OSError, RdmabenchError) as exc:
-                        raise self._failed(item, exc) from exc
-                    finally:
-                        os.close(fd)
-                d.digest = got = integrity.digest(d.path)
-            verified = d.verified
+                paths = [d.path / n for n, _ in files] if item.kind == "dir" else [d.path]
+                fds = open_files(paths, write=True, direct=self.direct)
+                try:
+                    result = fx("fx_pull", ep, list(zip(fds, (s for _, s in files))), self.timeout_ms,
+                                self.parallel, self.abort_after)
+                except (OSError, RdmabenchError) as exc:
+                    raise self._failed(item, exc) from exc
+                finally:
+                    close_all(fds)
+                sent = wire.recv(REPLY_WAIT_S, "sent")["digests"]
+                d.digest = got = item_digest(item.kind, files, result["digests"])
+                check = reread(paths) if self.verify == "reread" else result["digests"]
+                if check != sent or got != item_digest(item.kind, files, sent) \
+                        or (item.digest is not None and got != item.digest):
+                    raise integrity.IntegrityError(f"{item.label}: what landed does not match what the source sent")
+            verified = True
         except integrity.IntegrityError:
             verified = False
         if self.wire is not None:
             self.wire.send("verdict", verified=verified, digest=got)
-        return self._record(item, verified, got, dest_io_s=io_ns / 1e9)
+        return self._record(item, verified, got, result)

@@ -1,19 +1,27 @@
-"""What both ends of the rdma transports share: the ring's defaults, the endpoint, the chunk loops.
+"""What both ends of the rdma transports share: the ring's defaults, the endpoint, the chunk loops,
+opening and re-reading the files.
 
 Their control messages travel on rdmabench.wire's channel (authenticated, bounded lines).
 """
 
 from __future__ import annotations
 
+import errno
+import os
+from pathlib import Path
+
 import xxhash
 
-from .. import devices
+from .. import devices, integrity
 from ..engines import native as engine
 from ..errors import RdmabenchError
 from .base import TransportError
 
 CHUNK = 1 << 20
-INFLIGHT = 8
+INFLIGHT = 16  # chunks in flight per stream (config.TRANSFER_DEFAULTS says the same)
+STREAMS = 1
+PARALLEL = 1
+MAX_FILES = 512  # files of one item, all open at once during its transfer (a 64 GiB cache holds ~30)
 TIMEOUT_MS = 30000
 MAX_REGISTERED = 1 << 30
 REPLY_WAIT_S = 600.0  # for a reply or the next request: the other end may be digesting a whole sector
@@ -35,23 +43,70 @@ def default_device(options: dict) -> tuple[str, int]:
     return device, int(gid)
 
 
-def open_endpoint(options: dict, chunk: int, inflight: int) -> engine.Endpoint:
-    if not isinstance(chunk, int) or not isinstance(inflight, int) or chunk <= 0 or inflight <= 0 \
-            or chunk * inflight > MAX_REGISTERED:
-        raise TransportError(f"rdma: chunk {chunk} x inflight {inflight} is not a usable ring "
-                             f"(at most {MAX_REGISTERED} bytes registered)")
+def open_endpoint(options: dict, chunk: int, inflight: int, streams: int = STREAMS) -> engine.Endpoint:
+    """The ring: ``streams`` QPs, each with ``inflight`` slots of ``chunk`` bytes."""
+    if not all(isinstance(v, int) and v > 0 for v in (chunk, inflight, streams)) or chunk % 4096 \
+            or chunk * inflight * streams > MAX_REGISTERED:
+        raise TransportError(f"rdma: chunk {chunk} x inflight {inflight} x streams {streams} is not a usable ring "
+                             f"(chunk a multiple of 4096; at most {MAX_REGISTERED} bytes registered)")
     device, gid = default_device(options)
     try:
-        return engine.open_endpoint(device=device, gid_index=gid, qps=1, size=chunk, slots=inflight,
+        return engine.open_endpoint(device=device, gid_index=gid, qps=streams, size=chunk, slots=inflight,
                                     depth=2 * inflight + 8)
     except RdmabenchError as exc:
         raise TransportError(f"rdma: cannot open {device}: {exc}") from exc
 
 
-def fx(name: str, ep, io, size: int, timeout_ms: int, abort_after: int = -1) -> dict:
-    """One of native/filexfer.c's chunk loops, the GIL released while it runs."""
+def fx(name: str, ep, files: list, timeout_ms: int, parallel: int = PARALLEL, abort_after: int = -1,
+       corrupt_at: int = -1) -> dict:
+    """One of native/filexfer.c's chunk loops over ``files`` [(fd or buffer, size)], the GIL released
+    while it runs; its result carries each file's XXH3-128 digest of the bytes as they passed."""
     from rdmabench import _native
-    return getattr(_native, name)(ep.raw, io, size, timeout_ms, abort_after)
+    return getattr(_native, name)(ep.raw, files, timeout_ms, parallel, abort_after, corrupt_at)
+
+
+def open_files(paths: list[Path], write: bool, direct: bool) -> list[int]:
+    """File descriptors for a transfer (all or none): read-only, or created for writing; O_DIRECT if asked,
+    and a clear error when the file system refuses it (ramfs, and tmpfs before Linux 6.6, do)."""
+    flags = (os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW) if write else os.O_RDONLY
+    fds: list[int] = []
+    try:
+        for p in paths:
+            try:
+                fds.append(os.open(p, flags | (os.O_DIRECT if direct else 0), 0o644))
+            except OSError as exc:
+                if direct and exc.errno == errno.EINVAL:
+                    raise TransportError(f"rdma: direct = true, but the file system holding {p.parent} refuses "
+                                         "O_DIRECT (ramfs, and tmpfs before Linux 6.6, do); set direct = false or use a disk file system") from None
+                raise
+    except BaseException:
+        close_all(fds)
+        raise
+    return fds
+
+
+def close_all(fds: list[int]) -> None:
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+def reread(paths: list[Path]) -> list[str]:
+    """verify = "reread": each landed file flushed, its cached pages dropped, then digested from the disk."""
+    out = []
+    for p in paths:
+        integrity.drop_cached_pages(p)
+        out.append(integrity.digest_file(p))
+    return out
+
+
+def item_digest(kind: str, files: list[tuple[str, int]], digests: list[str]) -> str:
+    """The item's digest (integrity.digest's definition) from its files' stream digests."""
+    if kind == "dir":
+        return integrity.combine([(n, s, d) for (n, s), d in zip(files, digests)])
+    return digests[0]
 
 
 def blob_digest(data) -> str:

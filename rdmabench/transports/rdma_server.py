@@ -13,7 +13,6 @@ It only moves what is in its root: what is there to move is the runner's busines
 
 from __future__ import annotations
 
-import os
 import threading
 from pathlib import Path
 
@@ -25,7 +24,8 @@ from ..wire import Channel, Server
 from ..wirecheck import BadMessage, Bool, Dict, Int, ListOf, Opt, Str, fields
 from ..workloads.item import KINDS
 from .base import TransportError
-from .rdma_common import REPLY_WAIT_S, TIMEOUT_MS, blob_digest, fx, open_endpoint
+from .rdma_common import (MAX_FILES, REPLY_WAIT_S, TIMEOUT_MS, close_all, fx, item_digest, open_endpoint, open_files,
+                          reread)
 
 MAX_BLOB = 512 << 20  # a C1 output is ~40 MB; a blob is held in memory, so it is bounded
 MAX_SESSIONS = 32
@@ -41,13 +41,15 @@ class FileEntry:
         return [v[0], Int(0, 1 << 50).check(v[1], f"{name}[1]"), Opt(Str(max_len=128)).check(v[2], f"{name}[2]")]
 
 
-ITEM = {"lotus_type": Str(max_len=32), "id": Str(max_len=64)}
+ITEM = {"lotus_type": Str(max_len=32), "id": Str(max_len=64), "parallel": Opt(Int(1, 64))}
+DIGESTS = ListOf(Str(max_len=32), MAX_FILES)
 REQUESTS = {
-    "open": {"chunk": Int(4096, 64 << 20), "inflight": Int(1, 1024),
-              "qp": ListOf(Dict(), 64)},
+    "open": {"chunk": Int(4096, 64 << 20), "inflight": Int(1, 1024), "streams": Opt(Int(1, 64)),
+             "verify": Opt(Str(choices=("stream", "reread"))), "direct": Opt(Bool()), "qp": ListOf(Dict(), 64)},
     "put": {**ITEM, "kind": Str(choices=KINDS), "size": Int(0, 1 << 50), "digest": Opt(Str(max_len=128)),
-            "files": ListOf(FileEntry(), 100_000)},
+            "files": ListOf(FileEntry(), MAX_FILES)},
     "get": ITEM,
+    "sent": {"digests": DIGESTS},
     "verdict": {"verified": Bool(), "digest": Opt(Str(max_len=128))},
     "bye": {},
 }
@@ -74,6 +76,7 @@ class RdmaServer:
         self.keep = keep
         self.timeout_ms = int(self.options.get("timeout_ms", TIMEOUT_MS))
         self.abort_after = int(self.options.get("passive_abort_after", -1))  # test hook
+        self.corrupt_at = int(self.options.get("passive_corrupt_at", -1))  # test hook: as a source, flip a byte of chunk N
         self.received: list[dict] = []
         self.served: list[dict] = []
         self.errors: list[str] = []
@@ -100,15 +103,19 @@ class RdmaServer:
             self._sessions = [s for s in self._sessions if s.is_alive()] + [threading.current_thread()]
         try:
             opened = request(chan.recv(REPLY_WAIT_S), "open")
-            ep = open_endpoint(self.options, opened["chunk"], opened["inflight"])
+            streams = opened.get("streams") or 1
+            if len(opened["qp"]) != streams:
+                raise BadMessage(f"field 'qp' must list {streams} QPs, one per stream, not {len(opened['qp'])}")
+            ep = open_endpoint(self.options, opened["chunk"], opened["inflight"], streams)
             chan.send_msg({"ok": True, "qp": ep.local_info()})
             ep.connect(opened["qp"])
+            mode = {"verify": opened.get("verify") or "stream", "direct": bool(opened.get("direct"))}
             kinds = ("put", "bye") if self.mode == "write" else ("get", "bye")
             while True:
                 msg = request(chan.recv(REPLY_WAIT_S), *kinds)
                 if msg["type"] == "bye":
                     return
-                getattr(self, {"put": "_receive", "get": "_serve"}[msg["type"]])(chan, ep, msg)
+                getattr(self, {"put": "_receive", "get": "_serve"}[msg["type"]])(chan, ep, msg, mode)
         except Exception as exc:  # one session's failure never stops the server
             if not getattr(exc, "peer_gone", False):
                 with self._lock:
@@ -122,9 +129,14 @@ class RdmaServer:
                 ep.close()
             self._slots.release()
 
-    def _receive(self, chan: Channel, ep, msg: dict) -> None:
+    def _receive(self, chan: Channel, ep, msg: dict, mode: dict) -> None:
         name = f"{msg['lotus_type']}/{msg['id']}"
-        size = msg["size"]
+        size, parallel = msg["size"], msg.get("parallel") or 1
+        files = [(confine.file_name(n, "files") if msg["kind"] == "dir" else n, s) for n, s, _ in msg["files"]]
+        if msg["kind"] != "dir" and len(files) != 1:
+            raise BadMessage(f"a {msg['kind']} item has exactly one entry in 'files', not {len(files)}")
+        if sum(s for _, s in files) != size:
+            raise BadMessage("field 'size' is not the sum of the files' sizes")
         if msg["kind"] == "blob":
             confine.lotus_type(msg["lotus_type"], "lotus_type")
             confine.sector_id(msg["id"], "id")
@@ -133,17 +145,14 @@ class RdmaServer:
                                  f"(at most {MAX_BLOB} and half the available memory)")
             buf = bytearray(size)
             chan.send_msg({"ok": True})
-            self._fx_or_fail(chan, "fx_recv", ep, buf, size)
-            got = blob_digest(buf)
-            verified = msg.get("digest") is not None and got == msg["digest"]
+            got = self._fx_or_fail(chan, "fx_recv", ep, [(buf, size)], parallel)["digests"]
+            sent = request(chan.recv(REPLY_WAIT_S), "sent")["digests"]
+            verified = got == sent and (msg.get("digest") is None or got[0] == msg["digest"])
             if verified and self.keep:
                 self.blobs[name] = bytes(buf)
-            self._verdict(chan, name, size, verified, got)
+            self._verdict(chan, name, size, verified, got[0])
             return
         final = confine.item_path(self.root, msg["lotus_type"], msg["id"])
-        files = [(confine.file_name(n, "files"), s) for n, s, _ in msg["files"]]
-        if msg["kind"] == "file" and len(files) != 1:
-            raise BadMessage(f"a file item has exactly one entry in 'files', not {len(files)}")
         try:
             integrity.check_free_space(final.parent, size)
         except (RdmabenchError, OSError) as exc:
@@ -151,24 +160,27 @@ class RdmaServer:
             return
         got, verified = None, False
         try:
-            with integrity.atomic_destination(final, expected=msg.get("digest")) as d:
+            with integrity.atomic_destination(final) as d:
                 if msg["kind"] == "dir":
                     d.path.mkdir()
-                first = True
-                for fname, fsize in files:
-                    path = d.path / fname if msg["kind"] == "dir" else d.path
-                    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
-                    try:
-                        if first:
-                            chan.send_msg({"ok": True})
-                            first = False
-                        self._fx_or_fail(chan, "fx_recv", ep, fd, fsize)
-                    finally:
-                        os.close(fd)
-                if first:
-                    chan.send_msg({"ok": True})  # an empty directory
-                d.digest = got = integrity.digest(d.path)
-            verified = d.verified
+                paths = [d.path / n for n, _ in files] if msg["kind"] == "dir" else [d.path]
+                try:
+                    fds = open_files(paths, write=True, direct=mode["direct"])
+                except (RdmabenchError, OSError) as exc:
+                    chan.send_msg({"ok": False, "error": str(exc)})
+                    return
+                try:
+                    chan.send_msg({"ok": True})
+                    landed = self._fx_or_fail(chan, "fx_recv", ep, list(zip(fds, (s for _, s in files))),
+                                              parallel)["digests"]
+                finally:
+                    close_all(fds)
+                sent = request(chan.recv(REPLY_WAIT_S), "sent")["digests"]
+                d.digest = got = item_digest(msg["kind"], files, landed)
+                check = reread(paths) if mode["verify"] == "reread" else landed
+                if check != sent or (msg.get("digest") is not None and got != msg["digest"]):
+                    raise integrity.IntegrityError(f"{name}: what landed does not match what the source sent")
+            verified = True
         except integrity.IntegrityError:
             verified = False
         self._verdict(chan, name, size, verified, got)
@@ -180,10 +192,10 @@ class RdmaServer:
                 self.received.append(entry)
         chan.send_msg({"ok": True, **entry})
 
-    def _fx_or_fail(self, chan: Channel, fn: str, ep, io, size: int) -> None:
+    def _fx_or_fail(self, chan: Channel, fn: str, ep, files: list, parallel: int) -> dict:
         """Run one chunk loop; on failure tell the active end why and end the session."""
         try:
-            fx(fn, ep, io, size, self.timeout_ms, self.abort_after)
+            return fx(fn, ep, files, self.timeout_ms, parallel, self.abort_after, self.corrupt_at)
         except (OSError, RdmabenchError) as exc:
             try:
                 chan.send_msg({"ok": False, "fatal": True, "error": f"passive end: {exc}"})
@@ -191,7 +203,7 @@ class RdmaServer:
                 pass
             raise
 
-    def _serve(self, chan: Channel, ep, msg: dict) -> None:
+    def _serve(self, chan: Channel, ep, msg: dict, mode: dict) -> None:
         try:
             path = confine.item_path(self.root, msg["lotus_type"], msg["id"])
             if path.is_dir():
@@ -201,18 +213,19 @@ class RdmaServer:
                 kind, files = "file", [(path.name, path.stat().st_size, path)]
             else:
                 raise TransportError(f"rdma: {msg['lotus_type']}/{msg['id']} does not exist on the source")
-            listing = [[n, s, integrity.digest_file(p)] for n, s, p in files]
-            fds = [os.open(p, os.O_RDONLY) for _, _, p in files]
+            if len(files) > MAX_FILES:
+                raise TransportError(f"rdma: {msg['lotus_type']}/{msg['id']} has {len(files)} files; at most {MAX_FILES}")
+            fds = open_files([p for _, _, p in files], write=False, direct=mode["direct"])
         except (RdmabenchError, OSError) as exc:
             chan.send_msg({"ok": False, "error": str(exc)})
             return
         try:
-            chan.send_msg({"ok": True, "kind": kind, "files": listing})
-            for fd, (_, size, _) in zip(fds, files):
-                self._fx_or_fail(chan, "fx_serve", ep, fd, size)
+            chan.send_msg({"ok": True, "kind": kind, "files": [[n, s] for n, s, _ in files]})
+            result = self._fx_or_fail(chan, "fx_serve", ep, [(fd, s) for fd, (_, s, _) in zip(fds, files)],
+                                      msg.get("parallel") or 1)
         finally:
-            for fd in fds:
-                os.close(fd)
+            close_all(fds)
+        chan.send("sent", digests=result["digests"])
         verdict = request(chan.recv(REPLY_WAIT_S), "verdict")
         with self._lock:
             if self.keep:

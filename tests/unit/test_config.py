@@ -20,7 +20,7 @@ sector_size = "8MiB"
 """
 
 
-@pytest.mark.parametrize("name", ["default.toml", "sealing-32g.toml", "c1-handoff.toml"])
+@pytest.mark.parametrize("name", ["default.toml", "sealing-32g.toml", "c1-handoff.toml", "nfs-sweep.toml"])
 def test_shipped_configs_load(name):
     s = config.load(CONFIGS / name)
     assert s.handoffs and s.transports and s.shapes and s.repetitions >= 1
@@ -36,6 +36,15 @@ def test_default_is_small_enough_for_the_lab():
             assert s.bytes_per_transfer(h, sh) <= 64 << 20
 
 
+def test_nfs_sweep_runs_every_variant_beside_http():
+    s = config.load(CONFIGS / "nfs-sweep.toml")
+    assert s.transports == ("http", "nfs-rdma", "nfs-tcp") and len(s.nfs) == 8
+    assert {v.label for v in s.nfs} == {f"v{v} nconnect={n} rsize={r}" for v in ("3", "4.2") for n in (1, 4)
+                                        for r in ("256K", "1M")}
+    assert len(s.plan()) == 2 * (1 + 2 * 8) * 3
+    assert config.load(CONFIGS / "default.toml").nfs == ()  # the demo stays as long as it was
+
+
 def test_sealing_32g_is_real_size():
     s = config.load(CONFIGS / "sealing-32g.toml")
     assert s.shapes == (config.Shape(32 << 30, Fraction(1)),)
@@ -48,15 +57,24 @@ def test_defaults_and_plan(tmp_path):
     plan = s.plan()
     assert len(plan) == 1 * 3 * 2 + 1 * 3 * 1  # pc1-pc2 over both, c1-c2 over its own list
     assert [p[2] for p in plan[:4]] == ["http", "shared", "http", "shared"]  # alternating
-    assert {(h, t) for h, _, t, _ in plan} == {("pc1-pc2", "http"), ("pc1-pc2", "shared"), ("c1-c2", "http")}
+    assert {(h, t) for h, _, t, *_ in plan} == {("pc1-pc2", "http"), ("pc1-pc2", "shared"), ("c1-c2", "http")}
 
 
-@pytest.mark.parametrize("name", ["default.toml", "sealing-32g.toml", "c1-handoff.toml"])
+def test_a_transport_of_one_handoffs_list_stays_there():
+    """A transport named only under [transports_for] ran at every hand-off without a list of its own,
+    past the check that it can carry it (nfs-tcp on the C1 output)."""
+    s = config.loads('handoffs = ["pc1-pc2", "c1-c2"]\ntransports = ["http"]\n[transports_for]\n'
+                     '"pc1-pc2" = ["http", "nfs-tcp"]\n[[shapes]]\nsector_size = "8MiB"\n', "x.toml")
+    assert s.transports == ("http", "nfs-tcp")  # every transport the scenario uses
+    assert {(h, t) for h, _, t, *_ in s.plan()} == {("pc1-pc2", "http"), ("pc1-pc2", "nfs-tcp"), ("c1-c2", "http")}
+
+
+@pytest.mark.parametrize("name", ["default.toml", "sealing-32g.toml", "c1-handoff.toml", "nfs-sweep.toml"])
 def test_shipped_configs_hold_no_impossible_pair(name):
     from rdmabench import transports
 
     s = config.load(CONFIGS / name)
-    for h, _, t, _ in s.plan():
+    for h, _, t, *_ in s.plan():
         kind = "blob" if config.HANDOFF_STAGE[h] is None else "file"
         assert kind in transports.get(t).capabilities.kinds, (h, t)
 

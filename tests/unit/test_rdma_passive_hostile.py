@@ -55,7 +55,10 @@ def test_only_its_own_mode_is_offered(passive):
     ({"type": "open", "chunk": "1M", "inflight": 1, "qp": []}, "must be an integer"),
     ({"type": "open", "chunk": 65536, "inflight": 4, "qp": [], "mode": "read"}, "unknown field 'mode'"),
     ({"type": "put", "lotus_type": "sealed", "id": "s-t01000-1"}, "unexpected request 'put'"),
-    ({"type": "open", "chunk": 65536, "inflight": 4, "qp": []}, "nonexistent0"),  # valid: no device here
+    ({"type": "open", "chunk": 65536, "inflight": 4, "streams": 2, "qp": [{}]}, "must list 2 QPs, one per stream"),
+    ({"type": "open", "chunk": 65536, "inflight": 4, "streams": 65, "qp": [{}]}, "'open.streams' is 65, outside 1..64"),
+    ({"type": "open", "chunk": 65536, "inflight": 4, "verify": "never", "qp": [{}]}, "'open.verify' is 'never'"),
+    ({"type": "open", "chunk": 65536, "inflight": 4, "qp": [{}]}, "nonexistent0"),  # valid: no device here
 ])
 def test_a_bad_opening_gets_an_error_and_the_server_goes_on(passive, opened, reason):
     chan = session(passive)

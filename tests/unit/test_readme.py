@@ -57,9 +57,11 @@ def test_host_commands_run_as_the_readme_shows(shown, files, tmp_path):
     if "secret init" in cmd:  # writes to ~/.config: a home of its own, nothing of the user's touched
         env.update(HOME=str(tmp_path), RDMABENCH_SECRET_FILE="")
     done = run_shell(cmd, cwd=Path(rc.ROOT), env=env)
-    if "baseline" in cmd:  # a result file like every other command's
+    if "baseline" in cmd or "pipeline" in cmd:  # a result file like every other command's
         saved = list((tmp_path / "results").glob("baseline-*.json"))
         assert len(saved) == 1 and f"result file: {saved[0]}" in done.stdout
+    if "pipeline" in cmd:  # both tools side by side, ours verified
+        assert "rdmabench pipeline" in done.stdout and "dd bs=1M" in done.stdout and "ratio" in done.stdout
     if "secret init" in cmd:
         secret = tmp_path / ".config" / "rdmabench" / "secret"
         assert secret.stat().st_mode & 0o777 == 0o600 and str(secret) in done.stdout

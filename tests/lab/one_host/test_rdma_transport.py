@@ -168,13 +168,14 @@ def test_no_space_is_a_clear_error(lab_env, tmp_path, small_fs, name):
 
 
 @pytest.mark.parametrize("name", BOTH)
-def test_passive_end_killed_mid_transfer(lab_env, tmp_path, name):
+@pytest.mark.parametrize("streams", [1, 3])
+def test_passive_end_killed_mid_transfer(lab_env, tmp_path, name, streams):
     """The passive end in its own process (`rdmabench serve`, its rdma-write or rdma-read service), SIGKILLed
     as soon as the first bytes of a 48 MiB transfer land: the active end fails with a clear error within its timeout
     and keeps nothing half-written."""
     item = big_item(tmp_path, 48 << 20)  # ~5 s at the lab's rates: still moving when the kill comes
     mode = name.split("-")[1]
-    port = 7700 + BOTH.index(name)
+    port = 7700 + BOTH.index(name) + 2 * streams
     serve_root = tmp_path / "srv"  # serve sends from ROOT/storage and receives into ROOT/work
     serve_root.mkdir()
     (tmp_path / "src").rename(serve_root / "storage")
@@ -187,7 +188,7 @@ def test_passive_end_killed_mid_transfer(lab_env, tmp_path, name):
         t.prepare(Context(storage_root=serve_root / "storage", work_root=tmp_path / "dst", bind=lab_env["ip"],
                           peer=lab_env["ip"], options={"device": lab_env["device"], "gid_index": lab_env["gid_index"],
                                                        "chunk": CHUNK, "inflight": INFLIGHT, "timeout_ms": 3000,
-                                                       "port": port}))
+                                                       "port": port, "streams": streams}))
         landing = serve_root / "work" if mode == "write" else tmp_path / "dst"
 
         def kill_once_bytes_land():  # mid-transfer for sure, however fast the lab is today

@@ -38,11 +38,11 @@ def peer(lab_env):
     return lab_env["peer"]
 
 
-def open_transport(lab_env, peer, name, src, dst):
+def open_transport(lab_env, peer, name, src, dst, **options):
     t = transports.get(name)
     t.prepare(Context(storage_root=src, work_root=dst, peer_info={"host": peer, "port": DEFAULT_PORT, "service": name},
                       options={"device": lab_env["device"], "gid_index": lab_env["gid_index"],
-                               "chunk": 256 << 10, "inflight": 4, "timeout_ms": 30000}))
+                               "chunk": 256 << 10, "inflight": 4, "timeout_ms": 30000, **options}))
     return t
 
 
@@ -54,20 +54,26 @@ def pull_items(shape, dst, sealed_digest, cache_digest):
                  size=shape.cache_bytes, digest=cache_digest)]
 
 
-def test_pull_a_sector_generated_on_storage(lab_env, peer, tmp_path):
+KNOBS = [{}, {"streams": 3, "parallel": 1}, {"streams": 2, "parallel": 4}]  # Lotus-like: several QPs, several files
+
+
+@pytest.mark.parametrize("knobs", KNOBS, ids=lambda k: "-".join(f"{a}{b}" for a, b in k.items()) or "defaults")
+def test_pull_a_sector_generated_on_storage(lab_env, peer, tmp_path, knobs):
+    number = 11 + KNOBS.index(knobs)
     with Channel.connect(peer, DEFAULT_PORT, "transfer", timeout=10, wait=120) as chan:
         made = {d["kind"]: d for d in RemoteHost(chan, "rdmabench").generate(32 << 30, SHAPE["stage"], SHAPE["scale"],
-                                                                              1000, 11)}
+                                                                              1000, number)}
         chan.send("bye")
-    shape = sector.shape(SHAPE["sector_size"], SHAPE["stage"], scale=SHAPE["scale"], number=11)
+    shape = sector.shape(SHAPE["sector_size"], SHAPE["stage"], scale=SHAPE["scale"], number=number)
     assert made["file"]["sector_id"] == made["dir"]["sector_id"] == shape.sector_id
-    t = open_transport(lab_env, peer, "rdma-read", tmp_path, tmp_path / "dst")
+    t = open_transport(lab_env, peer, "rdma-read", tmp_path, tmp_path / "dst", **knobs)
     try:
         recs = [timed_move(t, i) for i in pull_items(shape, tmp_path / "dst", made["file"]["digest"],
                                                      made["dir"]["digest"])]
     finally:
         t.teardown()
     assert all(r["verified"] for r in recs), recs
+    assert all(r["extra"]["streams"] == knobs.get("streams", 1) for r in recs)
     assert integrity.digest(tmp_path / "dst" / "sealed" / shape.sector_id) == made["file"]["digest"]
     assert integrity.digest(tmp_path / "dst" / "cache" / shape.sector_id) == made["dir"]["digest"]
     total = sum(r["bytes"] for r in recs)
@@ -75,15 +81,17 @@ def test_pull_a_sector_generated_on_storage(lab_env, peer, tmp_path):
           "(rxe under TCG emulation)")
 
 
-def test_push_lands_verified_on_storage(lab_env, peer, tmp_path):
-    gen = sector.generate(sector.shape(SHAPE["sector_size"], SHAPE["stage"], scale=SHAPE["scale"], number=12),
-                          tmp_path / "src")
-    w = open_transport(lab_env, peer, "rdma-write", gen.root, tmp_path / "unused")
+@pytest.mark.parametrize("knobs", KNOBS, ids=lambda k: "-".join(f"{a}{b}" for a, b in k.items()) or "defaults")
+def test_push_lands_verified_on_storage(lab_env, peer, tmp_path, knobs):
+    gen = sector.generate(sector.shape(SHAPE["sector_size"], SHAPE["stage"], scale=SHAPE["scale"],
+                                       number=21 + KNOBS.index(knobs)), tmp_path / "src")
+    w = open_transport(lab_env, peer, "rdma-write", gen.root, tmp_path / "unused", **knobs)
     try:
         pushed = [timed_move(w, i) for i in sector.items(gen, tmp_path / "unused")]
     finally:
         w.teardown()
     assert all(r["verified"] for r in pushed), pushed  # the storage receiver's verdicts
+    assert all(r["extra"]["parallel"] == knobs.get("parallel", 1) for r in pushed)
     assert [r["digest"] for r in pushed] == [gen.sealed_digest, gen.cache_digest]
     assert not (tmp_path / "unused").exists()  # the push landed on storage, not here
     total = sum(x["bytes"] for x in pushed)
