@@ -42,6 +42,7 @@ from . import http_files
 TYPES = ("unsealed", "sealed", "cache", "update", "update-cache", "piece")
 SECTOR_ID = re.compile(r"\As-t0[0-9]{1,20}-[0-9]{1,20}\Z")
 COPY_BUFFER = 1 << 20
+IDLE_TIMEOUT_S = 60.0  # a peer that connects and sends no request in this long is dropped
 _RANGE = re.compile(r"\Abytes=(\d*)-(\d*)\Z")
 
 
@@ -66,6 +67,12 @@ class _Handler(BaseHTTPRequestHandler):
         # as Go's net package does for every TCP connection (Lotus's server is Go's): without it a small answer on a
         # kept-alive connection waits for the client's delayed ACK of the header (Nagle), 40 ms a request
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def handle_one_request(self):
+        # a peer has idle_timeout seconds to send (the rest of) its next request, else its connection is closed and its
+        # thread freed; an answer, once started, is sent without a timeout, as Lotus's is (_serve clears it)
+        self.connection.settimeout(self.server.idle_timeout)
+        super().handle_one_request()
 
     def log_message(self, fmt, *args):  # quiet unless asked
         if self.server.verbose:
@@ -93,6 +100,7 @@ class _Handler(BaseHTTPRequestHandler):
         return hmac.compare_digest(got, b"Bearer " + self.server.token.encode())
 
     def _serve(self, head: bool) -> None:
+        self.connection.settimeout(None)
         if not self._authorized():
             return self._error(401, "unauthorized")
         raw = self.path.split("?", 1)[0]
@@ -228,7 +236,9 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 64
 
-    def __init__(self, addr, root: Path, token: str, *, end_blocks=False, abort_after=None, verbose=False):
+    def __init__(self, addr, root: Path, token: str, *, end_blocks=False, abort_after=None, verbose=False,
+                 idle_timeout=IDLE_TIMEOUT_S):
+        self.idle_timeout = idle_timeout
         self.address_family = socket.AF_INET6 if ":" in addr[0] else socket.AF_INET
         self.root_real = os.path.realpath(root)
         self.token = token
@@ -299,11 +309,12 @@ class ServerHandle:
 
 
 def serve(root: Path | str, bind: str, port: int, token: str, *, end_blocks: bool = False,
-          abort_after: int | None = None, verbose: bool = False) -> ServerHandle:
+          abort_after: int | None = None, verbose: bool = False, idle_timeout: float = IDLE_TIMEOUT_S) -> ServerHandle:
     """Serve ``root`` (a Lotus storage path: sealed/, cache/, ...) on ``bind``:``port`` (0: any free port).
 
     ``bind`` is required: a caller who wants every interface must say 0.0.0.0 or :: explicitly.
     ``abort_after`` (fault injection for tests) closes each connection after that many body bytes.
+    ``idle_timeout``: seconds a connection may wait for its next request (kept alive, or silent from the start).
     """
     if not bind:
         raise ServerError("the http server needs an address to listen on (e.g. 127.0.0.1, or the storage "
@@ -314,7 +325,8 @@ def serve(root: Path | str, bind: str, port: int, token: str, *, end_blocks: boo
     if not root.is_dir():
         raise ServerError(f"storage root {root} is not a directory")
     try:
-        server = _Server((bind, port), root, token, end_blocks=end_blocks, abort_after=abort_after, verbose=verbose)
+        server = _Server((bind, port), root, token, end_blocks=end_blocks, abort_after=abort_after, verbose=verbose,
+                         idle_timeout=idle_timeout)
     except OSError as err:
         raise ServerError(f"cannot listen on {bind}:{port}: {err.strerror}") from None
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},

@@ -6,6 +6,7 @@ Nothing outside the storage root may ever come back, and the server must keep se
 import json
 import os
 import socket
+import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
@@ -156,3 +157,20 @@ def test_keep_alive_after_head_of_a_directory(world):
     assert b"application/x-tar" in first
     assert rest.startswith(b"HTTP/1.1 200 "), rest[:40]
     assert rest.endswith(bytes(range(64)))
+
+
+def test_a_silent_peer_is_dropped(world, tmp_path):
+    """Connections that never send a request, or stop after one, are closed after the idle timeout; a client
+    that asks in the meantime is served at once."""
+    with http_server.serve(world["gen"].root, "127.0.0.1", 0, TOKEN, idle_timeout=1) as h:
+        silent = [socket.create_connection(("127.0.0.1", h.port), timeout=15) for _ in range(20)]
+        kept = socket.create_connection(("127.0.0.1", h.port), timeout=15)
+        kept.sendall(f"HEAD /remote/cache/{world['sid']}/p_aux HTTP/1.1\r\nHost: x\r\n"
+                     f"Authorization: Bearer {TOKEN}\r\n\r\n".encode())
+        assert kept.recv(65536).startswith(b"HTTP/1.1 200 ")
+        t0 = time.monotonic()
+        assert get(h, f"/remote/cache/{world['sid']}/p_aux", timeout=5)[0] == 200
+        for s in silent + [kept]:
+            assert s.recv(1) == b""  # closed by the server, not by our 15 s timeout
+            s.close()
+        assert time.monotonic() - t0 < 10
