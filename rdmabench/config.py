@@ -17,7 +17,7 @@
     port = 0
 
     [transfer]                            # optional: how the rdma transports move files (defaults shown)
-    chunk = "1MiB"                        # bytes per RDMA message (a multiple of 4KiB)
+    chunk = "1MiB"                        # bytes per RDMA message (a multiple of 4KiB); http: per Range piece
     inflight = 16                         # chunks in flight per stream (registered: chunk x inflight x streams)
     streams = 1                           # QPs one file is split across (http: TCP streams per file)
     parallel = 1                          # files of a cache directory moved at once (Lotus's ParallelFetchLimit)

@@ -14,8 +14,8 @@ from pathlib import Path
 from .errors import RdmabenchError
 
 LOTUS_TYPES = ("unsealed", "sealed", "cache", "update", "update-cache", "piece", "c1")
-_SECTOR_ID = re.compile(r"^s-t0(\d{1,20})-(\d{1,20})$")
-_FILE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}$")
+_SECTOR_ID = re.compile(r"\As-t0([0-9]{1,20})-([0-9]{1,20})\Z")  # \Z: no trailing newline; ASCII digits only
+_FILE_NAME = re.compile(r"\A[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}\Z")
 
 
 class PathRefused(RdmabenchError):

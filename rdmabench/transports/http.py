@@ -6,15 +6,27 @@ servers on ``ctx.bind``; for two hosts the storage host runs ``http_server.serve
 ``ctx.peer`` is its URL (``http://10.77.2.1:7480``), and ``ctx.options["rpc_peer"]`` the C2
 side's JSON-RPC URL if it is remote.
 
+``[transfer]`` streams and parallel (``ctx.options``, 1 and 1 by default) choose the fetch:
+- streams = 1 and parallel = 1 (and any single file with streams = 1): Lotus's own fetch, exactly: one
+  ``GET /remote/{type}/{id}`` on one TCP connection, a cache directory as one tar stream
+  (http_client). Records say ``extra["protocol"] = "lotus"``.
+- parallel > 1 or streams > 1: rdmabench's extension (http_parallel): a directory's files fetched
+  ``parallel`` at once, as Lotus's ParallelFetchLimit moves files, each file over ``streams``
+  connections with Range requests of ``chunk`` bytes, hashed in the stream. It needs our server's
+  per-file routes (http_files): a Lotus server has none. Records say ``"rdmabench-parallel"``.
+Every record carries the run's ``streams`` and ``parallel`` in ``extra``.
+
 The two halves are usable on their own:
     serve(root, bind, port, token) -> handle (.url, .stop())
     fetch(url_base, token, type, id, dest_root, expected=None) -> TransferRecord
+    http_parallel.fetch(url_base, token, type, id, dest_root, expected=None, streams=2, parallel=3, chunk=1 << 20)
     serve_rpc(bind, port, token) -> handle (.url, .stop());  send_c1(url, token, payload) -> TransferRecord
 """
 
 from __future__ import annotations
 
 from ..workloads.item import Item
+from . import http_parallel
 from .base import Capabilities, Context, PassiveEnd, TransferRecord, Transport, TransportError, register
 from .http_client import FetchError, IncompleteTransfer, fetch
 from .http_server import ServerHandle, serve
@@ -71,12 +83,22 @@ class HttpTransport(Transport):
                           item=item.label)
             if item.digest is not None and rec.digest != item.digest:
                 rec.verified = False
+            rec.extra.update(protocol="lotus", streams=self.ctx.options.get("streams", 1),
+                             parallel=self.ctx.options.get("parallel", 1))
             return rec
         if item.destination is None:
             raise TransportError(f"http: {item.label} has no destination")
         dest_root = item.destination.parent.parent  # <root>/<type>/<id>
-        return fetch(self.url, self.ctx.token, item.lotus_type, item.sector_id, dest_root, expected=item.digest,
-                     transport=self.name, need=item.size)
+        o = self.ctx.options
+        streams, parallel = int(o.get("streams", 1)), int(o.get("parallel", 1))
+        if streams == 1 and (parallel == 1 or item.kind == "file"):  # exactly Lotus's fetch: one stream, a tar
+            rec = fetch(self.url, self.ctx.token, item.lotus_type, item.sector_id, dest_root, expected=item.digest,
+                        transport=self.name, need=item.size)
+            rec.extra.update(protocol="lotus", streams=streams, parallel=parallel)
+            return rec
+        return http_parallel.fetch(self.url, self.ctx.token, item.lotus_type, item.sector_id, dest_root,
+                                   expected=item.digest, streams=streams, parallel=parallel,
+                                   chunk=int(o.get("chunk", 1 << 20)), transport=self.name, need=item.size)
 
     def teardown(self) -> None:
         for h in (self._server, self._rpc):

@@ -12,6 +12,10 @@ As ``storage/paths/http_handler.go`` serves it (see docs/lotus.md):
   sendfile), and no end-of-archive blocks (Lotus never writes them; ``end_blocks=True`` adds
   them). Range on a directory is refused with 500, as Lotus does.
 
+Beyond Lotus (rdmabench's extension, http_files.py; Lotus's client never asks for it): a directory
+item's listing, ``GET /remote/{type}/{id}/``, and its top-level files one by one,
+``GET /remote/{type}/{id}/{name}``, under the same token and confinement, for the parallel fetch.
+
 ``serve(root, bind, port, token)`` starts it in background threads and returns a handle with
 ``.url`` and ``.stop()``. The address to listen on must be given: there is no default.
 ``python -m rdmabench.transports.http_server --root R --bind ADDR --port P --token T`` runs it
@@ -33,10 +37,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from ..errors import RdmabenchError
+from . import http_files
 
 TYPES = ("unsealed", "sealed", "cache", "update", "update-cache", "piece")
 SECTOR_ID = re.compile(r"\As-t0[0-9]{1,20}-[0-9]{1,20}\Z")
 COPY_BUFFER = 1 << 20
+IDLE_TIMEOUT_S = 60.0  # a peer that connects and sends no request in this long is dropped
 _RANGE = re.compile(r"\Abytes=(\d*)-(\d*)\Z")
 
 
@@ -55,6 +61,18 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "rdmabench-lotus-fetch"
     server: "_Server"
+
+    def setup(self):
+        super().setup()
+        # as Go's net package does for every TCP connection (Lotus's server is Go's): without it a small answer on a
+        # kept-alive connection waits for the client's delayed ACK of the header (Nagle), 40 ms a request
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def handle_one_request(self):
+        # a peer has idle_timeout seconds to send (the rest of) its next request, else its connection is closed and its
+        # thread freed; an answer, once started, is sent without a timeout, as Lotus's is (_serve clears it)
+        self.connection.settimeout(self.server.idle_timeout)
+        super().handle_one_request()
 
     def log_message(self, fmt, *args):  # quiet unless asked
         if self.server.verbose:
@@ -82,18 +100,21 @@ class _Handler(BaseHTTPRequestHandler):
         return hmac.compare_digest(got, b"Bearer " + self.server.token.encode())
 
     def _serve(self, head: bool) -> None:
+        self.connection.settimeout(None)
         if not self._authorized():
             return self._error(401, "unauthorized")
         raw = self.path.split("?", 1)[0]
         parts = raw.split("/")
         if len(parts) < 2 or parts[1] != "remote":
             return self._error(404, "not found")
-        if len(parts) != 4 or parts[2] not in TYPES or not SECTOR_ID.match(parts[3]):
+        if len(parts) not in (4, 5) or parts[2] not in TYPES or not SECTOR_ID.match(parts[3]):
             return self._error(400, "bad request: expected /remote/{type}/s-t0<miner>-<number>")
         root = self.server.root_real
         target = os.path.realpath(os.path.join(root, parts[2], parts[3]))
         if not target.startswith(root + os.sep):  # a symlink pointing out of the root
             return self._error(400, "bad request: outside the storage root")
+        if len(parts) == 5:  # rdmabench's extension: a directory's listing or one of its files
+            return http_files.answer(self, target, parts[4], head)
         try:
             st = os.stat(target)
         except FileNotFoundError:
@@ -105,6 +126,11 @@ class _Handler(BaseHTTPRequestHandler):
     # ---- a file: sendfile, Content-Length, Range ------------------------------------------------------
 
     def _send_file(self, path: str, size: int, head: bool) -> None:
+        with open(path, "rb") as f:
+            self._send_open(f, size, head)
+
+    def _send_open(self, f, size: int, head: bool) -> None:
+        """Answer with the open file ``f`` of ``size`` bytes: a single Range honoured, the body by sendfile."""
         start, count, partial = 0, size, False
         rng = self.headers.get("Range")
         if rng:
@@ -124,21 +150,20 @@ class _Handler(BaseHTTPRequestHandler):
                     return
                 count, partial = end - start + 1, True
             # anything else (multiple ranges, garbage): ignored, the whole file is sent (RFC 9110 allows it)
-        with open(path, "rb") as f:
-            self.send_response(206 if partial else 200)
-            self.send_header("Content-Type", "application/octet-stream")
-            self.send_header("Content-Length", str(count))
-            self.send_header("Accept-Ranges", "bytes")
-            if partial:
-                self.send_header("Content-Range", f"bytes {start}-{start + count - 1}/{size}")
-            self.end_headers()
-            if head:
-                return
-            limit = self.server.abort_after
-            n = count if limit is None else min(count, limit)
-            self.connection.sendfile(f, start, n) if n else None
-            if n < count:
-                self._abort()
+        self.send_response(206 if partial else 200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(count))
+        self.send_header("Accept-Ranges", "bytes")
+        if partial:
+            self.send_header("Content-Range", f"bytes {start}-{start + count - 1}/{size}")
+        self.end_headers()
+        if head:
+            return
+        limit = self.server.abort_after
+        n = count if limit is None else min(count, limit)
+        self.connection.sendfile(f, start, n) if n else None
+        if n < count:
+            self._abort()
 
     # ---- a directory: chunked tar, 1 MiB chunks by sendfile --------------------------------------------
 
@@ -155,8 +180,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/x-tar")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
-        if head:
-            self.wfile.write(b"0\r\n\r\n")
+        if head:  # no body at all, not even the last chunk: the next response on this connection follows at once
             return
         sock = self.connection
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
@@ -212,7 +236,9 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 64
 
-    def __init__(self, addr, root: Path, token: str, *, end_blocks=False, abort_after=None, verbose=False):
+    def __init__(self, addr, root: Path, token: str, *, end_blocks=False, abort_after=None, verbose=False,
+                 idle_timeout=IDLE_TIMEOUT_S):
+        self.idle_timeout = idle_timeout
         self.address_family = socket.AF_INET6 if ":" in addr[0] else socket.AF_INET
         self.root_real = os.path.realpath(root)
         self.token = token
@@ -283,11 +309,12 @@ class ServerHandle:
 
 
 def serve(root: Path | str, bind: str, port: int, token: str, *, end_blocks: bool = False,
-          abort_after: int | None = None, verbose: bool = False) -> ServerHandle:
+          abort_after: int | None = None, verbose: bool = False, idle_timeout: float = IDLE_TIMEOUT_S) -> ServerHandle:
     """Serve ``root`` (a Lotus storage path: sealed/, cache/, ...) on ``bind``:``port`` (0: any free port).
 
     ``bind`` is required: a caller who wants every interface must say 0.0.0.0 or :: explicitly.
     ``abort_after`` (fault injection for tests) closes each connection after that many body bytes.
+    ``idle_timeout``: seconds a connection may wait for its next request (kept alive, or silent from the start).
     """
     if not bind:
         raise ServerError("the http server needs an address to listen on (e.g. 127.0.0.1, or the storage "
@@ -298,7 +325,8 @@ def serve(root: Path | str, bind: str, port: int, token: str, *, end_blocks: boo
     if not root.is_dir():
         raise ServerError(f"storage root {root} is not a directory")
     try:
-        server = _Server((bind, port), root, token, end_blocks=end_blocks, abort_after=abort_after, verbose=verbose)
+        server = _Server((bind, port), root, token, end_blocks=end_blocks, abort_after=abort_after, verbose=verbose,
+                         idle_timeout=idle_timeout)
     except OSError as err:
         raise ServerError(f"cannot listen on {bind}:{port}: {err.strerror}") from None
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
