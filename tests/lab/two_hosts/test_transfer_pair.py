@@ -33,7 +33,10 @@ def test_sector_and_c1_handoffs_across_the_link(lab_env, tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     result = json.loads(out.read_text())
     assert result["peer_context"]["host"]["hostname"] == "storage"
-    rows = {(r["measured"]["handoff"], r["measured"]["transport"]): {**r, **r["detail"]} for r in result["rows"]}
+    raw = [r for r in result["rows"] if "handoff" not in r["measured"]]  # the link's raw bandwidth, measured first
+    assert sorted(r["measured"]["test"] for r in raw) == ["read_bw", "write_bw"]
+    rows = {(r["measured"]["handoff"], r["measured"]["transport"]): {**r, **r["detail"]} for r in result["rows"]
+            if "handoff" in r["measured"]}
     assert set(rows) == {("pc1-pc2", t) for t in ("http", "rdma-write", "rdma-read")} | \
         {("finalize", t) for t in ("http", "rdma-write", "rdma-read")} | {("c1-c2", "http"), ("c1-c2", "rdma-write")}
     for (handoff, transport), r in rows.items():
