@@ -122,6 +122,11 @@ int pl_init(struct pl *p, struct rt_err *e)
 			rt_set(e, RT_NOMEM, ENOMEM, "no memory for a hasher");
 			return -1;
 		}
+	for (i = 0; i < p->nfiles; i++) {
+		int fl = p->files[i].fd >= 0 ? fcntl(p->files[i].fd, F_GETFL) : -1;
+
+		p->files[i].direct = fl >= 0 && (fl & O_DIRECT);
+	}
 	for (i = 0; i < p->nfiles; i++)
 		if (p->files[i].size == 0)
 			digest_once(NULL, 0, p->digest[i]);
@@ -224,13 +229,6 @@ static int wait_gate(struct pl *p, uint64_t g)
 	return 0;
 }
 
-static int is_direct(int fd)
-{
-	int fl = fcntl(fd, F_GETFL);
-
-	return fl >= 0 && (fl & O_DIRECT);
-}
-
 static int load(struct pl *p, const struct pl_piece *pc, uint8_t *dst)
 {
 	const struct pl_file *f = &p->files[pc->file];
@@ -240,7 +238,7 @@ static int load(struct pl *p, const struct pl_piece *pc, uint8_t *dst)
 		memcpy(dst, f->mem + pc->off, pc->len);
 		return 0;
 	}
-	if (is_direct(f->fd)) /* O_DIRECT reads whole blocks; the slot has room (chunk is a multiple of 4 KiB) */
+	if (f->direct) /* O_DIRECT reads whole blocks; the slot has room (chunk is a multiple of 4 KiB) */
 		want = (pc->len + DIRECT_ALIGN - 1) / DIRECT_ALIGN * DIRECT_ALIGN;
 	while (got < pc->len) {
 		ssize_t r = pread(f->fd, dst + got, want - got, (off_t)(pc->off + got));
@@ -259,14 +257,14 @@ static int load(struct pl *p, const struct pl_piece *pc, uint8_t *dst)
 
 static int store(struct pl *p, const struct pl_piece *pc, const uint8_t *src)
 {
-	const struct pl_file *f = &p->files[pc->file];
+	struct pl_file *f = &p->files[pc->file];
 	uint64_t put = 0;
 
 	if (f->fd < 0) {
 		memcpy(f->mem + pc->off, src, pc->len);
 		return 0;
 	}
-	if (pc->len % DIRECT_ALIGN && is_direct(f->fd)) {
+	if (pc->len % DIRECT_ALIGN && f->direct) {
 		/* the file's tail is not whole blocks: O_DIRECT would refuse it, so it is written buffered */
 		int fl = fcntl(f->fd, F_GETFL);
 
@@ -275,6 +273,7 @@ static int store(struct pl *p, const struct pl_piece *pc, const uint8_t *src)
 			       strerror(errno));
 			return -1;
 		}
+		f->direct = 0;
 	}
 	while (put < pc->len) {
 		ssize_t r = pwrite(f->fd, src + put, pc->len - put, (off_t)(pc->off + put));

@@ -30,6 +30,7 @@ struct pl_file {
 	int fd;       /* -1: in memory */
 	uint8_t *mem; /* a blob */
 	uint64_t size;
+	int direct;   /* opened with O_DIRECT: pl_init finds out once, not per chunk */
 };
 
 struct pl_piece {

@@ -13,6 +13,7 @@ arrived can compose the directory digest without reading anything again.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import stat
@@ -31,6 +32,10 @@ BLOCK = 1 << 20
 
 class IntegrityError(RdmabenchError):
     """What arrived is not what was sent (digest or size mismatch, short transfer)."""
+
+
+class DirectIORefused(RdmabenchError):
+    """O_DIRECT was asked for on a file system that has no direct I/O."""
 
 
 class InsufficientSpace(RdmabenchError):
@@ -84,6 +89,19 @@ def size_of(path: Path | str) -> int:
     if os.path.isdir(path):
         return sum(size for _, size in dir_entries(path))
     return os.stat(path).st_size
+
+
+def open_file(path: Path | str, write: bool, direct: bool = False) -> int:
+    """A file descriptor for moving a file: read-only, or created (never through a symlink) for writing;
+    O_DIRECT if asked, and DirectIORefused naming the folder where the file system refuses it."""
+    flags = (os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW) if write else os.O_RDONLY
+    try:
+        return os.open(path, flags | (os.O_DIRECT if direct else 0), 0o644)
+    except OSError as exc:
+        if direct and exc.errno == errno.EINVAL:
+            raise DirectIORefused(f"the file system holding {Path(path).parent} refuses O_DIRECT "
+                                  "(ramfs, and tmpfs before Linux 6.6, do)") from None
+        raise
 
 
 def drop_cached_pages(path: Path | str) -> None:

@@ -41,25 +41,24 @@ class PipelineError(RdmabenchError):
 
 
 def _open(path: Path, write: bool, direct: bool) -> int:
-    flags = (os.O_WRONLY | os.O_CREAT | os.O_TRUNC) if write else os.O_RDONLY
     try:
-        return os.open(path, flags | (os.O_DIRECT if direct else 0), 0o644)
-    except OSError as exc:
-        if direct and exc.errno == 22:
-            raise PipelineError(f"--direct: the file system holding {path.parent} refuses O_DIRECT (ramfs, and tmpfs before Linux 6.6, do); "
-                                "use a disk file system or leave --direct out") from None
-        raise
+        return integrity.open_file(path, write, direct)
+    except integrity.DirectIORefused as err:
+        raise PipelineError(f"--direct: {err}; use a disk file system or leave --direct out") from None
 
 
 def _ours(src: Path, dst: Path, size: int, chunk: int, slots: int, direct: bool) -> dict:
     from . import _native
 
-    fi, fo = _open(src, False, direct), _open(dst, True, direct)
+    fi = _open(src, False, direct)
     try:
-        r = _native.fx_null([(fi, size)], [(fo, size)], chunk=chunk, slots=slots)
+        fo = _open(dst, True, direct)
+        try:
+            r = _native.fx_null([(fi, size)], [(fo, size)], chunk=chunk, slots=slots)
+        finally:
+            os.close(fo)
     finally:
         os.close(fi)
-        os.close(fo)
     return r
 
 

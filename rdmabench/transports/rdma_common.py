@@ -6,7 +6,6 @@ Their control messages travel on rdmabench.wire's channel (authenticated, bounde
 
 from __future__ import annotations
 
-import errno
 import os
 from pathlib import Path
 
@@ -74,17 +73,14 @@ def digest_impl() -> str:
 def open_files(paths: list[Path], write: bool, direct: bool) -> list[int]:
     """File descriptors for a transfer (all or none): read-only, or created for writing; O_DIRECT if asked,
     and a clear error when the file system refuses it (ramfs, and tmpfs before Linux 6.6, do)."""
-    flags = (os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW) if write else os.O_RDONLY
     fds: list[int] = []
     try:
         for p in paths:
             try:
-                fds.append(os.open(p, flags | (os.O_DIRECT if direct else 0), 0o644))
-            except OSError as exc:
-                if direct and exc.errno == errno.EINVAL:
-                    raise TransportError(f"rdma: direct = true, but the file system holding {p.parent} refuses "
-                                         "O_DIRECT (ramfs, and tmpfs before Linux 6.6, do); set direct = false or use a disk file system") from None
-                raise
+                fds.append(integrity.open_file(p, write, direct))
+            except integrity.DirectIORefused as err:
+                raise TransportError(f"rdma: direct = true, but {err}; set direct = false or use a disk file "
+                                     "system") from None
     except BaseException:
         close_all(fds)
         raise
