@@ -34,6 +34,9 @@ def test_default_is_small_enough_for_the_lab():
     for h in s.handoffs:
         for sh in s.shapes:
             assert s.bytes_per_transfer(h, sh) <= 64 << 20
+    # the demo announces only what runs: C1 output over http and rdma-write alone (84, not 108)
+    assert len(s.plan()) == 2 * 3 * (6 + 6) + 2 * 3 * 2
+    assert {t for h, _, t, *_ in s.plan() if h == "c1-c2"} == {"http", "rdma-write"}
 
 
 def test_nfs_sweep_runs_every_variant_beside_http():

@@ -3,6 +3,7 @@ client, and `rdmabench serve` on loopback playing the storage host (no RDMA need
 the http and shared transports; the RDMA ones are tested in the lab)."""
 
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -60,6 +61,12 @@ def test_one_host(tmp_path):
     check_result(out)
     assert "pc1-pc2" in done.output and "verified" in done.output
     assert not any((tmp_path / "work" / "work" / "sealed").iterdir())  # each repetition's copy was removed
+    announced = re.findall(r"^\[(\d+)/(\d+)\] (\S+) (\S+) (\S+) #(\d+)$", done.stderr, re.M)
+    rows = [r for r in json.loads(out.read_text())["rows"] if "handoff" in r["measured"]]
+    # progress announces exactly the transfers that run: as many as there are rows, the same ones
+    assert {int(n) for _, n, *_ in announced} == {len(rows)} and len(announced) == len(rows)
+    assert sorted((h, s, t, int(rep) - 1) for _, _, h, s, t, rep in announced) == sorted(
+        (r["measured"]["handoff"], r["measured"]["sector"], r["measured"]["transport"], r["repetition"]) for r in rows)
 
 
 def test_two_hosts_through_serve(tmp_path):
