@@ -76,19 +76,43 @@ def report_cmd(results, out):
 
 @click.command("jobs")
 @click.argument("logs", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--by", type=click.Choice(["worker", "host"]), help="One table per worker or per host.")
+@click.option("--by", type=click.Choice(["worker", "host"]), help="Job logs: one table per worker or per host.")
 @click.option("--format", "fmt", type=click.Choice(["text", "md"]), default="text", show_default=True)
+@click.option("--host", metavar="NAME",
+              help="Daemon log: the host it comes from, the destination of its fetches (default: the host in "
+                   "a journalctl prefix, else the file's name: worker-3.log is worker-3). One log only.")
+@click.option("--fetches", "each", is_flag=True, help="Daemon logs: list every fetch, not only the pairs.")
 @click.option("--what-if", "what_if", type=RESULT, metavar="RESULT.json",
               help="A transfer result: how long each hand-off's fetch takes with each measured transport, "
-                   "and what that does to a sector's time in the pipeline.")
+                   "and what that does to a sector's time in the pipeline (needs a job tracker log).")
 @click.option("--sector-size", default="32GiB", show_default=True, metavar="SIZE",
               help="With --what-if: 2KiB, 8MiB, 512MiB, 32GiB or 64GiB.")
-def jobs_cmd(logs, by, fmt, what_if, sector_size):
-    """Task durations from Lotus job tracker logs (jobs-YYYY-MM-DD.log).
+def jobs_cmd(logs, by, fmt, host, each, what_if, sector_size):
+    """Task durations from Lotus job tracker logs, fetch throughput from
+    Lotus, lotus-worker and Curio logs. Each file is read as the kind it is.
 
-    Per task type (AP, PC1, PC2, C1, C2, FIN, GET, ...): count, mean, p50,
-    p95, max and total. A line that does not parse is reported on stderr with
-    its file and line number and skipped.
+    Job tracker logs (jobs-YYYY-MM-DD.log, under $LOTUS_MINER_JOB_LOG_PATH):
+    per task type (AP, PC1, PC2, C1, C2, FIN, GET, ...) count, mean, p50,
+    p95, max and total.
+
+    Daemon logs: the 'Fetch done' line Lotus (v1.17.2 on) and Curio write
+    after every sector fetch gives its bytes, seconds and MiB/s; per host
+    pair (source: the URL's host; destination: the log's host) count, bytes,
+    seconds and the mean, p50, min and max MiB/s. Older Lotus logs only a
+    fetch's start: those are counted, their throughput said to be unknown.
+    Console and JSON (GOLOG_LOG_FMT=json) formats, journalctl prefix or not.
+    Where the logs are:
+
+    \b
+      journalctl -u lotus-worker -o short-iso > worker-3.log   (one per host)
+      journalctl -u lotus-miner > miner-1.log
+      /var/log/curio/curio.log    (Curio's systemd unit: GOLOG_FILE)
+      /var/log/lotus/miner.log    (Lotus's lotus-miner.service)
+
+    A line that does not parse (in a daemon log: a fetch line; other lines
+    are not read) is reported on stderr with its file and line number and
+    skipped. A file with nothing to report (no job line, no fetch line,
+    empty) is named on stderr and the command exits 1.
 
     With --what-if RESULT.json (a transfer result from `rdmabench run
     --config`): the bytes Lotus moves per hand-off for --sector-size, divided
@@ -100,37 +124,62 @@ def jobs_cmd(logs, by, fmt, what_if, sector_size):
     \b
     Examples:
       rdmabench jobs /var/log/lotus/jobs-2024-05-*.log --by worker
+      rdmabench jobs worker-*.log --fetches --format md
+      rdmabench jobs /var/log/curio/curio.log --host sealer-2
       rdmabench jobs jobs-*.log --what-if results/transfer-worker-20240504.json --sector-size 32GiB
     """
-    from .jobs import logparse, whatif
+    from .jobs import fetchlog, logparse, readlogs, whatif
     from .jobs.durations import format_seconds
     from .results.compare import md_table, text_table
 
     try:
-        log = logparse.read(logs)
+        found = readlogs.read(logs, host=host)
+        daemon = sorted(set(found.fetches["file"]))  # the daemon logs with fetches
+        if host and len(daemon) > 1:
+            raise click.UsageError(f"--host names the host of one daemon log; {len(daemon)} given: name each "
+                                   "file after its host (worker-3.log) or run once per log")
+        log = found.jobs
         w = None
         if what_if:  # everything checked before anything is printed
             from .results import frames
 
+            if log.jobs.empty:
+                raise click.UsageError("--what-if needs a job tracker log with jobs (the task durations)")
             w = whatif.compute(log.jobs, frames.load([what_if]), whatif.sector_bytes(sector_size))
     except RdmabenchError as err:
         _fail(err)
-    for problem in log.problems:
+    for problem in found.problems:
         click.echo(f"rdmabench jobs: {problem}", err=True)
     table = md_table if fmt == "md" else text_table
-    s = logparse.summary(log.jobs, by=by)
-    click.echo(f"{len(log.jobs)} jobs from {len(logs)} log file{'s' if len(logs) != 1 else ''}"
-               + (f", {len(log.problems)} malformed line{'s' if len(log.problems) != 1 else ''} skipped"
-                  if log.problems else ""))
-    groups = [(None, s)] if not by else list(s.groupby(by, sort=False))
-    for name, g in groups:
+    plural = lambda n, word: f"{n} {word}{('es' if word.endswith('ch') else 's') if n != 1 else ''}"  # noqa: E731
+    job_files = [f for f, k in found.kinds.items() if k == readlogs.JOB]
+    if job_files:
+        s = logparse.summary(log.jobs, by=by)
+        click.echo(f"{plural(len(log.jobs), 'job')} from {plural(len(job_files), 'log file')}"
+                   + (f", {plural(len(log.problems), 'malformed line')} skipped" if log.problems else ""))
+        groups = [(None, s)] if not by else list(s.groupby(by, sort=False))
+        for name, g in groups:
+            click.echo("")
+            if name is not None:
+                click.echo(f"### {by} {name}\n" if fmt == "md" else f"{by} {name}:")
+            click.echo(table(["task", "count", "mean", "p50", "p95", "max", "total"],
+                             [[r["task"], str(r["count"])] + [format_seconds(r[k]) for k in
+                                                               ("mean_s", "p50_s", "p95_s", "max_s", "total_s")]
+                              for r in g.to_dict("records")]))
+    if len(found.fetches):
+        if job_files:
+            click.echo("")
+        kinds = sorted({found.kinds[f] for f in daemon})
+        click.echo(f"{plural(len(found.fetches), 'fetch')} from {plural(len(daemon), 'daemon log')} "
+                   f"({', '.join(kinds)})"
+                   + (f", {plural(len(found.fetch_problems), 'malformed fetch line')} skipped"
+                      if found.fetch_problems else ""))
         click.echo("")
-        if name is not None:
-            click.echo(f"### {by} {name}\n" if fmt == "md" else f"{by} {name}:")
-        click.echo(table(["task", "count", "mean", "p50", "p95", "max", "total"],
-                         [[r["task"], str(r["count"])] + [format_seconds(r[k]) for k in
-                                                           ("mean_s", "p50_s", "p95_s", "max_s", "total_s")]
-                          for r in g.to_dict("records")]))
+        click.echo(fetchlog.render(found.fetches, table, markdown=fmt == "md", each=each), nl=False)
     if w is not None:
         click.echo("")
         click.echo(whatif.render(w, markdown=fmt == "md"), nl=False)
+    if found.empty:
+        for message in found.empty:
+            click.echo(f"rdmabench jobs: {message}", err=True)
+        raise SystemExit(1)

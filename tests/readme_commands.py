@@ -49,6 +49,7 @@ COVERAGE = {
     "rdmabench report results/*.json -o report/": ("host", "rdmabench report {A} {B} {T} -o {out}/report/"),
     "rdmabench jobs jobs-2026-11-*.log --what-if results/T.json --sector-size 32GiB":
         ("host", "rdmabench jobs {log} --what-if {T} --sector-size 32GiB"),
+    "rdmabench jobs worker-3.log curio.log --fetches": ("host", "rdmabench jobs {worker} {curio} --fetches"),
     "rdmabench lab -- CMD": ("make", "test-lab-one"),
     "rdmabench lab --hosts 2 --storage CMD --worker CMD": ("make", "test-lab-two"),
 }

@@ -47,7 +47,9 @@ def files(tmp_path_factory):
     d = tmp_path_factory.mktemp("readme")
     return {"A": crafted.verbs_a().save(d / "A.json"), "B": crafted.verbs_b().save(d / "B.json"),
             "T": crafted.transfer_result().save(d / "T.json"),
-            "log": Path(__file__).parent / "data" / "jobs-2021-07-30.log", "out": d}
+            "log": Path(__file__).parent / "data" / "jobs-2021-07-30.log", "out": d,
+            "worker": Path(__file__).parent / "data" / "worker-3.log",
+            "curio": Path(__file__).parent / "data" / "curio.log"}
 
 
 @pytest.mark.parametrize("shown", sorted(rc.where("host")))
