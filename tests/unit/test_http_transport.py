@@ -6,7 +6,6 @@ import socket
 import subprocess
 import sys
 import tarfile
-import time
 
 import pytest
 

@@ -203,7 +203,6 @@ def test_passive_end_killed_mid_transfer(lab_env, tmp_path, name, streams):
         killed_at: list[float] = []
         killer = threading.Thread(target=kill_once_bytes_land)
         killer.start()
-        t0 = time.monotonic()
         with pytest.raises(TransportError, match=rf"{name}: unsealed/s-t01000-7 failed: .+"):
             t.move(item)
         elapsed = time.monotonic() - killed_at[0]
