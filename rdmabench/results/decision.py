@@ -38,6 +38,9 @@ SHORT = 0.99   # a row that moved under 99% of a real hop's bytes was measured a
 WHAT_MOVES = {"pc1-pc2": "the sealed file and the cache after PC1",
               "finalize": "the sealed file and the finalized cache",
               "c1-c2": f"the C1 output, sent {whatif.C1_HOPS} times: worker to miner, miner to C2 worker"}
+LEAD = ("One table per hand-off and real sector size, the biggest size first: how long one sector's hand-off "
+        "takes over each transport, its speedup against Lotus's HTTP fetch, and the CPU it costs at both ends. "
+        f"{MARK} marks a projection from a scaled run; how it is made is said below the tables.")
 MODEL = (
     "Time for one sector = the bytes Lotus moves at that hand-off for one sector of that size (pc1-pc2: the "
     "sealed file and the cache after PC1; finalize: the sealed file and the finalized cache; c1-c2: the C1 "
@@ -264,7 +267,7 @@ def table(d: Decision) -> Table:
     body = []
     for x in d.lines:
         basis = (f"projected from {x.shapes}" if x.projected else f"measured at {x.shapes}") + \
-                f", {x.repetitions} rep{'s' if x.repetitions != 1 else ''}"
+                f" ({x.repetitions} rep{'s' if x.repetitions != 1 else ''})"
         body.append(([x.run] if several else []) + [
             x.series + (" (baseline)" if x.baseline else ""), basis, _marked(format_seconds(x.seconds), x.projected),
             _marked(f"{x.mibps:,.1f}", x.projected), _speedup(x), _cpu(x.worker_cpu, x.projected),
@@ -286,6 +289,7 @@ def section(t: Tables) -> tuple[Section, list[Decision]]:
                 absent="No transfer rows in these files: nothing to decide per hand-off. "
                        "Transfers come from `rdmabench run --config`.")
     if decisions:
-        s.intro = [MODEL] + [n + "." for n in notes]
+        s.intro = [LEAD]
         s.tables = [table(d) for d in decisions]
+        s.outro = [MODEL] + [n + "." for n in notes]
     return s, decisions

@@ -32,4 +32,5 @@ class Section:
     plots: list[Plot] = field(default_factory=list)
     absent: str = ""  # why there is nothing, when there is nothing
     tables: list[Table] = field(default_factory=list)
-    intro: list[str] = field(default_factory=list)  # paragraphs before the tables: the model, the caveats
+    intro: list[str] = field(default_factory=list)  # paragraphs before the plots and tables: how to read them
+    outro: list[str] = field(default_factory=list)  # paragraphs after them: the model in full, notes
