@@ -275,7 +275,7 @@ def table(d: Decision) -> Table:
     caption = [f"vs Lotus's fetch: against {d.baseline}; its time / this time (2.00x faster: half the time)."
                if d.baseline else "No baseline: Lotus's HTTP fetch was not measured at this hand-off and size."]
     if any(x.projected for x in d.lines):
-        caption.append(f"{MARK} projected to the real size from a scaled run (the model above).")
+        caption.append(f"{MARK} projected to the real size from a scaled run (the model is said below the tables).")
     caption += [n + "." for n in d.notes]
     warn = ("Lab figure, not hardware: " + "; ".join(f"{run}: {env}" for run, env in d.lab)) if d.lab else ""
     return Table(header, body, " ".join(caption), warn=warn, mark=MARK, kind="decision",
