@@ -55,22 +55,55 @@ def compare_cmd(results, fmt, latency):
 @click.argument("results", nargs=-1, required=True, type=RESULT)
 @click.option("--output", "-o", "out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder for report.html, report.md and the PNGs (made if missing).")
-def report_cmd(results, out):
-    """Write an HTML and a Markdown report of result files, with plots.
+@click.option("--jobs", "jobs", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              metavar="LOG", help="A Lotus job tracker log (jobs-YYYY-MM-DD.log; repeat for more days): adds "
+                                  "sectors a day today and with each transport.")
+@click.option("--sector-size", metavar="SIZE",
+              help="With --jobs: the sector size of the what-if (2KiB, 8MiB, 512MiB, 32GiB or 64GiB). "
+                   "Default: the biggest real sector size the transfers were measured for.")
+def report_cmd(results, out, jobs, sector_size):
+    """Write an HTML and a Markdown report of result files.
 
-    Bandwidth against message size per test (log2 axis), the latency
-    distribution as a CDF of the raw samples, transfer time per hand-off and
-    transport, CPU-seconds per GB per transport at both ends, and the context
-    of every run. Only what the files contain is plotted; the page says what
-    is missing. report.html is self-contained (plots inline); report.md links
-    the PNGs written beside it. Runs not measured on hardware are flagged.
+    \b
+    The page, in order:
+    1. The decision: per hand-off (pc1-pc2, finalize, c1-c2) at the real
+       sector size, each transport's time for one sector, throughput,
+       speedup against Lotus's HTTP fetch and CPU-seconds per GB at the
+       worker and the storage host. Figures from scaled runs (32GiB@1/16384)
+       are projections, marked, with the model stated; a live fetch from
+       your own Lotus/Curio worker, where a file has one, is the baseline.
+       One table per hand-off per real size present, the biggest first.
+    2. With --jobs LOG: sectors a day today and with each transport (the
+       logs' mean task durations plus each hand-off's fetch), at
+       --sector-size.
+    3. The plots, each with a table of its numbers: bandwidth against
+       message size, latency CDFs, one transfer-time chart per hand-off (as
+       measured), the RDMA transfers against the link's raw bandwidth,
+       CPU-seconds per GB; then the context of every run.
+
+    Only what the files contain is shown; the page says what is missing.
+    report.html is self-contained (plots inline); report.md links the PNGs
+    written beside it. Runs not measured on hardware are flagged, on the
+    page and on every decision table they feed.
+
+    \b
+    Examples:
+      rdmabench report results/*.json -o report/
+      rdmabench report results/T.json -o report/ --jobs jobs-2024-05-01.log --jobs jobs-2024-05-02.log
     """
+    from .jobs import logparse, whatif
     from .results import frames, report
 
+    if sector_size and not jobs:
+        raise click.UsageError("--sector-size is the what-if's: give it with --jobs LOG")
     try:
-        page = report.write(report.build(frames.load(results)), out)
+        log = logparse.read(jobs) if jobs else None
+        sector = whatif.sector_bytes(sector_size) if sector_size else None
+        page = report.write(report.build(frames.load(results), log.jobs if log else None, sector, len(jobs)), out)
     except RdmabenchError as err:
         _fail(err)
+    for problem in log.problems if log else ():
+        click.echo(f"rdmabench report: {problem}", err=True)
     click.echo(str(page))
 
 

@@ -16,6 +16,8 @@ PACKAGES=(
   libxxhash-dev
   # the strong baseline (rdmabench/baseline.py): nginx serving a sector file to curl, which our Lotus-style HTTP fetch must match
   nginx curl
+  # a headless browser: tests/unit/test_report_browser.py renders the report and checks what a reader would see
+  chromium-headless-shell
 )
 
 missing=()

@@ -47,6 +47,8 @@ COVERAGE = {
     "rdmabench compare results/A.json results/B.json [--format md]":
         ("host", "rdmabench compare {A} {B} && rdmabench compare {A} {B} --format md"),
     "rdmabench report results/*.json -o report/": ("host", "rdmabench report {A} {B} {T} -o {out}/report/"),
+    "rdmabench report results/T.json -o report/ --jobs jobs-2026-11-01.log":
+        ("host", "rdmabench report {T} -o {out}/report-jobs/ --jobs {log}"),
     "rdmabench jobs jobs-2026-11-*.log --what-if results/T.json --sector-size 32GiB":
         ("host", "rdmabench jobs {log} --what-if {T} --sector-size 32GiB"),
     "rdmabench jobs worker-3.log curio.log --fetches": ("host", "rdmabench jobs {worker} {curio} --fetches"),

@@ -44,6 +44,12 @@ C1_HOPS = 2
 BASE64_TRANSPORTS = ("http",)  # its C1 output goes base64 inside JSON-RPC, as Lotus sends it
 HANDOFFS = ("pc1-pc2", "finalize", "c1-c2")
 TODAY = {"pc1-pc2": ("http",), "finalize": ("http",), "c1-c2": ("http",)}  # first one measured wins
+DAY_S = 86_400
+SECTORS_A_DAY = ("Sectors a day = 86,400 s / a sector's time in the pipeline (its mean task durations from the "
+                 "logs plus its fetches): one sealing lane taking one sector at a time through AP, PC1, PC2, C1, "
+                 "C2 and FIN. A cluster that keeps k sectors in flight seals about k times as many (Little's law), "
+                 "so the change against today holds whatever k, as long as a sector's time through this chain is "
+                 "what limits the cluster, not a shared resource that is saturated (GPUs, the network, the disks).")
 
 
 class WhatIfError(RdmabenchError):
@@ -80,7 +86,7 @@ def payload_bytes(sector: int) -> dict[str, int]:
 
 def wire_bytes(handoff: str, transport: str, sector: int) -> int:
     """What ``transport`` puts on the wire for ``handoff``: base64 for the C1 output over JSON-RPC, raw otherwise."""
-    if handoff == "c1-c2" and transport not in BASE64_TRANSPORTS:
+    if handoff == "c1-c2" and transport.split()[0] not in BASE64_TRANSPORTS:  # "http live-lotus" is http too
         return payload_bytes(sector)["c1-c2"]
     return handoff_bytes(sector)[handoff]
 
@@ -124,7 +130,8 @@ class WhatIf:
     hardware: bool
     tasks: pd.DataFrame      # task, count, mean_s (the pipeline's tasks found in the logs)
     fetches: pd.DataFrame    # handoff, transport, today, bytes, throughput_MiBps, repetitions, seconds, vs_today
-    pipeline: pd.DataFrame   # scenario, transports, tasks_s, fetch_s, total_s, fetch_share, saved_s, change
+    pipeline: pd.DataFrame   # scenario, transports, tasks_s, fetch_s, total_s, fetch_share, saved_s, change,
+    #                          sectors_per_day (SECTORS_A_DAY says how)
     notes: list[str] = field(default_factory=list)
     measured_with: str = ""  # the sector sizes the throughputs were measured with
 
@@ -133,7 +140,10 @@ class WhatIf:
         return not self.hardware
 
 
-def compute(jobs: pd.DataFrame, tables: Tables, sector: int) -> WhatIf:
+def compute(jobs: pd.DataFrame, tables: Tables, sector: int, today: dict[str, str] | None = None) -> WhatIf:
+    """``today`` names, per hand-off, the transport (a series: "http live-lotus") that is today's there, where
+    the caller knows better than TODAY (the report: a live fetch from the user's own worker); else TODAY's."""
+    choices = {h: (today[h],) if today and today.get(h) else TODAY[h] for h in HANDOFFS}
     tr = transfer_rows(tables)
     if tr is None:
         kinds = ", ".join(sorted(set(tables.runs["kind"]))) or "nothing"
@@ -164,11 +174,11 @@ def compute(jobs: pd.DataFrame, tables: Tables, sector: int) -> WhatIf:
     tr = _same_shape(tr, sector, notes)
     thr = tr.groupby(["handoff", "transport"])["throughput_MiBps"].agg(["mean", "size"])
     moved = payload_bytes(sector)
-    today = {}
+    today = {}  # from here on: the transport measured as today's, per hand-off
     for h in HANDOFFS:
-        today[h] = next((t for t in TODAY[h] if (h, t) in thr.index), None)
+        today[h] = next((t for t in choices[h] if (h, t) in thr.index), None)
         if today[h] is None:
-            notes.append(f"{h}: Lotus's own transport ({' or '.join(TODAY[h])}) was not measured: "
+            notes.append(f"{h}: Lotus's own transport ({' or '.join(choices[h])}) was not measured: "
                          "no baseline for this hand-off")
     fetch_rows = []
     for h in HANDOFFS:
@@ -208,6 +218,7 @@ def compute(jobs: pd.DataFrame, tables: Tables, sector: int) -> WhatIf:
     today_total = pipeline["total_s"].iloc[0]
     pipeline["saved_s"] = today_total - pipeline["total_s"]
     pipeline["change"] = pipeline["total_s"] / today_total - 1 if today_total else float("nan")
+    pipeline["sectors_per_day"] = [DAY_S / s if s else float("nan") for s in pipeline["total_s"]]
 
     sizes = sorted(set(map(str, tr["sector"]))) if "sector" in tr.columns else []
     return WhatIf(sector=sector, environment=environment, hardware=hardware, tasks=tasks, fetches=fetches,
@@ -216,7 +227,8 @@ def compute(jobs: pd.DataFrame, tables: Tables, sector: int) -> WhatIf:
 
 # ---- printing ----
 
-def _bytes(n: int) -> str:
+def human_bytes(n: int) -> str:
+    """448.0 GiB, 73.1 MiB, 77,400 kB, 2,000 B: sizes as the what-if and the report print them."""
     if n >= 10 * GiB:
         return f"{n / GiB:,.1f} GiB"
     if n >= 10 * MiB:
@@ -237,7 +249,7 @@ def render(w: WhatIf, markdown: bool = False) -> str:
                f"sectors on: {w.environment})")
     out.append("")
     out.append(head("Fetch time per hand-off"))
-    body = [[r["handoff"], r["transport"] + (" (today)" if r["today"] else ""), _bytes(r["bytes"]),
+    body = [[r["handoff"], r["transport"] + (" (today)" if r["today"] else ""), human_bytes(r["bytes"]),
              f"{r['throughput_MiBps']:,.1f}", format_seconds(r["seconds"]),
              "-" if r["today"] or r["vs_today"] != r["vs_today"] else f"{r['vs_today']:.2f}x faster"
              if r["vs_today"] >= 1 else f"{1 / r['vs_today']:.2f}x slower"]
@@ -250,12 +262,14 @@ def render(w: WhatIf, markdown: bool = False) -> str:
     out.append("")
     out.append(head("A sector's time in the pipeline (tasks + fetches)"))
     body = [[r["scenario"], format_seconds(r["tasks_s"]), format_seconds(r["fetch_s"]), format_seconds(r["total_s"]),
-             f"{r['fetch_share']:.1%}", "-" if r["scenario"] == "today" else
+             f"{r['fetch_share']:.1%}", f"{r['sectors_per_day']:.2f}", "-" if r["scenario"] == "today" else
              f"{format_seconds(r['saved_s'])} saved ({r['change']:+.1%})" if r["saved_s"] >= 0 else
              f"{format_seconds(-r['saved_s'])} more ({r['change']:+.1%})", r["transports"]]
             for r in w.pipeline.to_dict("records")]
-    out.append(table(["scenario", "tasks", "fetches", "total", "fetch share", "vs today", "transport per hand-off"],
-                     body))
+    out.append(table(["scenario", "tasks", "fetches", "total", "fetch share", "sectors a day", "vs today",
+                      "transport per hand-off"], body))
+    out.append("")
+    out.append(SECTORS_A_DAY)
     rest = w.notes[1:] if w.illustrative else w.notes
     if rest:
         out.append("")

@@ -1,6 +1,8 @@
 """The report's plots, drawn from the loader's tables to PNG bytes (matplotlib, Agg backend, no display).
 
 Each function returns a list of Plot (empty when the tables hold nothing for it); drawing never prints.
+Every Plot carries a Table of the numbers it draws, made from the same aggregated frame as its bars and lines.
+Figures are 10 inches wide at 100 dpi: 1000 pixels, the report's page width, so nothing is scaled down.
 Figures are matplotlib.figure.Figure objects, not pyplot's global state, so nothing leaks between plots.
 """
 
@@ -21,13 +23,15 @@ from ..config import HANDOFFS  # noqa: E402
 from ..engines.tests import TESTS  # noqa: E402
 from ..units import format_size  # noqa: E402
 from .frames import Tables, column, series, series_order  # noqa: E402
+from .page import Table  # noqa: E402
 
 TODAY = ("http",)  # the transport Lotus uses today (its HTTP fetch; JSON-RPC for the C1 output)
 CPU_KEYS = [("cpu.per_gb.client_system", "client, system-wide"), ("cpu.per_gb.client_process", "client, process"),
             ("cpu.per_gb.server_system", "server, system-wide"), ("cpu.per_gb.server_process", "server, process")]
 MAX_CDF_SIZES = 4
-MAX_BARS_SIDE_BY_SIDE = 12  # bars in a transfer panel beyond which the panels go one per line
+MAX_BARS_LEVEL = 12  # bars in a transfer panel beyond which their labels slant
 DPI = 100
+WIDTH = 10.0  # inches: 1000 pixels at DPI, the report page's width
 
 
 @dataclass
@@ -36,6 +40,7 @@ class Plot:
     title: str
     png: bytes
     caption: str = ""
+    table: Table | None = None  # the numbers drawn, for people who read tables (and for screen readers)
 
 
 def _png(fig: Figure) -> bytes:
@@ -68,6 +73,14 @@ def _ordered(values, order) -> list:
     return [v for v in order if v in present] + sorted(v for v in present if v not in order)
 
 
+def _num(v: float) -> str:
+    return "-" if v is None or v != v else f"{v:,.1f}" if abs(v) >= 10 else f"{v:.3g}"
+
+
+def _mean_sd(mean: float, sd: float) -> str:
+    return _num(mean) if sd != sd else f"{_num(mean)} ± {_num(sd)}"
+
+
 def bandwidth_vs_size(t: Tables) -> list[Plot]:
     """Average bandwidth against message size (log2 axis), one plot per test measured by it, a line per run."""
     df = t.rows
@@ -77,12 +90,13 @@ def bandwidth_vs_size(t: Tables) -> list[Plot]:
     out = []
     for test in _ordered(df["test"] if not df.empty else [], TESTS):
         d = df[df["test"] == test]
-        fig = Figure(figsize=(8, 4.2))
+        fig = Figure(figsize=(WIDTH, 4.2))
         ax = fig.add_subplot()
         sizes = sorted(d["size"].unique())
         top = 0.0
+        stats = {}
         for run, g in d.groupby("run", sort=False):
-            s = g.groupby("size")["value"].agg(["mean", "std"]).sort_index()
+            s = stats[run] = g.groupby("size")["value"].agg(["mean", "std"]).sort_index()
             ax.errorbar(s.index, s["mean"], yerr=s["std"].fillna(0), marker="o", ms=4, capsize=3, label=run)
             top = max(top, float((s["mean"] + s["std"].fillna(0)).max()))
         ax.set_xscale("log", base=2)
@@ -96,9 +110,17 @@ def bandwidth_vs_size(t: Tables) -> list[Plot]:
         ax.set_title(f"{test}: bandwidth vs message size")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize="small")
+        body = [[format_size(int(size))] + [_mean_sd(s.at[size, "mean"], s.at[size, "std"]) if size in s.index
+                                            else "-" for s in stats.values()] for size in sizes]
+        table = Table(["message size"] + [f"{run}: MiB/s" for run in stats], body,
+                      "Mean ± one standard deviation over repetitions (the points and error bars above).",
+                      kind="numbers")
         out.append(Plot(f"bw-{test}", f"{test}: bandwidth vs message size", _png(fig),
-                        "Mean over repetitions; error bars are one standard deviation."))
+                        "Mean over repetitions; error bars are one standard deviation.", table))
     return out
+
+
+PERCENTILES = (("p50", 50), ("p99", 99), ("p99.9", 99.9))
 
 
 def latency_cdf(t: Tables) -> list[Plot]:
@@ -115,9 +137,10 @@ def latency_cdf(t: Tables) -> list[Plot]:
             keep = sorted({sizes[round(i * (len(sizes) - 1) / (MAX_CDF_SIZES - 1))] for i in range(MAX_CDF_SIZES)})
             note = f" Sizes shown: {', '.join(_short_size(x) for x in keep)} of {len(sizes)} measured."
             sizes = keep
-        fig = Figure(figsize=(8, 4.2))
+        fig = Figure(figsize=(WIDTH, 4.2))
         ax = fig.add_subplot()
         lo, hi = np.inf, 0.0
+        body = []
         for (run, size), g in d[d["size"].isin(sizes)].groupby(["run", "size"], sort=False):
             v = np.sort(g["latency_us"].to_numpy(dtype=float))
             if not len(v):
@@ -125,6 +148,8 @@ def latency_cdf(t: Tables) -> list[Plot]:
             lo, hi = min(lo, v[0]), max(hi, v[-1])
             ax.step(v, np.arange(1, len(v) + 1) / len(v), where="post",
                     label=f"{run}, {format_size(int(size))} (p50 {_us(float(np.median(v)))} µs)")
+            body.append([run, format_size(int(size)), f"{len(v):,}", _us(float(v[0]))]
+                        + [_us(float(np.percentile(v, q))) for _, q in PERCENTILES] + [_us(float(v[-1]))])
         if lo > 0 and hi / lo > 20:
             ax.set_xscale("log")
         ax.set_xlabel("latency (µs)")
@@ -133,57 +158,76 @@ def latency_cdf(t: Tables) -> list[Plot]:
         ax.set_title(f"{test}: latency distribution (CDF of raw samples)")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize="small", loc="lower right")
+        table = Table(["run", "message size", "samples", "min µs"] + [f"{n} µs" for n, _ in PERCENTILES] + ["max µs"],
+                      body, "Over the samples drawn above (every repetition's, untrimmed).", kind="numbers")
         out.append(Plot(f"lat-{test}", f"{test}: latency CDF", _png(fig),
-                        "Every raw sample of every repetition, untrimmed." + note))
+                        "Every raw sample of every repetition, untrimmed." + note, table))
     return out
 
 
+def _shapes(d) -> list[str]:
+    """The sector shapes of these rows, the biggest real sector first ("32GiB@1/16384" before "8MiB")."""
+    size = column(d, "detail.sector_size")
+    pairs = dict.fromkeys(zip(d["sector"].astype(str), size.where(size.notna(), 0)))
+    return [label for label, _ in sorted(pairs, key=lambda p: (-float(p[1]), p[0]))]
+
+
 def transfer_times(t: Tables) -> list[Plot]:
-    """Mean transfer time per hand-off (one panel each) per transport, with the throughput on each bar."""
+    """One chart per hand-off: mean transfer time per transport, a panel per sector shape (stacked, full width),
+    with the throughput on each bar; and its table."""
     df = t.rows
     if df.empty:
         return []
     df = df[column(df, "handoff").notna() & column(df, "transport").notna() & df["seconds"].notna()]
     if df.empty:
         return []
-    panels = list(dict.fromkeys((h, s) for h, s in sorted(
-        zip(df["handoff"], df["sector"].astype(str)),
-        key=lambda k: (HANDOFFS.index(k[0]) if k[0] in HANDOFFS else 99, k))))
     runs = list(dict.fromkeys(df["run"]))
-    nbars = max(len(runs) * series(df[(df.handoff == h) & (df.sector.astype(str) == s)]).nunique() for h, s in panels)
-    if nbars > MAX_BARS_SIDE_BY_SIDE:  # [nfs] variants: one panel per line, wide enough for every bar and its label
-        fig = Figure(figsize=(max(6.0, 0.32 * nbars + 1.5), 5.6 * len(panels)), layout="constrained")
-        axes = fig.subplots(len(panels), 1, squeeze=False)[:, 0]
-    else:
-        fig = Figure(figsize=(4.2 * len(panels) + 0.8, 4.6), layout="constrained")
-        axes = fig.subplots(1, len(panels), squeeze=False)[0]
-    for ax, (handoff, sector) in zip(axes, panels):
-        d = df[(df.handoff == handoff) & (df.sector.astype(str) == sector)]
+    out = []
+    for handoff in _ordered(df["handoff"], HANDOFFS):
+        d = df[df.handoff == handoff]
         d = d.assign(series=series(d))  # an [nfs] variant is a bar of its own
-        transports = series_order(d)
-        width = 0.8 / len(runs)
-        x = np.arange(len(transports))
-        for i, run in enumerate(runs):
-            g = d[d.run == run].groupby("series").agg(mean=("seconds", "mean"), std=("seconds", "std"),
-                                                         mibps=("value", "mean"))
-            g = g.reindex(transports)
-            bars = ax.bar(x + (i - (len(runs) - 1) / 2) * width, g["mean"], width, yerr=g["std"].fillna(0),
-                          capsize=3, label=run if len(runs) > 1 else None, color=None if len(runs) > 1 else
-                          [("#c0504d" if tp in TODAY else "#4f81bd") for tp in transports])
-            for bar, mibps, sd in zip(bars, g["mibps"], g["std"].fillna(0)):
-                if mibps == mibps:
-                    ax.annotate(f"{mibps:,.0f} MiB/s" if mibps >= 10 else f"{mibps:.2g} MiB/s", (bar.get_x() + bar.get_width() / 2, bar.get_height() + sd),
-                                ha="center", va="bottom", fontsize=7, xytext=(0, 2), textcoords="offset points")
-        ax.set_xticks(x, transports, rotation=30 if nbars <= MAX_BARS_SIDE_BY_SIDE else 60, ha="right")
-        ax.set_title(f"{handoff} ({sector} sector)")
-        ax.set_ylabel("transfer time (s)")
-        ax.margins(y=0.15)
-        ax.grid(True, axis="y", alpha=0.3)
-        if len(runs) > 1:
-            ax.legend(fontsize="small")
-    fig.suptitle("Transfer time per hand-off and transport (mean; bars: one standard deviation)")
-    caption = "Red: the transport Lotus uses today (HTTP fetch, JSON-RPC for the C1 output)." if len(runs) == 1 else ""
-    return [Plot("transfer-time", "Transfer time per hand-off and transport", _png(fig), caption)]
+        shapes = _shapes(d)
+        nbars = max(len(runs) * d[d.sector.astype(str) == s]["series"].nunique() for s in shapes)
+        slant = nbars > MAX_BARS_LEVEL
+        fig = Figure(figsize=(max(WIDTH, 0.32 * nbars + 1.5), 0.6 + (4.6 if slant else 3.4) * len(shapes)),
+                     layout="constrained")
+        axes = fig.subplots(len(shapes), 1, squeeze=False)[:, 0]
+        body = []
+        for ax, shape in zip(axes, shapes):
+            ds = d[d.sector.astype(str) == shape]
+            transports = series_order(ds)
+            width = 0.8 / len(runs)
+            x = np.arange(len(transports))
+            for i, run in enumerate(runs):
+                g = ds[ds.run == run].groupby("series").agg(mean=("seconds", "mean"), std=("seconds", "std"),
+                                                            mibps=("value", "mean"), reps=("seconds", "size"))
+                g = g.reindex(transports)
+                bars = ax.bar(x + (i - (len(runs) - 1) / 2) * width, g["mean"], width, yerr=g["std"].fillna(0),
+                              capsize=3, label=run if len(runs) > 1 else None, color=None if len(runs) > 1 else
+                              [("#c0504d" if tp in TODAY else "#4f81bd") for tp in transports])
+                for bar, mibps, sd in zip(bars, g["mibps"], g["std"].fillna(0)):
+                    if mibps == mibps:
+                        ax.annotate(f"{_num(mibps)} MiB/s", (bar.get_x() + bar.get_width() / 2, bar.get_height() + sd),
+                                    ha="center", va="bottom", fontsize=8, xytext=(0, 2), textcoords="offset points")
+                body += [([run] if len(runs) > 1 else []) + [shape, tp, str(int(r["reps"])), _num(r["mean"]),
+                                                             _num(r["std"]), _num(r["mibps"])]
+                         for tp, r in g.iterrows() if r["reps"] == r["reps"]]
+            ax.set_xticks(x, transports, **({"rotation": 60, "ha": "right"} if slant else {}))
+            ax.set_title(f"{shape} sector" + (" (scaled: every file a fraction of its real size)" if "@" in shape
+                                              else ""))
+            ax.set_ylabel("transfer time (s)")
+            ax.margins(y=0.15)
+            ax.grid(True, axis="y", alpha=0.3)
+            if len(runs) > 1:
+                ax.legend(fontsize="small")
+        fig.suptitle(f"{handoff}: transfer time per transport (mean; bars: one standard deviation)")
+        caption = "Red: the transport Lotus uses today (HTTP fetch, JSON-RPC for the C1 output)." if len(runs) == 1 else ""
+        table = Table((["run"] if len(runs) > 1 else []) + ["sector", "transport", "reps", "mean s", "sd s",
+                                                            "MiB/s (mean)"], body,
+                      "As measured, at the shape named (not projected to the real size: the decision table does that).",
+                      kind="numbers")
+        out.append(Plot(f"transfer-{handoff}", f"{handoff}: transfer time per transport", _png(fig), caption, table))
+    return out
 
 
 def cpu_per_gb(t: Tables) -> list[Plot]:
@@ -196,16 +240,19 @@ def cpu_per_gb(t: Tables) -> list[Plot]:
     runs = list(dict.fromkeys(df["run"]))
     named = max(len(series_order(df[df.run == run])) for run in runs)  # [nfs] variants: a group of bars each
     variants = column(df, "variant").notna().any()
-    fig = Figure(figsize=(max(9.0, 0.6 * named + 1.5), (6.5 if variants else 4.2) * len(runs)),
+    fig = Figure(figsize=(max(WIDTH, 0.6 * named + 1.5), (6.5 if variants else 4.2) * len(runs)),
                  layout="constrained" if variants else None)
     axes = fig.subplots(len(runs), 1, squeeze=False)[:, 0]
+    labels = [lab for c, lab in CPU_KEYS if c in cols]
+    body = []
     for ax, run in zip(axes, runs):
         d = df[df.run == run]
         transports = series_order(d)
         g = d.assign(series=series(d)).groupby("series")[cols].mean().reindex(transports)
+        body += [([run] if len(runs) > 1 else []) + [tp] + [_num(v) for v in r] for tp, r in g.iterrows()]
         x = np.arange(len(transports))
         width = 0.8 / len(cols)
-        for i, (col, label) in enumerate((c, lab) for c, lab in CPU_KEYS if c in cols):
+        for i, (col, label) in enumerate(zip(cols, labels)):
             ax.bar(x + (i - (len(cols) - 1) / 2) * width, g[col], width, label=label,
                    hatch="//" if "process" in col else None, color="#4f81bd" if "client" in col else "#9bbb59",
                    edgecolor="white")
@@ -217,12 +264,14 @@ def cpu_per_gb(t: Tables) -> list[Plot]:
             ax.legend(fontsize="small", ncols=len(cols), loc="lower center", bbox_to_anchor=(0.5, 1.06))
         else:
             ax.legend(fontsize="small", ncols=len(cols), loc="upper center", bbox_to_anchor=(0.5, -0.08))  # clear of the bars
+    table = Table((["run"] if len(runs) > 1 else []) + ["transport"] + [f"{lab} CPU-s/GB" for lab in labels], body,
+                  "Mean over hand-offs and repetitions, as drawn above. The client is the worker, the server the "
+                  "storage host.", kind="numbers")
     return [Plot("cpu-per-gb", "CPU-seconds per GB per transport", _png(fig),
                  "System-wide counts user+nice+system+irq+softirq+steal on the whole host (qperf's way); "
-                 "process counts rdmabench's own process tree.")]
+                 "process counts rdmabench's own process tree.", table)]
 
 
 def all_plots(t: Tables) -> dict[str, list[Plot]]:
     return {"bandwidth": bandwidth_vs_size(t), "latency": latency_cdf(t), "transfer": transfer_times(t),
             "cpu": cpu_per_gb(t)}
-

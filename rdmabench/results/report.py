@@ -1,9 +1,12 @@
 """A report from result files: DIR/report.html (self-contained, plots inline as base64 PNG) and
 DIR/report.md (with the PNGs beside it).
 
-build() turns the loader's tables into a Report (sections of plots and notes, and the context of each run);
-write() renders it to both files. Sections appear only for what the files contain; the page says what is
-absent and why. A run that did not measure hardware is flagged at the top of the page and in its context.
+build() turns the loader's tables into a Report (sections of plots, tables and notes, and the context of each
+run); write() renders it to both files. The page leads with the decision (decision.py: per hand-off at the real
+sector size, each transport's time, throughput, speedup against Lotus's HTTP fetch and CPU per GB), then, given
+job logs, sectors a day today and with each transport (whatif_section.py), then the plots, each with a table
+of its numbers below it. Sections say what is absent and why. A run that did not measure hardware is flagged
+at the top of the page, on every decision table it feeds and in its context.
 """
 
 from __future__ import annotations
@@ -13,10 +16,13 @@ import html
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pandas as pd
+
 from .. import __version__
 from ..engines.tests import TESTS
-from . import efficiency
+from . import decision, efficiency, whatif_section
 from .frames import ASIDE, Tables, column
+from .page import Section, Table
 from .plots import Plot, all_plots
 
 CONTEXT_ROWS = [("host", "hostname"), ("peer host", "peer_hostname"), ("kernel", "kernel"), ("OS", "os"),
@@ -25,22 +31,6 @@ CONTEXT_ROWS = [("host", "hostname"), ("peer host", "peer_hostname"), ("kernel",
                 ("rdma-core", "rdma_core"), ("perftest", "perftest"), ("virtualization", "virtualization"),
                 ("environment", "environment"),
                 ("kind", "kind"), ("created", "created"), ("rows", "rows"), ("file", "path")]
-
-
-@dataclass
-class Table:
-    header: list[str]
-    body: list[list[str]]
-    caption: str = ""
-
-
-@dataclass
-class Section:
-    id: str
-    title: str
-    plots: list[Plot] = field(default_factory=list)
-    absent: str = ""  # why there is nothing, when there is nothing
-    tables: list[Table] = field(default_factory=list)
 
 
 @dataclass
@@ -63,7 +53,9 @@ def _tests(latency: bool) -> str:
     return ", ".join(names[:-1]) + " or " + names[-1]
 
 
-def build(t: Tables) -> Report:
+def build(t: Tables, jobs: pd.DataFrame | None = None, sector: int | None = None, logs: int = 0) -> Report:
+    """``jobs``: Lotus job tracker logs (logparse.read(...).jobs; ``logs`` of them) for the what-if at ``sector``
+    (default: the biggest real sector size the transfers were measured for)."""
     runs = list(t.runs["run"])
     rec = t.runs.set_index("run")
     context = [(label, [_cell(rec.at[r, col]) for r in runs]) for label, col in CONTEXT_ROWS]
@@ -71,13 +63,18 @@ def build(t: Tables) -> Report:
     p = all_plots(t)
     has_verbs = bool(column(t.rows, "test").notna().any())  # rows that measured a verbs test
     has_transfer = bool(column(t.rows, "handoff").notna().any())  # rows that measured a hand-off
+    lead, decided = decision.section(t)
+    if sector is None and decided:
+        sector = max(d.sector for d in decided)
     sections = [
+        lead,
+        whatif_section.section(t, jobs, sector, decision.baselines(decided, sector) if sector else None, logs),
         Section("bandwidth", "Bandwidth vs message size", p["bandwidth"],
                 "" if p["bandwidth"] else f"No bandwidth rows in these files (verbs {_tests(latency=False)})."
                 if not has_verbs else "No bandwidth test in these verbs results."),
         Section("latency", "Latency distribution", p["latency"],
                 "" if p["latency"] else f"No raw latency samples in these files (verbs {_tests(latency=True)})."),
-        Section("transfer", "Transfer time per hand-off", p["transfer"],
+        Section("transfer", "Transfer time per hand-off, as measured", p["transfer"],
                 "" if p["transfer"] else "No transfer rows in these files: nothing to plot per hand-off. "
                 "Transfers come from `rdmabench run --config`."),
         _efficiency(t, has_transfer),
@@ -97,7 +94,7 @@ def _efficiency(t: Tables, has_transfer: bool) -> Section:
               "since rdmabench measures the link's raw bandwidth in the same run; older files do not).")
     return Section("efficiency", "RDMA transfers against the link's raw bandwidth", [],
                    "" if body else absent,
-                   [Table(efficiency.HEADER, body, efficiency.CAPTION)] if body else [])
+                   [Table(efficiency.HEADER, body, efficiency.CAPTION, kind="numbers")] if body else [])
 
 
 # ---- HTML ----
@@ -117,6 +114,14 @@ table { border-collapse: collapse; margin: 0.5em 0; font-size: 0.92em; }
 th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: left; vertical-align: top; }
 th { background: #f3f3f3; }
 td.emulated { background: #fde8e8; color: #7b1d14; font-weight: 600; }
+td.projected { background: #fff6dc; font-style: italic; }
+.labfig { background: #fde8e8; border-left: 4px solid #c0392b; color: #7b1d14; padding: 0.3em 0.8em;
+          font-weight: 600; margin: 0.3em 0; }
+.tablewrap { overflow-x: auto; margin: 0.8em 0 1.4em 0; }
+h3 { margin: 1.2em 0 0.3em 0; font-size: 1.05em; }
+.plot { margin: 1em 0 2em 0; }
+table.decision { width: 100%; } table.decision td { white-space: nowrap; }
+p.model { color: #444; font-size: 0.92em; }
 nav a { margin-right: 1em; }
 """
 
@@ -128,14 +133,37 @@ def _img(plot: Plot) -> str:
 
 
 
+def _td(cell, mark: str) -> str:
+    text = html.escape(str(cell))
+    return f'<td class="projected">{text}</td>' if mark and str(cell).endswith(mark) else f"<td>{text}</td>"
+
+
 def _html_table(tb: Table) -> str:
     e = html.escape
-    out = ["<table><thead><tr>" + "".join(f"<th>{e(h)}</th>" for h in tb.header) + "</tr></thead><tbody>"]
-    out += ["<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in line) + "</tr>" for line in tb.body]
+    kind = f" {tb.kind}" if tb.kind else ""
+    out = [f'<div class="tablewrap{kind}">']
+    if tb.title:
+        out.append(f"<h3>{e(tb.title)}</h3>")
+    if tb.warn:
+        out.append(f'<p class="labfig">{e(tb.warn)}</p>')
+    out.append(f'<table class="numbers{kind}"><thead><tr>' + "".join(f"<th>{e(h)}</th>" for h in tb.header)
+               + "</tr></thead><tbody>")
+    out += ["<tr>" + "".join(_td(c, tb.mark) for c in line) + "</tr>" for line in tb.body]
     out.append("</tbody></table>")
     if tb.caption:
         out.append(f'<p class="sub">{e(tb.caption)}</p>')
+    out.append("</div>")
     return "\n".join(out)
+
+
+def _html_section(s: Section) -> list[str]:
+    e = html.escape
+    out = [f'<h2 id="{s.id}">{e(s.title)}</h2>']
+    if not (s.plots or s.tables):
+        return out + [f'<p class="absent">{e(s.absent)}</p>']
+    out += [f"<p>{e(para)}</p>" for para in s.intro]
+    out += [f'<div class="plot">{_img(p)}' + (_html_table(p.table) if p.table else "") + "</div>" for p in s.plots]
+    return out + [_html_table(tb) for tb in s.tables] + [f'<p class="model">{e(para)}</p>' for para in s.outro]
 
 
 def render_html(r: Report) -> str:
@@ -154,11 +182,7 @@ def render_html(r: Report) -> str:
     out.append("<nav>" + "".join(f'<a href="#{s.id}">{e(s.title)}</a>' for s in r.sections)
                + '<a href="#context">Context</a></nav>')
     for s in r.sections:
-        out.append(f'<h2 id="{s.id}">{e(s.title)}</h2>')
-        if s.plots or s.tables:
-            out += [_img(p) for p in s.plots] + [_html_table(tb) for tb in s.tables]
-        else:
-            out.append(f'<p class="absent">{e(s.absent)}</p>')
+        out += _html_section(s)
     out.append('<h2 id="context">Context</h2>')
     out.append("<table><thead><tr><th></th>" + "".join(f"<th>{e(x)}</th>" for x in r.runs) + "</tr></thead><tbody>")
     flagged = {run for run, _ in r.not_hardware}
@@ -185,15 +209,25 @@ def render_markdown(r: Report) -> str:
                    "meaningless; ratios within one run only.")
         out += [f"> - {run}: {env}" for run, env in r.not_hardware]
         out.append("")
+    def table(tb: Table) -> list[str]:
+        return (([f"### {tb.title}", ""] if tb.title else []) + ([f"> **⚠ {tb.warn}**", ""] if tb.warn else [])
+                + [md_table(tb.header, tb.body), ""] + ([f"_{tb.caption}_", ""] if tb.caption else []))
+
     for s in r.sections:
         out += [f"## {s.title}", ""]
         if s.plots or s.tables:
+            for para in s.intro:
+                out += [para, ""]
             for p in s.plots:
                 out += [f"![{p.title}]({p.name}.png)", ""]
                 if p.caption:
                     out += [f"_{p.caption}_", ""]
+                if p.table:
+                    out += table(p.table)
             for tb in s.tables:
-                out += [md_table(tb.header, tb.body), ""] + ([f"_{tb.caption}_", ""] if tb.caption else [])
+                out += table(tb)
+            for para in s.outro:
+                out += [para, ""]
         else:
             out += [f"_{s.absent}_", ""]
     out += ["## Context", ""]

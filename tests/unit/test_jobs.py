@@ -203,6 +203,10 @@ def test_jobs_command_what_if(tmp_path):
     assert "ILLUSTRATIVE ONLY" in out.stdout and "What-if for one 32 GiB sector" in out.stdout
     assert "pc1-pc2   http (today)  448.0 GiB" in out.stdout
     assert "1h16m" in out.stdout  # 481,036,337,120 B at 100 MiB/s = 4587.5 s
+    w = whatif.compute(read([LOG]).jobs, frames.load([path]), 32 << 30)
+    today = w.pipeline.set_index("scenario").loc["today"]
+    assert today["sectors_per_day"] == pytest.approx(86_400 / today["total_s"])
+    assert f"  {today['sectors_per_day']:.2f}  " in out.stdout and whatif.SECTORS_A_DAY in out.stdout
     md = CliRunner().invoke(cli, ["jobs", str(LOG), "--what-if", str(path), "--format", "md"])
     assert "### A sector's time in the pipeline (tasks + fetches)" in md.stdout
     verbs = crafted.verbs_a().save(tmp_path / "v.json")

@@ -1,4 +1,5 @@
 import base64
+import re
 from html.parser import HTMLParser
 
 import pytest
@@ -65,7 +66,8 @@ def test_every_plot_is_inline(full):
     page, p = full
     alts = [i["alt"] for i in p.imgs]
     assert alts == ["write_bw: bandwidth vs message size", "read_bw: bandwidth vs message size", "write_lat: latency CDF",
-                    "Transfer time per hand-off and transport", "CPU-seconds per GB per transport"]
+                    "pc1-pc2: transfer time per transport", "finalize: transfer time per transport",
+                    "c1-c2: transfer time per transport", "CPU-seconds per GB per transport"]
     for img in p.imgs:
         assert img["src"].startswith("data:image/png;base64,")
         assert base64.b64decode(img["src"].split(",", 1)[1]).startswith(PNG_MAGIC)
@@ -74,9 +76,33 @@ def test_every_plot_is_inline(full):
 
 def test_headings(full):
     _, p = full
-    assert [h[2] for h in p.headings] == ["rdmabench report", "Bandwidth vs message size", "Latency distribution",
-                                          "Transfer time per hand-off", "RDMA transfers against the link's raw bandwidth",
+    assert [h[2] for h in p.headings] == ["rdmabench report", "The decision: each hand-off at the real sector size",
+                                          "Sectors a day: today and with each transport", "Bandwidth vs message size",
+                                          "Latency distribution", "Transfer time per hand-off, as measured",
+                                          "RDMA transfers against the link's raw bandwidth",
                                           "CPU-seconds per GB per transport", "Context"]
+
+
+def test_every_plot_has_a_table_of_its_numbers_below_it(full):
+    page, p = full
+    text = page.read_text()
+    plots = re.findall(r'<div class="plot"><figure>.*?</figure>(.*?)</div>\n', text, re.S)
+    assert len(plots) == len(p.imgs) == 7
+    assert all(rest.startswith('<div class="tablewrap numbers">') for rest in plots)
+    texts = [c[2] for c in p.cells]
+    assert "1,000.0 ± 10.0" in texts  # verbs-a write_bw 64 KiB: 1000, 1010, 990 MiB/s
+    # transfer-rxe pc1-pc2 over http: 98, 100, 102 MiB/s, the mean beside its bar
+    assert ["8MiB", "http", "3"] == texts[texts.index("http") - 1:texts.index("http") + 2]
+    i = texts.index("http")
+    assert texts[i + 4] == "100.0"
+
+
+def test_the_transfer_charts_fit_the_page(full):
+    page, _ = full
+    from matplotlib.image import imread
+    for h in ("pc1-pc2", "finalize", "c1-c2"):
+        height, width = imread(page.parent / f"transfer-{h}.png").shape[:2]
+        assert 700 <= width <= 1100, (h, width)  # drawn at page width: never squeezed, never scaled down
 
 
 def test_context_table_and_emulation_flag(full):
@@ -96,7 +122,8 @@ def test_context_table_and_emulation_flag(full):
 def test_markdown_and_pngs_beside_it(full):
     page, _ = full
     md = (page.parent / "report.md").read_text()
-    for name in ("bw-write_bw", "bw-read_bw", "lat-write_lat", "transfer-time", "cpu-per-gb"):
+    for name in ("bw-write_bw", "bw-read_bw", "lat-write_lat", "transfer-pc1-pc2", "transfer-finalize",
+                 "transfer-c1-c2", "cpu-per-gb"):
         assert f"]({name}.png)" in md
         assert (page.parent / f"{name}.png").read_bytes().startswith(PNG_MAGIC)
     assert "## Context" in md and "| **device** | mlx5_0 | rxe0 |" in md
@@ -114,4 +141,5 @@ def test_verbs_only_has_no_transfer_plots_and_says_so(tmp_path):
     html = (tmp_path / "r" / "report.html").read_text()
     assert "No transfer rows in these files" in html and "no CPU-per-GB plot" in html
     assert p.warn == ""  # hardware only: no banner
-    assert not (tmp_path / "r" / "transfer-time.png").exists()
+    assert not list((tmp_path / "r").glob("transfer-*.png"))
+    assert "No transfer rows in these files: nothing to decide" in html

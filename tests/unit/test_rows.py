@@ -118,4 +118,5 @@ def test_the_report_follows_the_rows_whatever_the_file_calls_itself(tmp_path):
     r = report.build(frames.from_results([("x", relabelled), ("t", crafted.transfer_result())]))
     plotted = {s.id: [p.name for p in s.plots] for s in r.sections}
     assert plotted["bandwidth"] == ["bw-write_bw", "bw-read_bw"] and plotted["latency"] == ["lat-write_lat"]
-    assert plotted["transfer"] == ["transfer-time"] and plotted["cpu"] == ["cpu-per-gb"]
+    assert plotted["transfer"] == ["transfer-pc1-pc2", "transfer-finalize", "transfer-c1-c2"]  # one chart per hand-off
+    assert plotted["cpu"] == ["cpu-per-gb"]
