@@ -195,6 +195,11 @@ def _fetch_sector(ep, creds, plan: Plan, handoff: str, dest: Path) -> list[dict]
     if handoff == "pc1-pc2" and not any(n.startswith("sc-02-data-layer-") for n in names):
         raise LiveError(f"cache/{plan.sector_id} holds no layers ({', '.join(names) or 'nothing'}): the sector is "
                         "past Finalize at the source; measure it with --handoff finalize")
+    unfinalized = [n for n in names if re.match(r"sc-02-data-(layer|tree-c|tree-d)", n)]
+    if handoff == "finalize" and unfinalized:
+        raise LiveError(f"cache/{plan.sector_id} holds {unfinalized[0]}: the sector is not finalized at the source "
+                        "(Finalize keeps only tree-r-last, p_aux and t_aux); measure it with --handoff pc1-pc2, "
+                        "or after Finalize")
     records[-1]["extra"]["files"] = names
     return records
 
