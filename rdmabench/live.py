@@ -265,6 +265,8 @@ def run(url: str | None, creds: Credentials, handoff: str, sector_ids: list[str]
                     f"{row['cpu']['per_gb']['client_process']:.3f} CPU-s/GB here" if row["bytes"] else "nothing moved")
     except RdmabenchError as err:
         raise type(err)(creds.scrub(str(err))) from None
+    except OSError as err:  # the scratch directory: not writable, gone, ...
+        raise LiveError(creds.scrub(f"{err.filename or dest}: {err.strerror or err}")) from None
     options = {"live": True, "kind": kind, "source": ep.source, "handoff": handoff, "sectors": list(sector_ids),
                "repetitions": repetitions, "keep": keep, "scratch": str(dest), "token": creds.origin}
     return Result(kind="transfer", context=context.collect(), options=options, rows=rows)

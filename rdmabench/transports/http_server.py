@@ -6,7 +6,8 @@ As ``storage/paths/http_handler.go`` serves it (see docs/lotus.md):
   ``s-t0<miner>-<n>``; anything else (``..``, percent-encoding, extra slashes) is 400; a
   sector that is not there is 404. Paths are never decoded, and the resolved path must lie
   under the storage root, so nothing outside it is ever opened;
-- a file: ``application/octet-stream``, Content-Length, single Range, HEAD; body by sendfile(2);
+- a file: ``application/octet-stream``, Content-Length, single Range; body by sendfile(2). We also answer
+  HEAD; Lotus does not (its gorilla/mux route is ``Methods("GET")``: a HEAD is 405), and its client never sends one;
 - a directory (cache): ``application/x-tar``, chunked, an uncompressed tar of the top-level
   regular files sorted by name, copied 1 MiB at a time (each 1 MiB is one chunk, sent by
   sendfile), and no end-of-archive blocks (Lotus never writes them; ``end_blocks=True`` adds

@@ -228,3 +228,10 @@ def test_help_teaches_where_the_token_comes_from():
     assert done.exit_code == 0
     for words in ("create-token --perm admin", "StorageRPCSecret", "no DELETE", "RDMABENCH_LIVE_URL", "like for like"):
         assert words in done.output.replace("\n", " ").replace("  ", " "), words
+
+
+def test_a_scratch_that_cannot_be_written_is_a_clear_error(node, tmp_path):
+    creds = live_auth.Credentials(lotus_standin.make_token(node.secret, ADMIN), "test")
+    (tmp_path / "file").write_text("not a directory")
+    with pytest.raises(live.LiveError, match="file/scratch"):
+        live.run(node.url, creds, "pc1-pc2", [SID], tmp_path / "file" / "scratch")
