@@ -353,6 +353,7 @@ def crosscheck_cmd(device, peer, sizes, only, repeat, bw_iters, lat_iters, timeo
 from .cli_results import compare_cmd, jobs_cmd, report_cmd  # noqa: E402  (results and job logs)
 from .cli_serve import secret_group, serve_cmd  # noqa: E402  (the listening side)
 from .cli_baselines import baseline_cmd, pipeline_cmd  # noqa: E402  (what our figures are measured against)
+from .cli_live import live_cmd  # noqa: E402  (a running Lotus or Curio's own fetch)
 
 cli.add_command(compare_cmd)
 cli.add_command(report_cmd)
@@ -361,6 +362,7 @@ cli.add_command(serve_cmd)
 cli.add_command(secret_group)
 cli.add_command(baseline_cmd)
 cli.add_command(pipeline_cmd)
+cli.add_command(live_cmd)
 
 
 def main():

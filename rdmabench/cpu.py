@@ -97,14 +97,16 @@ def _per_gb(cpu_s: float, moved: int) -> float:
     return cpu_s / (moved / 1e9)
 
 
-def per_gb(client: dict, server: dict, moved: int) -> dict | None:
+def per_gb(client: dict, server: dict | None, moved: int) -> dict | None:
     """CPU-seconds per GB moved at both ends: per process always, system-wide where the interval was long
-    enough to measure (see MIN_TICKS); None when nothing moved. results.row.make calls it for every row."""
+    enough to measure (see MIN_TICKS); None when nothing moved. results.row.make calls it for every row.
+    ``server`` None: the other end is not ours to meter (a live Lotus): the client's figures alone."""
     if not moved:
         return None
-    out = {"client_process": _per_gb(client["process"]["cpu_s"], moved),
-           "server_process": _per_gb(server["process"]["cpu_s"], moved)}
+    out = {"client_process": _per_gb(client["process"]["cpu_s"], moved)}
+    if server is not None:
+        out["server_process"] = _per_gb(server["process"]["cpu_s"], moved)
     for side, cpu in (("client", client), ("server", server)):
-        if cpu.get("measurable", True):
+        if cpu is not None and cpu.get("measurable", True):
             out[f"{side}_system"] = _per_gb(cpu["system"]["busy_s"], moved)
     return out

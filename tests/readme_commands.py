@@ -52,6 +52,18 @@ COVERAGE = {
     "rdmabench jobs jobs-2026-11-*.log --what-if results/T.json --sector-size 32GiB":
         ("host", "rdmabench jobs {log} --what-if {T} --sector-size 32GiB"),
     "rdmabench jobs worker-3.log curio.log --fetches": ("host", "rdmabench jobs {worker} {curio} --fetches"),
+    "rdmabench live --handoff pc1-pc2 --sector s-t01000-5 --dest /scratch/live --token-file ~/lotus-remote.token "
+    "-o results/live.json":  # against a stand-in Lotus miner holding s-t01000-5; RDMABENCH_LIVE_URL names it
+        ("host", "rdmabench live --handoff pc1-pc2 --sector s-t01000-5 --dest {out}/scratch --token-file {token} "
+                 "-o {out}/live.json"),
+    "rdmabench live --kind curio --url http://10.0.0.1:12300/remote --handoff pc1-pc2 --sector s-t01000-5 "
+    "--dest /scratch/live --secret-file ~/curio.secret -o results/live.json":  # against a stand-in Curio node
+        ("host", "rdmabench live --kind curio --url {curio_url} --handoff pc1-pc2 --sector s-t01000-5 "
+                 "--dest {out}/scratch --secret-file {secret} -o {out}/live-curio.json"),
+    "rdmabench run --config configs/sealing-32g.toml --peer 10.0.0.1 -o results/transfers.json":
+        ("hardware", "448 GiB per PC1 -> PC2 transfer; its --scale dry run is the lab-two entry"),
+    "rdmabench report results/live.json results/transfers.json -o report/":
+        ("host", "rdmabench report {L} {T} -o {out}/report/"),
     "rdmabench lab -- CMD": ("make", "test-lab-one"),
     "rdmabench lab --hosts 2 --storage CMD --worker CMD": ("make", "test-lab-two"),
 }

@@ -39,14 +39,14 @@ ORDER = (("tool", ()), ("test", tuple(tests.TESTS)), ("handoff", config.HANDOFFS
 
 def make(measured: dict, metric: str, value: float, *, repetition: int = 0, bytes: int | None = None,
          seconds: float | None = None, cpu: dict | None = None, detail: dict | None = None) -> dict:
-    """One row. ``cpu`` is {"client": ..., "server": ...} (CpuMeter figures, optionally "roles"); CPU-seconds
-    per GB are derived here from it and ``bytes``, nowhere else."""
+    """One row. ``cpu`` is {"client": ..., "server": ...} (CpuMeter figures, optionally "roles"; "server" None
+    where that end is not ours to meter); CPU-seconds per GB are derived here from it and ``bytes``, nowhere else."""
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; metrics: {', '.join(METRICS)}")
     unit, higher = METRICS[metric]
     if cpu is not None:
         cpu = dict(cpu)
-        figures = per_gb(cpu["client"], cpu["server"], bytes or 0) if cpu.get("client") and cpu.get("server") else None
+        figures = per_gb(cpu["client"], cpu.get("server"), bytes or 0) if cpu.get("client") else None
         if figures:
             cpu["per_gb"] = figures
     return {"measured": dict(measured), "repetition": repetition, "metric": metric, "unit": unit,

@@ -45,6 +45,11 @@ class IncompleteTransfer(FetchError):
     """The stream ended before all the data arrived (server gone, connection reset, short tar)."""
 
 
+def cache_cap(name: str) -> int:
+    """Lotus's size cap for a cache file name (0 for a name it does not accept)."""
+    return next((cap for pattern, cap in _CAPS if pattern.match(name)), 0)
+
+
 def cache_name_allowed(name: str, size: int) -> str | None:
     """None if Lotus would accept this cache member, else why not."""
     for pattern, cap in _CAPS:

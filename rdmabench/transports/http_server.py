@@ -6,7 +6,8 @@ As ``storage/paths/http_handler.go`` serves it (see docs/lotus.md):
   ``s-t0<miner>-<n>``; anything else (``..``, percent-encoding, extra slashes) is 400; a
   sector that is not there is 404. Paths are never decoded, and the resolved path must lie
   under the storage root, so nothing outside it is ever opened;
-- a file: ``application/octet-stream``, Content-Length, single Range, HEAD; body by sendfile(2);
+- a file: ``application/octet-stream``, Content-Length, single Range; body by sendfile(2). We also answer
+  HEAD; Lotus does not (its gorilla/mux route is ``Methods("GET")``: a HEAD is 405), and its client never sends one;
 - a directory (cache): ``application/x-tar``, chunked, an uncompressed tar of the top-level
   regular files sorted by name, copied 1 MiB at a time (each 1 MiB is one chunk, sent by
   sendfile), and no end-of-archive blocks (Lotus never writes them; ``end_blocks=True`` adds
@@ -58,6 +59,8 @@ def tar_header(name: str, size: int, mtime: int) -> bytes:
 
 
 class _Handler(BaseHTTPRequestHandler):
+    """Lotus's answers: a file (Range, sendfile) and a directory (chunked tar); subclass it through serve(handler=)."""
+
     protocol_version = "HTTP/1.1"
     server_version = "rdmabench-lotus-fetch"
     server: "_Server"
@@ -170,12 +173,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _send_dir(self, path: str, head: bool) -> None:
         if self.headers.get("Range"):
             return self._error(500, "range not supported on a directory")
-        entries = []
-        with os.scandir(path) as it:
-            for e in it:
-                if e.is_file(follow_symlinks=False):
-                    entries.append(e.name)
-        entries.sort()
+        entries = self._tar_members(path)
         self.send_response(200)
         self.send_header("Content-Type", "application/x-tar")
         self.send_header("Transfer-Encoding", "chunked")
@@ -221,6 +219,16 @@ class _Handler(BaseHTTPRequestHandler):
             except OSError:
                 pass
 
+    def _tar_members(self, path: str) -> list[str]:
+        """The names a directory's tar carries, in order: its top-level regular files, sorted (os.ReadDir's order).
+        A subclass may narrow them (Curio sends only the cache names it knows)."""
+        names = []
+        with os.scandir(path) as it:
+            for e in it:
+                if e.is_file(follow_symlinks=False):
+                    names.append(e.name)
+        return sorted(names)
+
     def _abort(self) -> None:
         """Drop the connection mid-body, as a crashed or killed server would."""
         self.close_connection = True
@@ -231,13 +239,16 @@ class _Handler(BaseHTTPRequestHandler):
             pass
 
 
+FetchHandler = _Handler  # the name a subclass given to serve(handler=) derives from
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 64
 
     def __init__(self, addr, root: Path, token: str, *, end_blocks=False, abort_after=None, verbose=False,
-                 idle_timeout=IDLE_TIMEOUT_S):
+                 idle_timeout=IDLE_TIMEOUT_S, handler=None):
         self.idle_timeout = idle_timeout
         self.address_family = socket.AF_INET6 if ":" in addr[0] else socket.AF_INET
         self.root_real = os.path.realpath(root)
@@ -247,7 +258,7 @@ class _Server(ThreadingHTTPServer):
         self.verbose = verbose
         self._conns: set[socket.socket] = set()
         self._lock = threading.Lock()
-        super().__init__(addr, _Handler)
+        super().__init__(addr, handler or _Handler)
 
     def process_request_thread(self, request, client_address):
         with self._lock:
@@ -309,12 +320,15 @@ class ServerHandle:
 
 
 def serve(root: Path | str, bind: str, port: int, token: str, *, end_blocks: bool = False,
-          abort_after: int | None = None, verbose: bool = False, idle_timeout: float = IDLE_TIMEOUT_S) -> ServerHandle:
+          abort_after: int | None = None, verbose: bool = False, idle_timeout: float = IDLE_TIMEOUT_S,
+          handler: type | None = None) -> ServerHandle:
     """Serve ``root`` (a Lotus storage path: sealed/, cache/, ...) on ``bind``:``port`` (0: any free port).
 
     ``bind`` is required: a caller who wants every interface must say 0.0.0.0 or :: explicitly.
     ``abort_after`` (fault injection for tests) closes each connection after that many body bytes.
     ``idle_timeout``: seconds a connection may wait for its next request (kept alive, or silent from the start).
+    ``handler``: a subclass of this module's request handler answering in its stead (a test's stand-in for a
+    real Lotus or Curio reuses the file and tar answers and changes the routes and the authentication).
     """
     if not bind:
         raise ServerError("the http server needs an address to listen on (e.g. 127.0.0.1, or the storage "
@@ -326,7 +340,7 @@ def serve(root: Path | str, bind: str, port: int, token: str, *, end_blocks: boo
         raise ServerError(f"storage root {root} is not a directory")
     try:
         server = _Server((bind, port), root, token, end_blocks=end_blocks, abort_after=abort_after, verbose=verbose,
-                         idle_timeout=idle_timeout)
+                         idle_timeout=idle_timeout, handler=handler)
     except OSError as err:
         raise ServerError(f"cannot listen on {bind}:{port}: {err.strerror}") from None
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},

@@ -4,8 +4,10 @@ A command fails its test when it exits non-zero or prints a traceback. The lab's
 tests/lab/*/test_readme_commands.py; the Makefile's are checked to run what the README says.
 """
 
+import base64
 import os
 import re
+import secrets
 import shlex
 import subprocess
 import sys
@@ -43,19 +45,46 @@ def run_shell(cmd: str, cwd: Path, env: dict | None = None, timeout: float = 900
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory):
+def nodes(tmp_path_factory):
+    """A stand-in Lotus miner and Curio node holding s-t01000-5 (2 KiB, after PC1), for `rdmabench live`."""
+    import lotus_standin
+    from rdmabench.workloads import sector
+
+    d, secret, out = tmp_path_factory.mktemp("nodes"), secrets.token_bytes(32), {}
+    for kind in ("lotus", "curio"):
+        sector.generate(sector.shape("2KiB", "pc1", number=5), d / kind)
+        out[kind] = lotus_standin.serve(d / kind, secret, kind)
+    for name, text in (("token", lotus_standin.make_token(secret, ["read", "write", "sign", "admin"])),
+                       ("secret", base64.b64encode(secret).decode())):
+        (d / name).write_text(text + "\n")
+        (d / name).chmod(0o600)
+    out.update(token=d / "token", secret=d / "secret", lotus_url=f"{out['lotus'].url}/remote",
+               curio_url=f"{out['curio'].url}/remote")
+    yield out
+    out["lotus"].stop()
+    out["curio"].stop()
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, nodes):
+    from rdmabench import live, live_auth
+
     d = tmp_path_factory.mktemp("readme")
+    creds = live_auth.load("lotus", token_file=nodes["token"])
     return {"A": crafted.verbs_a().save(d / "A.json"), "B": crafted.verbs_b().save(d / "B.json"),
             "T": crafted.transfer_result().save(d / "T.json"),
+            "L": live.run(nodes["lotus_url"], creds, "pc1-pc2", ["s-t01000-5"], d / "scratch-L").save(d / "L.json"),
             "log": Path(__file__).parent / "data" / "jobs-2021-07-30.log", "out": d,
             "worker": Path(__file__).parent / "data" / "worker-3.log",
-            "curio": Path(__file__).parent / "data" / "curio.log"}
+            "curio": Path(__file__).parent / "data" / "curio.log",
+            **{k: nodes[k] for k in ("token", "secret", "curio_url")}}
 
 
 @pytest.mark.parametrize("shown", sorted(rc.where("host")))
-def test_host_commands_run_as_the_readme_shows(shown, files, tmp_path):
+def test_host_commands_run_as_the_readme_shows(shown, files, nodes, tmp_path):
     cmd = rc.COVERAGE[shown][1].format(**{k: shlex.quote(str(v)) for k, v in files.items()})
-    env = {"RDMABENCH_RESULTS": str(tmp_path / "results")}  # result files of commands run without -o
+    env = {"RDMABENCH_RESULTS": str(tmp_path / "results"),  # result files of commands run without -o
+           "RDMABENCH_LIVE_URL": nodes["lotus_url"]}  # `rdmabench live`: the stand-in miner
     if "secret init" in cmd:  # writes to ~/.config: a home of its own, nothing of the user's touched
         env.update(HOME=str(tmp_path), RDMABENCH_SECRET_FILE="")
     done = run_shell(cmd, cwd=Path(rc.ROOT), env=env)
@@ -67,6 +96,10 @@ def test_host_commands_run_as_the_readme_shows(shown, files, tmp_path):
     if "secret init" in cmd:
         secret = tmp_path / ".config" / "rdmabench" / "secret"
         assert secret.stat().st_mode & 0o777 == 0o600 and str(secret) in done.stdout
+    if "rdmabench live" in cmd:  # a live result, only GETs sent, the scratch emptied
+        kind = "curio" if "--kind curio" in cmd else "lotus"
+        assert "result file:" in done.stdout and {m for m, _ in nodes[kind].requests} == {"GET"}
+        assert not (files["out"] / "scratch" / "sealed").exists()
     if cmd.startswith("rdmabench report"):  # not `"report" in cmd`: a checkout's path may hold the word
         words = shlex.split(cmd)
         assert (Path(words[words.index("-o") + 1]) / "report.html").exists()
