@@ -67,9 +67,14 @@ def environment(driver: str | None, virt: str) -> str:
         if virt == "tcg":
             return "soft-RoCE (rxe) under emulation (QEMU TCG): ratios only, not a hardware figure"
         return f"soft-RoCE (rxe), virtualization {virt}: not a hardware figure"
-    if driver is None:
-        return "no RDMA device"
+    if driver is None:  # TCP and files only (http, shared, a live Lotus fetch): real figures on bare metal
+        return "hardware, no RDMA device" if virt == "none" else f"no RDMA device, virtual machine ({virt})"
     return "hardware" if virt == "none" else f"hardware NIC in a virtual machine ({virt})"
+
+
+def is_hardware(environment_text: str) -> bool:
+    """Whether a figure measured there is a hardware figure: bare metal, and no soft-RoCE."""
+    return environment_text.startswith("hardware") and "virtual machine" not in environment_text
 
 
 def timer() -> dict:
@@ -139,5 +144,5 @@ def collect(device_name: str | None = None, gid_index: int | None = None, port: 
         ctx["device"] = device(device_name, gid_index, port)
     driver = ctx.get("device", {}).get("driver")
     ctx["environment"] = environment(driver, ctx["host"]["virtualization"])
-    ctx["hardware"] = ctx["environment"] == "hardware"
+    ctx["hardware"] = is_hardware(ctx["environment"])
     return ctx

@@ -176,7 +176,7 @@ def render_html(r: Report) -> str:
     if r.not_hardware:
         out.append('<div class="warn" id="not-hardware">Not a hardware figure: '
                    + ("this run was" if len(r.not_hardware) == 1 else "these runs were")
-                   + " not measured on an RDMA NIC. Read absolute numbers as meaningless; "
+                   + " measured on soft-RoCE or in a virtual machine, not on bare metal. Read absolute numbers as meaningless; "
                    "ratios within one run only.<ul>"
                    + "".join(f"<li>{e(run)}: {e(env)}</li>" for run, env in r.not_hardware) + "</ul></div>")
     out.append("<nav>" + "".join(f'<a href="#{s.id}">{e(s.title)}</a>' for s in r.sections)
@@ -205,7 +205,7 @@ def render_markdown(r: Report) -> str:
 
     out = ["# rdmabench report", "", f"{len(r.runs)} result file(s): {', '.join(r.runs)} · rdmabench {__version__}", ""]
     if r.not_hardware:
-        out.append("> **⚠ Not a hardware figure**: not measured on an RDMA NIC. Read absolute numbers as "
+        out.append("> **⚠ Not a hardware figure**: measured on soft-RoCE or in a virtual machine, not on bare metal. Read absolute numbers as "
                    "meaningless; ratios within one run only.")
         out += [f"> - {run}: {env}" for run, env in r.not_hardware]
         out.append("")
