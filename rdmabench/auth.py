@@ -61,19 +61,29 @@ def load_secret() -> bytes:
     if value is not None:
         return _checked(value.strip().encode(), f"${ENV_SECRET}")
     path = Path(os.environ[ENV_SECRET_FILE]).expanduser() if os.environ.get(ENV_SECRET_FILE) else default_file()
+    if not os.environ.get(ENV_SECRET_FILE) and not path.exists():
+        raise AuthError(f"no shared secret: rdmabench's listeners only talk to peers that hold one; {HOW_TO}")
+    data = read_private(path, "shared secret" if not os.environ.get(ENV_SECRET_FILE)
+                        else f"shared secret ({ENV_SECRET_FILE})")
+    return _checked(data.strip(), str(path))
+
+
+def read_private(path: Path, what: str, error: type[Exception] = AuthError) -> bytes:
+    """A secret's file (``what`` names it in errors): a regular file only its owner can read, or ``error``
+    saying what is wrong and how to fix it."""
     try:
         st = path.stat()
+        if not stat.S_ISREG(st.st_mode):
+            raise error(f"the {what} {path} is not a file")
         data = path.read_bytes()
     except FileNotFoundError:
-        if os.environ.get(ENV_SECRET_FILE):
-            raise AuthError(f"{ENV_SECRET_FILE} names {path}, which does not exist") from None
-        raise AuthError(f"no shared secret: rdmabench's listeners only talk to peers that hold one; {HOW_TO}") from None
+        raise error(f"the {what} {path} does not exist") from None
     except OSError as err:
-        raise AuthError(f"cannot read the shared secret {path}: {err.strerror or err}") from None
+        raise error(f"cannot read the {what} {path}: {err.strerror or err}") from None
     if stat.S_IMODE(st.st_mode) & 0o077:
-        raise AuthError(f"the shared secret {path} is readable by others (mode {stat.S_IMODE(st.st_mode):o}); "
-                        f"run `chmod 600 {path}`")
-    return _checked(data.strip(), str(path))
+        raise error(f"the {what} {path} is readable by others (mode {stat.S_IMODE(st.st_mode):o}); "
+                    f"run `chmod 600 {path}`")
+    return data
 
 
 def _checked(secret: bytes, where: str) -> bytes:

@@ -28,10 +28,10 @@ import hmac
 import json
 import os
 import re
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .auth import read_private
 from .errors import RdmabenchError
 
 ENV_TOKEN = "RDMABENCH_LIVE_TOKEN"
@@ -72,19 +72,7 @@ def sign(secret: bytes, allow: list[str]) -> str:
 
 
 def _private_file(path: Path, what: str) -> bytes:
-    try:
-        st = path.stat()
-        if not stat.S_ISREG(st.st_mode):
-            raise TokenError(f"the {what} {path} is not a file")
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise TokenError(f"the {what} {path} does not exist") from None
-    except OSError as err:
-        raise TokenError(f"cannot read the {what} {path}: {err.strerror or err}") from None
-    if stat.S_IMODE(st.st_mode) & 0o077:
-        raise TokenError(f"the {what} {path} is readable by others (mode {stat.S_IMODE(st.st_mode):o}); "
-                         f"run `chmod 600 {path}`")
-    return data
+    return read_private(path, what, TokenError)
 
 
 def _token(text: str, where: str, kind: str) -> str:

@@ -8,6 +8,7 @@ import sys
 import tarfile
 
 import pytest
+import raw_http
 
 from rdmabench import integrity, transports
 from rdmabench.transfer.measure import timed_move
@@ -34,27 +35,8 @@ def server(sealed_sector):
 
 def _get(h, path, token=TOKEN, extra=""):
     """A raw request (paths sent exactly as written, never normalised); returns (status, headers, body)."""
-    with socket.create_connection(("127.0.0.1", h.port), timeout=10) as s:
-        auth = f"Authorization: Bearer {token}\r\n" if token is not None else ""
-        s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n{auth}{extra}Connection: close\r\n\r\n".encode())
-        data = b""
-        while chunk := s.recv(1 << 16):
-            data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.decode().split("\r\n")
-    headers = {k.lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])}
-    return int(lines[0].split()[1]), headers, body
-
-
-def _dechunk(body: bytes) -> bytes:
-    out, i = b"", 0
-    while True:
-        j = body.index(b"\r\n", i)
-        n = int(body[i:j], 16)
-        if n == 0:
-            return out
-        out += body[j + 2:j + 2 + n]
-        i = j + 2 + n + 2
+    auth = f"Authorization: Bearer {token}\r\n" if token is not None else ""
+    return raw_http.ask(h.port, "GET", path, auth + extra)
 
 
 def test_file_and_cache_dir_intact(server, sealed_sector, tmp_path):
@@ -80,7 +62,7 @@ def test_headers_file_and_dir(server, sealed_sector):
     assert int(hd["content-length"]) == len(body) == sealed_sector.shape.sealed_bytes
     st, hd, body = _get(server, f"/remote/cache/{sid}")
     assert st == 200 and hd["content-type"] == "application/x-tar" and hd["transfer-encoding"] == "chunked"
-    tar = _dechunk(body)
+    tar = raw_http.dechunk(body)
     assert tar[-1024:] != bytes(1024)  # no end-of-archive blocks, as Lotus
     st, hd, body = _get(server, f"/remote/cache/{sid}", extra="Range: bytes=0-9\r\n")
     assert st == 500  # Lotus refuses Range on a directory
@@ -146,7 +128,7 @@ def test_cache_tar_readable_by_gnu_tar(server, sealed_sector, tmp_path):
     sid = sealed_sector.shape.sector_id
     st, _, body = _get(server, f"/remote/cache/{sid}")
     tar = tmp_path / "cache.tar"
-    tar.write_bytes(_dechunk(body))
+    tar.write_bytes(raw_http.dechunk(body))
     listing = subprocess.run(["tar", "-tvf", str(tar)], capture_output=True, text=True)
     assert listing.returncode == 0, listing.stderr
     names = [line.split()[-1] for line in listing.stdout.splitlines()]
@@ -232,7 +214,7 @@ def test_unknown_cache_name_refused(tmp_path):
 def test_end_blocks_option(sealed_sector, tmp_path):
     with http_server.serve(sealed_sector.root, "127.0.0.1", 0, TOKEN, end_blocks=True) as h:
         _, _, body = _get(h, f"/remote/cache/{sealed_sector.shape.sector_id}")
-        assert _dechunk(body)[-1024:] == bytes(1024)
+        assert raw_http.dechunk(body)[-1024:] == bytes(1024)
         rec = http_client.fetch(h.url, TOKEN, "cache", sealed_sector.shape.sector_id, tmp_path / "w",
                                 expected=sealed_sector.cache_digest)
         assert rec.verified

@@ -3,13 +3,13 @@ not, test_live.py would prove nothing about a live run."""
 
 import json
 import secrets
-import socket
 import tarfile
 import io
 
 import pytest
 
 import lotus_standin
+import raw_http
 from rdmabench.workloads import sector
 
 SID = "s-t01000-5"
@@ -28,24 +28,7 @@ def node(request, tmp_path):
 
 def _ask(node, method, path, auth="token", extra=""):
     header = {"token": f"Authorization: Bearer {node.token}\r\n", None: ""}.get(auth, f"Authorization: {auth}\r\n")
-    with socket.create_connection(("127.0.0.1", node.port), timeout=10) as s:
-        s.sendall(f"{method} {path} HTTP/1.1\r\nHost: x\r\n{header}{extra}Connection: close\r\n\r\n".encode())
-        data = b""
-        while chunk := s.recv(1 << 16):
-            data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.decode().split("\r\n")
-    return int(lines[0].split()[1]), {k.lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])}, body
-
-
-def _dechunk(body: bytes) -> bytes:
-    out, i = b"", 0
-    while True:
-        j = body.index(b"\r\n", i)
-        n = int(body[i:j], 16)
-        if n == 0:
-            return out
-        out, i = out + body[j + 2:j + 2 + n], j + 2 + n + 2
+    return raw_http.ask(node.port, method, path, header + extra)
 
 
 def test_authentication_as_go_jsonrpc_and_the_remote_handler_do_it(node):
@@ -85,14 +68,14 @@ def test_a_file_is_served_whole_or_by_range(node):
 def test_a_cache_is_a_chunked_sorted_tar(node):
     status, hd, body = _ask(node, "GET", f"/remote/cache/{SID}")
     assert status == 200 and hd["content-type"] == "application/x-tar" and hd["transfer-encoding"] == "chunked"
-    raw = _dechunk(body)
+    raw = raw_http.dechunk(body)
     names = [m.name for m in tarfile.open(fileobj=io.BytesIO(raw), mode="r:")]
     held = sorted(f.name for f in node.gen.shape.cache_files)
     if node.kind == "lotus":  # every file, no end-of-archive blocks
         assert names == held and raw[-1024:] != bytes(1024)
     else:  # Curio: only the names its constraints know (not the small sectors' unsplit tree-c), then end blocks
         assert names == [n for n in held if n != "sc-02-data-tree-c.dat"] and raw[-1024:] == bytes(1024)
-        fin = tarfile.open(fileobj=io.BytesIO(_dechunk(_ask(node, "GET", f"/remote/cache/{SID}?mincache")[2])))
+        fin = tarfile.open(fileobj=io.BytesIO(raw_http.dechunk(_ask(node, "GET", f"/remote/cache/{SID}?mincache")[2])))
         assert [m.name for m in fin] == ["p_aux", "sc-02-data-tree-r-last.dat", "t_aux"]
     assert _ask(node, "GET", f"/remote/cache/{SID}", extra="Range: bytes=0-10\r\n")[0] == 500
 
