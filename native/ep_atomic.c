@@ -67,6 +67,8 @@ static int post_atomic(struct run *r, uint32_t q, uint64_t seq, int signaled, st
 		wr.wr.atomic.compare_add = seq;
 		wr.wr.atomic.swap = seq + 1;
 	}
+	if ((int64_t)seq == ep->corrupt_seq) /* test hook: add 2 / compare with a wrong value, once */
+		wr.wr.atomic.compare_add++;
 	p->sq_data[p->sq_posted % ep->depth] = seq + 1;
 	rc = ibv_post_send(p->qp, &wr, &bad);
 	if (rc) {

@@ -183,8 +183,15 @@ def knob_detail(setup: dict) -> dict:
     held = {side: {k: (knobs.get(side) or {}).get(k) for k in ("qp_traffic_class", "qp_sl", "memory_node",
                                                                   "hugepages", "atomic_cap")}
             for side in ("client", "server") if knobs.get(side)}
-    return {"tclass": setup.get("tclass") or 0, "sl": setup.get("sl") or 0, "hugepages": bool(setup.get("hugepages")),
-            "qp": held, "placement": setup.get("placement")}
+    out = {"tclass": setup.get("tclass") or 0, "sl": setup.get("sl") or 0, "hugepages": bool(setup.get("hugepages")),
+           "qp": held, "placement": setup.get("placement")}
+    notes = [f"the {side}'s device reports {name} {h[key]} on its QP, not the {out[want]} set"
+             for side, h in held.items() for key, want, name in (("qp_traffic_class", "tclass", "traffic class"),
+                                                                  ("qp_sl", "sl", "SL"))
+             if h.get(key) is not None and h[key] != out[want]]
+    if notes:  # e.g. soft-RoCE keeps no SL in its address vectors
+        out["qp_notes"] = notes
+    return out
 
 
 def atomic_detail(test: str, raw: dict) -> dict:

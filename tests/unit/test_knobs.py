@@ -212,6 +212,14 @@ def test_atomic_row_fails_on_a_wrong_reply_or_counter():
         make_row("atomic_bw", 8, 0, _row_setup(), _raw(corrupt=2, first_corrupt_seq=5), None, {"passive": True}, None)
 
 
+def test_a_qp_that_does_not_hold_the_knobs_is_said():
+    setup = _row_setup()
+    setup["knobs"]["server"]["qp_sl"] = 0
+    d = make_row("atomic_bw", 8, 0, setup, _raw(), None, {"passive": True}, None)["detail"]
+    assert d["qp_notes"] == ["the server's device reports SL 0 on its QP, not the 3 set"]
+    assert "qp_notes" not in make_row("atomic_bw", 8, 0, _row_setup(), _raw(), None, {"passive": True}, None)["detail"]
+
+
 def test_every_verbs_row_records_the_knobs():
     raw = {"bytes": 65536 * 10, "ops": 10, "t_start_ns": 0, "t_end_ns": 1_000_000}
     row = make_row("write_bw", 65536, 0, _row_setup(tclass=0, sl=0, hugepages=False, knobs=None, placement=None),
