@@ -17,7 +17,7 @@ from ..errors import RdmabenchError
 from ..results import context, row
 from ..results.model import Result
 from . import perftest
-from .client import Client, run_local
+from .client import Client, keepalive, run_local
 from ..wire import Channel
 from .options import RunOptions
 
@@ -36,7 +36,8 @@ def _perftest_remote(host: str, port: int, test: str, size: int, iters: int, dev
         chan.recv(60, "perftest_ready")
         args = perftest.argv(test, dev, gid, size, iters, server=host)
         try:
-            out = perftest.run_client(args, timeout=900)
+            with keepalive(chan):
+                out = perftest.run_client(args, timeout=900)
         finally:
             chan.send("perftest_done")
             chan.recv(120, "perftest_result")

@@ -19,6 +19,12 @@ from ..engines import tests
 from . import engine, perftest
 
 SETUP_WAIT_S = 120.0  # between tests a client may be computing and printing
+# A client running a test (ours or perftest) says "running" every KEEPALIVE_S (the hello tells it to), so the
+# far end waits for its "done" as long as the run lasts, however long that is, and gives up only after a
+# silence of timeout_ms + QUIET_S: a bound on the run's length closed this end's QPs under slow but healthy
+# runs (5000 x 1 MiB under emulation), and rxe retries a vanished peer forever: the client stalled.
+KEEPALIVE_S = 5.0
+QUIET_S = 60.0
 SETUP = {
     "v": Int(), "type": Str(), "test": Str(max_len=64), "size": Int(1, 1 << 40), "qps": Int(1, 1 << 16),
     "depth": Int(1, 1 << 20), "cq_mod": Int(1, 1 << 20), "mtu": Opt(Int(0, 1 << 16)), "iters": Int(0, 1 << 40),
@@ -57,6 +63,11 @@ class VerbsService:
         self.dev, self.gid_index, self.bind = dev, gid_index, bind
         self._one_at_a_time = threading.Lock()
 
+    @staticmethod
+    def greeting() -> dict:
+        """What the hello tells a client besides the context: how often to say it is still running."""
+        return {"keepalive_s": KEEPALIVE_S}
+
     def handle(self, chan: Channel, hello: dict) -> None:
         with self._one_at_a_time:
             self._session(chan)
@@ -91,7 +102,7 @@ class VerbsService:
             return
         try:
             chan.send("perftest_ready", port=perftest.PERFTEST_PORT)
-            chan.recv(SETUP_WAIT_S + 600, "perftest_done")
+            chan.recv_after("running", SETUP_WAIT_S + 600, "perftest_done")
             code, out = perftest.finish(proc, 60)
             chan.send("perftest_result", code=code, output=out)
         finally:
@@ -139,7 +150,7 @@ class VerbsService:
             raw = ep.run(**run_kwargs(setup, "server"))
         else:
             chan.send("started")
-        chan.recv(setup["timeout_ms"] / 1000 + (setup["duration"] or 0) + 60, "done")
+        chan.recv_after("running", setup["timeout_ms"] / 1000 + (setup["duration"] or 0) + QUIET_S, "done")
         cpu = meter.stop(raw.get("bytes") or None)
         chan.send("result", raw=jsonable(raw), cpu=cpu)
         chan.recv(60, "teardown")

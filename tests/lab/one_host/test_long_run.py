@@ -14,7 +14,7 @@ import sys
 import time
 
 OLD_PATIENCE_S = 5 + 60  # what the server allowed a --timeout-ms 5000 run before it closed its end
-TARGET_S = 90  # the long run's planned length: well past OLD_PATIENCE_S at any speed this machine runs
+TARGET_S = 80  # the long run's planned length (it runs longer: the probe's rate is its best): past OLD_PATIENCE_S
 
 
 def rdmabench(*args, timeout=300):
