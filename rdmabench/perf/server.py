@@ -33,7 +33,8 @@ SETUP = {
     "slots": Opt(Int(0, 1 << 20)), "max_samples": Int(0, 1 << 32), "timeout_ms": Int(1, 1 << 31),
     "cm_port": Int(1, 65535), "cm_bind": Str(max_len=255),
 }
-PERFTEST = {"v": Int(), "type": Str(), "test": Str(max_len=64), "size": Int(1, 1 << 40), "iters": Int(1, 1 << 40)}
+PERFTEST = {"v": Int(), "type": Str(), "test": Str(max_len=64), "size": Int(1, 1 << 40), "iters": Int(0, 1 << 40),
+            "duration": Opt(Int(1, 3600))}
 
 
 def jsonable(raw: dict) -> dict:
@@ -95,7 +96,8 @@ class VerbsService:
         """Start perftest's server side for a cross-check; its arguments are built here, from numbers."""
         try:
             self._need_device()
-            args = perftest.argv(msg["test"], self.dev.name, self.gid_index, int(msg["size"]), int(msg["iters"]))
+            args = perftest.argv(msg["test"], self.dev.name, self.gid_index, int(msg["size"]), int(msg["iters"]),
+                                 duration=msg.get("duration"))
             proc = perftest.start_server(args)
         except (RdmabenchError, ValueError) as err:
             chan.send("error", message=str(err))
