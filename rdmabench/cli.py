@@ -318,7 +318,9 @@ def run_cmd(tests_, device, peer, size, sizes, iters, duration, warmup, depth, c
               help="Pairs per test and size, run back to back in alternating order; the verdict is their median ratio.")
 @click.option("--bw-duration", type=click.IntRange(1, 3600), metavar="SECONDS",
               help="Seconds each bandwidth run measures [5]: perftest -D SECONDS+4 (its 2 s margins, unmeasured, "
-                   "before and after), ours --duration SECONDS after one queue depth of unmeasured messages.")
+                   "before and after), ours --duration SECONDS after one queue depth of unmeasured messages; "
+                   "both signal a completion at least every MiB (perftest counts a duration run's messages in "
+                   "steps of its CQ moderation).")
 @click.option("--bw-iters", type=click.IntRange(5),
               help="Bandwidth iterations instead of a duration (perftest's -n; its 5000 x 1 MiB takes minutes on a "
                    "slow link).")

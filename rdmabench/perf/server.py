@@ -34,7 +34,7 @@ SETUP = {
     "cm_port": Int(1, 65535), "cm_bind": Str(max_len=255),
 }
 PERFTEST = {"v": Int(), "type": Str(), "test": Str(max_len=64), "size": Int(1, 1 << 40), "iters": Int(0, 1 << 40),
-            "duration": Opt(Int(1, 3600))}
+            "duration": Opt(Int(1, 3600)), "cq_mod": Opt(Int(1, 1 << 16))}
 
 
 def jsonable(raw: dict) -> dict:
@@ -97,7 +97,7 @@ class VerbsService:
         try:
             self._need_device()
             args = perftest.argv(msg["test"], self.dev.name, self.gid_index, int(msg["size"]), int(msg["iters"]),
-                                 duration=msg.get("duration"))
+                                 duration=msg.get("duration"), cq_mod=msg.get("cq_mod") or 100)
             proc = perftest.start_server(args)
         except (RdmabenchError, ValueError) as err:
             chan.send("error", message=str(err))
