@@ -341,8 +341,8 @@ def crosscheck_cmd(device, peer, sizes, only, repeat, bw_duration, bw_iters, lat
     Its length is bounded by time, whatever the link's speed. The defaults:
     2 bandwidth tests x 2 sizes x 3 pairs = 24 bandwidth runs, each measuring
     5 s (perftest's take 9 s with its margins), then 3 pairs of 1000-iteration
-    latency runs: about 4 minutes plus each run's start (on soft-RoCE under
-    emulation, about 6 minutes in all).
+    latency runs: about 3 minutes of runs plus each run's start (4.5 minutes
+    in all, measured on soft-RoCE under emulation in one guest).
     """
     from .perf import crosscheck
     from .perf.options import parse_sweep
