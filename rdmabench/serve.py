@@ -47,7 +47,7 @@ class Daemon:
         peer = PeerService(bind, dev_name, self.gid_index)
         greet = lambda **extra: (lambda: {"context": self.context, **extra})  # noqa: E731
         self.services = {
-            "verbs": (verbs.handle, greet()),
+            "verbs": (verbs.handle, greet(**verbs.greeting())),
             "transfer": (transfer.handle, greet(**transfer.greeting())),
             "rdma-write": (self._needs_device(self.rdma["write"].session), greet()),
             "rdma-read": (self._needs_device(self.rdma["read"].session), greet()),

@@ -7,6 +7,7 @@ measure CPU at both ends, and turn the engines' raw records into one row.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from typing import Callable
 
@@ -93,7 +94,8 @@ class Client:
             chan.send("go")
             chan.recv(60, "started")
             meter = CpuMeter()
-            raw = ep.run(**run_kwargs(setup, "client"))
+            with keepalive(chan):
+                raw = ep.run(**run_kwargs(setup, "client"))
             cpu = meter.stop(raw.get("bytes") or None)
             chan.send("done")
             server = chan.recv(self.timeout_ms / 1000 + 60, "result")
@@ -102,6 +104,13 @@ class Client:
         chan.send("teardown")
         chan.recv(60, "closed")
         return make_row(test, size, rep, setup, jsonable(raw), cpu, server["raw"], server["cpu"])
+
+
+def keepalive(chan: Channel):
+    """While a run goes on here, tell the server so every keepalive_s its hello asked for (an older server
+    asks for nothing: then nothing is sent)."""
+    every = chan.greeting.get("keepalive_s")
+    return chan.keepalive("running", float(every)) if every else contextlib.nullcontext()
 
 
 def make_row(test: str, size: int, rep: int, setup: dict, raw: dict, cpu: dict, sraw: dict, scpu: dict) -> dict:
@@ -161,8 +170,10 @@ def run_local(options: RunOptions, device: str, **kw) -> Result:
     dev = devices.require(device)
     gid_index = options.gid_index if options.gid_index is not None else dev.ports[0].recommended_gid_index
     far_end = VerbsService(dev, gid_index, "127.0.0.1")
-    server = Server("127.0.0.1", 0, {"verbs": (far_end.handle, lambda: {"context": context.collect(dev.name, gid_index)})},
-                    log=lambda msg: None)
+    far_log: list[str] = []  # the far end's reasons, shown when the run fails (no serve output to read here)
+    server = Server("127.0.0.1", 0, {"verbs": (far_end.handle, lambda: {"context": context.collect(dev.name, gid_index),
+                                                                        **far_end.greeting()})},
+                    log=far_log.append)
     try:
         client = Client(options, device, "127.0.0.1", server.port, **kw)
         gid = next((g for g in client.dev.ports[0].gids if g.index == client.gid_index), None)
@@ -171,6 +182,11 @@ def run_local(options: RunOptions, device: str, **kw) -> Result:
                 raise RdmabenchError(f"rdma_cm needs an IPv4 address on {device}'s GID {client.gid_index}")
             client.cm_addr = gid.ipv4  # rdma_cm cannot use 127.0.0.1 with RoCE
         result = client.run()
+    except RdmabenchError as err:
+        dropped = [msg for msg in far_log if " dropped: " in msg]
+        if dropped:
+            raise RdmabenchError(f"{err} (the far end, in this process: {dropped[-1]})") from err
+        raise
     finally:
         server.close()
     result.options["peer"] = "local (both endpoints on this host)"
