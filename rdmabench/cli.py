@@ -302,8 +302,17 @@ def run_cmd(tests_, device, peer, size, sizes, iters, duration, warmup, depth, c
         result = run_local(options, dev.name, timeout_ms=timeout_ms, progress=progress)
     path = result.publish(output)
     click.echo(table.render(result.rows))
+    click.echo(_line_rate_note(result.rows))
     click.echo(f"\nenvironment: {result.context['environment']}")
     click.echo(f"result file: {path}")
+
+
+def _line_rate_note(rows: list[dict]) -> str:
+    """What "% of line" was measured against: the first bandwidth row's path limit (rdmabench.linerate)."""
+    from .linerate import describe
+
+    lines = [r["detail"]["line_rate"] for r in rows if "line_rate" in r["detail"]]
+    return f"% of line: {describe(lines[0])}" if lines else ""
 
 
 @cli.command("crosscheck")
@@ -346,6 +355,7 @@ def crosscheck_cmd(device, peer, sizes, only, repeat, bw_iters, lat_iters, timeo
     result.options["ratios"] = summary
     path = result.publish(output)
     click.echo(crosscheck.render(summary))
+    click.echo(_line_rate_note(result.rows))
     click.echo(f"\nenvironment: {result.context['environment']}")
     click.echo(f"result file: {path}")
 
