@@ -364,6 +364,7 @@ from .cli_results import compare_cmd, jobs_cmd, report_cmd  # noqa: E402  (resul
 from .cli_serve import secret_group, serve_cmd  # noqa: E402  (the listening side)
 from .cli_baselines import baseline_cmd, pipeline_cmd  # noqa: E402  (what our figures are measured against)
 from .cli_live import live_cmd  # noqa: E402  (a running Lotus or Curio's own fetch)
+from .cli_doctor import doctor_cmd  # noqa: E402  (a preflight of this host and a peer)
 
 cli.add_command(compare_cmd)
 cli.add_command(report_cmd)
@@ -373,6 +374,7 @@ cli.add_command(secret_group)
 cli.add_command(baseline_cmd)
 cli.add_command(pipeline_cmd)
 cli.add_command(live_cmd)
+cli.add_command(doctor_cmd)
 
 
 def main():

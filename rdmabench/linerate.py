@@ -42,7 +42,9 @@ NET_ROOT = Path("/sys/class/net")
 ETHERNET_OVERHEAD = {"preamble_sfd": 8, "ethernet_header": 14, "fcs": 4, "inter_frame_gap": 12}
 ROCE_V2_OVERHEAD = {"ipv4": 20, "udp": 8, "bth": 12, "icrc": 4}
 PACKET_OVERHEAD = sum(ETHERNET_OVERHEAD.values()) + sum(ROCE_V2_OVERHEAD.values())  # 82 B
-ROCE_IP_HEADERS = 20 + 8 + 12 + 4  # what RoCE v2 adds inside the Ethernet frame's MTU: IPv4, UDP, BTH, ICRC
+# include/rdma/ib_addr.h iboe_get_mtu(): what the kernel keeps free for RoCE headers inside the netdev's MTU
+# (GRH 40, UDP 8, BTH 12, XRC 4, atomic ext 28, ICRC 4) when it picks a port's active MTU
+ROCE_HEADROOM = 96
 IB_MTUS = (256, 512, 1024, 2048, 4096)
 TLP_PAYLOAD = 256  # assumed Max Payload Size (bytes)
 TLP_OVERHEAD = 24  # header 16 + sequence 2 + LCRC 4 + framing 2 (bytes, estimated)
@@ -68,13 +70,12 @@ def roce_goodput(wire_gbps: float, mtu: int) -> float:
 
 
 def active_mtu_from_netdev(netdev_mtu: int | None) -> int | None:
-    """The RoCE MTU a netdev MTU allows: the largest IB MTU <= netdev MTU - (IPv4 + UDP + BTH + ICRC).
-
-    The rule both mlx5 and rxe follow (rxe: 1500 -> 1024, 9000 -> 4096); used where verbs could not be
+    """The RoCE MTU a netdev MTU allows: the largest IB MTU <= netdev MTU - 96 (the kernel's iboe_get_mtu, which
+    mlx5 uses; rxe keeps 80 free: the same for 1500 -> 1024 and 9000 -> 4096); used where verbs could not be
     asked for the port's active MTU."""
     if not netdev_mtu:
         return None
-    fits = [m for m in IB_MTUS if m <= netdev_mtu - ROCE_IP_HEADERS]
+    fits = [m for m in IB_MTUS if m <= netdev_mtu - ROCE_HEADROOM]
     return fits[-1] if fits else None
 
 
