@@ -82,7 +82,7 @@ def no_device(env: Env) -> list[Check]:
 def checks(dev: devices.Device, env: Env) -> list[Check]:
     port = dev.ports[0] if dev.ports else None
     rxe = dev.driver in ("rdma_rxe", "rxe")
-    out = [_driver(dev, rxe), _machine(env), _port(dev, port)]
+    out = [_driver(dev, rxe), _machine(env), _port(dev, port, rxe)]
     if port is None:
         return out
     nd = port.netdev
@@ -112,10 +112,11 @@ def _machine(env: Env) -> Check:
     return Check("machine", "WARN", what, "run on bare metal (or pass the NIC through with SR-IOV/VFIO) for hardware figures")
 
 
-def _port(dev, port) -> Check:
+def _port(dev, port, rxe: bool = False) -> Check:
     if port is None:
         return Check("port", "FAIL", f"{dev.name} has no port in sysfs", "`rdma link show`; reload the driver")
-    found = f"port {port.number}: {port.state}, {port.phys_state}" + (f", {port.rate}" if port.rate else "")
+    found = f"port {port.number}: {port.state}, {port.phys_state}" + (f", {port.rate}" if port.rate else "") + (
+        " (rxe's rate is the kernel's stand-in, not its netdev's)" if rxe and port.rate else "")
     if port.state == "ACTIVE":
         return Check("port", "PASS", found)
     nd = port.netdev or "NETDEV"

@@ -169,6 +169,8 @@ def describe(line: dict | None) -> str:
             end = line["limited_by"].split(" ", 1)[0]
             return f"{end} end: {describe(line[end])}"
         notes = {k: (line.get(k) or {}).get("note") for k in ("client", "server")}
+        if notes["client"] and notes["client"] == notes["server"]:
+            return f"no line rate known at either end ({notes['client']})"
         return "no line rate known" + "".join(f"; {k}: {n}" for k, n in notes.items() if n)
     if not line or not line.get("limit_gbps"):
         return "no line rate known" + (f" ({line['note']})" if line and line.get("note") else "")
