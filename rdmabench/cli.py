@@ -302,8 +302,17 @@ def run_cmd(tests_, device, peer, size, sizes, iters, duration, warmup, depth, c
         result = run_local(options, dev.name, timeout_ms=timeout_ms, progress=progress)
     path = result.publish(output)
     click.echo(table.render(result.rows))
+    click.echo(_line_rate_note(result.rows))
     click.echo(f"\nenvironment: {result.context['environment']}")
     click.echo(f"result file: {path}")
+
+
+def _line_rate_note(rows: list[dict]) -> str:
+    """What "% of line" was measured against: the first bandwidth row's path limit (rdmabench.linerate)."""
+    from .linerate import describe
+
+    lines = [r["detail"]["line_rate"] for r in rows if "line_rate" in r["detail"]]
+    return f"% of line: {describe(lines[0])}" if lines else ""
 
 
 @cli.command("crosscheck")
@@ -363,6 +372,7 @@ def crosscheck_cmd(device, peer, sizes, only, repeat, bw_duration, bw_iters, lat
     result.options["ratios"] = summary
     path = result.publish(output)
     click.echo(crosscheck.render(summary))
+    click.echo(_line_rate_note(result.rows))
     click.echo(f"\nenvironment: {result.context['environment']}")
     click.echo(f"result file: {path}")
 
@@ -371,6 +381,7 @@ from .cli_results import compare_cmd, jobs_cmd, report_cmd  # noqa: E402  (resul
 from .cli_serve import secret_group, serve_cmd  # noqa: E402  (the listening side)
 from .cli_baselines import baseline_cmd, pipeline_cmd  # noqa: E402  (what our figures are measured against)
 from .cli_live import live_cmd  # noqa: E402  (a running Lotus or Curio's own fetch)
+from .cli_doctor import doctor_cmd  # noqa: E402  (a preflight of this host and a peer)
 
 cli.add_command(compare_cmd)
 cli.add_command(report_cmd)
@@ -380,6 +391,7 @@ cli.add_command(secret_group)
 cli.add_command(baseline_cmd)
 cli.add_command(pipeline_cmd)
 cli.add_command(live_cmd)
+cli.add_command(doctor_cmd)
 
 
 def main():

@@ -11,7 +11,7 @@ import contextlib
 import sys
 from typing import Callable
 
-from .. import devices
+from .. import devices, linerate
 from ..cpu import CpuMeter
 from ..errors import RdmabenchError
 from ..results import context, row
@@ -47,10 +47,12 @@ class Client:
             result = Result(kind="verbs", context=self.context, peer_context=peer_ctx,
                             options={**self.o.to_dict(), "device": self.dev.name, "gid_index": self.gid_index,
                                      "peer": f"{self.peer}:{self.port}", "timeout_ms": self.timeout_ms})
+            line = linerate.path((self.context.get("device") or {}).get("line_rate"),
+                                 ((peer_ctx or {}).get("device") or {}).get("line_rate"))
             for test, size in self.o.plan():
                 for rep in range(self.o.repeat):
                     self.progress(f"{test} {size} B" + (f" repetition {rep + 1}/{self.o.repeat}" if self.o.repeat > 1 else ""))
-                    result.rows.append(self._one(chan, test, size, rep))
+                    result.rows.append(with_line_rate(self._one(chan, test, size, rep), line))
             chan.send("bye")
             return result
         finally:
@@ -163,6 +165,15 @@ def make_row(test: str, size: int, rep: int, setup: dict, raw: dict, cpu: dict, 
     metric = "lat_p50_us" if kind.latency else "bw_avg_MiBps"
     return row.make({"test": test, "size": size}, metric, d[metric], repetition=rep, bytes=moved or None,
                     seconds=seconds, cpu={"client": cpu, "server": scpu}, detail=d)
+
+
+def with_line_rate(r: dict, line: dict | None) -> dict:
+    """A bandwidth row gets the path's physical limit (linerate.path: both ends') and the share of it reached."""
+    if r["metric"] == "bw_avg_MiBps":
+        d = r["detail"]
+        d["line_rate"] = line
+        d["share_of_line_rate"] = linerate.share(d.get("bw_avg_Gbps"), line, bool(d.get("bidir")))
+    return r
 
 
 def run_local(options: RunOptions, device: str, **kw) -> Result:

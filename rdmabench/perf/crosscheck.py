@@ -17,6 +17,7 @@ import math
 import statistics
 from typing import Callable
 
+from .. import linerate
 from ..errors import RdmabenchError
 from ..results import context, row
 from ..results.model import Result
@@ -187,20 +188,34 @@ def ratios(result: Result) -> list[dict]:
         out.append({"test": test, "size": size, "measure": what, "perftest": statistics.median(ref),
                     "rdmabench": statistics.median(ours), "ratio": ratio, "paired_ratios": paired,
                     "ratio_of_means": statistics.fmean(ours) / statistics.fmean(ref),
-                    "target": target, "meets_target": ok, "repetitions": len(pairs)})
+                    "target": target, "meets_target": ok, "repetitions": len(pairs),
+                    "share_of_line_rate": _shares(pairs, ref, ours) if kind == "bw" else None})
     if not out:
         raise RdmabenchError("the cross-check produced no pairs")
     return out
 
 
+def _shares(pairs: list[dict], ref: list[float], ours: list[float]) -> dict | None:
+    """Each tool's median BW average over the path's limit (our rows carry it: linerate.path)."""
+    line = pairs[0]["rdmabench"]["detail"].get("line_rate")
+    gbps = lambda mib: mib * (1 << 20) * 8 / 1e9  # noqa: E731
+    out = {t: linerate.share(gbps(statistics.median(v)), line) for t, v in (("perftest", ref), ("rdmabench", ours))}
+    return out if line and line.get("limit_gbps") else None
+
+
+def _line_cell(r: dict) -> str:
+    s = r.get("share_of_line_rate")
+    return f"{s['perftest'] * 100:.1f}/{s['rdmabench'] * 100:.1f}" if s else "-"
+
+
 def render(rows: list[dict]) -> str:
     head = (f"{'test':<10} {'size':>8} {'perftest':>12} {'rdmabench':>12} {'ratio':>7} {'means':>8} {'pairs':>5}"
-            "  target   verdict")
+            "  target   verdict  % of line (perftest/ours)")
     lines = [head]
     for r in rows:
         lines.append(f"{r['test']:<10} {r['size']:>8} {r['perftest']:>12.2f} {r['rdmabench']:>12.2f} "
                      f"{r['ratio']:>7.3f} {r['ratio_of_means']:>8.3f} {r['repetitions']:>5}  {r['target']:<7}  "
-                     f"{'meets' if r['meets_target'] else 'MISSES'}")
+                     f"{'meets' if r['meets_target'] else 'MISSES':<7}  {_line_cell(r)}")
     lines.append("bandwidth: BW average in MiB/s; latency: p50 (perftest's t_typical) in us, half round trip;")
     lines.append("figures are medians over the pairs; ratio: median of the paired ratios ours/perftest, "
                  "the verdict's; means: ratio of the two tools' means")
