@@ -16,6 +16,7 @@ from pathlib import Path
 from .errors import DeviceNotFound, NoDevices, RdmabenchError
 
 SYSFS_ROOT = Path("/sys/class/infiniband")
+NET_ROOT = Path("/sys/class/net")  # netdevs: their MTU (tests point this at a fake tree)
 
 LAB_HINT = (
     "To try rdmabench without RDMA hardware, run it inside the soft-RoCE lab:\n"
@@ -172,7 +173,7 @@ def _port(dev_dir: Path, port_dir: Path, facts: dict) -> Port:
         if net_dir.is_dir():
             names = sorted(p.name for p in net_dir.iterdir())
             netdev = names[0] if names else None
-    mtu = _read(Path("/sys/class/net") / netdev / "mtu") if netdev else None
+    mtu = _read(NET_ROOT / netdev / "mtu") if netdev else None
     return Port(
         number=number,
         state=_after_colon(_read(port_dir / "state")),

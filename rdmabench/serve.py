@@ -6,6 +6,7 @@
     rdma-write   transports.rdma_server.RdmaServer        pushes into ROOT/work
     rdma-read    transports.rdma_server.RdmaServer        pulls from ROOT/storage
     verbs-peer   verbs.peer.PeerService                   a validated pyverbs exchange (`verbs.peer check`)
+    doctor       doctor.service                           this host's preflight checks (`doctor --peer`)
 
 One listener (rdmabench.wire.Server): each connection proves the shared secret, then names its
 service in its hello; the reply carries this host's context. The handlers know nothing of
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import devices
+from . import devices, doctor
 from .results import context
 from .wire import DEFAULT_PORT, Server
 
@@ -47,11 +48,12 @@ class Daemon:
         peer = PeerService(bind, dev_name, self.gid_index)
         greet = lambda **extra: (lambda: {"context": self.context, **extra})  # noqa: E731
         self.services = {
-            "verbs": (verbs.handle, greet()),
+            "verbs": (verbs.handle, greet(**verbs.greeting())),
             "transfer": (transfer.handle, greet(**transfer.greeting())),
             "rdma-write": (self._needs_device(self.rdma["write"].session), greet()),
             "rdma-read": (self._needs_device(self.rdma["read"].session), greet()),
             "verbs-peer": (self._needs_device(peer.handle), greet()),
+            "doctor": (doctor.service(dev_name), greet()),
         }
         self.server = Server(bind, port, self.services, max_clients=max_clients, log=log, name="rdmabench serve")
         self.bind, self.port = bind, self.server.port

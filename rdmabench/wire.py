@@ -22,6 +22,7 @@ connection only; the client is told why unless it is the one who left.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import sys
@@ -129,6 +130,40 @@ class Channel:
 
     def send(self, kind: str, /, **fields) -> None:
         self.send_msg({"type": kind, **fields})
+
+    @contextlib.contextmanager
+    def keepalive(self, kind: str, every: float):
+        """While the body runs, send ``kind`` every ``every`` seconds from a thread of its own.
+
+        For a step of unknown length (a benchmark run of N iterations) that leaves the channel alone: the
+        peer's bounded wait then measures this side's silence, not the step's length. The body must not
+        use the channel; the thread has stopped when the block ends. A failed send ends the beats
+        quietly: the body's own next use of the channel reports the lost peer.
+        """
+        stop = threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(every):
+                try:
+                    self.send(kind)
+                except RdmabenchError:
+                    return
+
+        thread = threading.Thread(target=beat, name=f"keepalive-{self.peer}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+
+    def recv_after(self, kind: str, timeout: float, expect: str) -> dict:
+        """The next ``expect`` message, skipping any number of ``kind`` keepalives (see keepalive); each
+        wait, keepalive or not, is bounded by ``timeout``."""
+        while True:
+            msg = self.recv(timeout, (kind, expect))
+            if msg["type"] == expect:
+                return msg
 
     def recv(self, timeout: float, expect: str | tuple[str, ...] | None = None) -> dict:
         """The next message (its ``type`` one of ``expect`` when given); an ``error`` message raises."""

@@ -31,6 +31,8 @@ COVERAGE = {
     "rdmabench roundtrip -d mlx5_0": ("lab-one", f"rdmabench roundtrip -d {DEV}"),
     ".venv/bin/rdmabench devices": ("lab-one", ".venv/bin/rdmabench devices"),
     ".venv/bin/rdmabench roundtrip --device mlx5_0": ("lab-one", f".venv/bin/rdmabench roundtrip --device {DEV}"),
+    "rdmabench doctor": ("lab-one", "rdmabench doctor"),
+    "rdmabench doctor -d mlx5_0 --peer 10.0.0.1": ("lab-two", f"rdmabench doctor -d {DEV} --peer {PEER}"),
     "rdmabench secret init": ("host", "rdmabench secret init"),
     "rdmabench serve --bind 10.0.0.1 -d mlx5_0": ("storage", f"rdmabench serve --bind $RDMABENCH_IP -d {DEV}"),
     "rdmabench run --peer 10.0.0.1 -d mlx5_0 -t all --sizes 2:8M":

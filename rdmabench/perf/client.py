@@ -7,10 +7,11 @@ measure CPU at both ends, and turn the engines' raw records into one row.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from typing import Callable
 
-from .. import devices, placement
+from .. import devices, linerate, placement
 from ..cpu import CpuMeter
 from ..errors import RdmabenchError
 from ..results import context, row
@@ -49,12 +50,14 @@ class Client:
                             options={**self.o.to_dict(), "device": self.dev.name, "gid_index": self.gid_index,
                                      "peer": f"{self.peer}:{self.port}", "timeout_ms": self.timeout_ms,
                                      "placement": self.place.to_dict()})
+            line = linerate.path((self.context.get("device") or {}).get("line_rate"),
+                                 ((peer_ctx or {}).get("device") or {}).get("line_rate"))
             with placement.pinned(self.place):  # this thread runs the C loops
                 for test, size in self.o.plan():
                     for rep in range(self.o.repeat):
                         self.progress(f"{test} {size} B" + (f" repetition {rep + 1}/{self.o.repeat}"
                                                            if self.o.repeat > 1 else ""))
-                        result.rows.append(self._one(chan, test, size, rep))
+                        result.rows.append(with_line_rate(self._one(chan, test, size, rep), line))
             chan.send("bye")
             return result
         finally:
@@ -107,7 +110,8 @@ class Client:
             chan.send("go")
             chan.recv(60, "started")
             meter = CpuMeter()
-            raw = ep.run(**run_kwargs(setup, "client"))
+            with keepalive(chan):
+                raw = ep.run(**run_kwargs(setup, "client"))
             cpu = meter.stop(raw.get("bytes") or None)
             chan.send("done")
             server = chan.recv(self.timeout_ms / 1000 + 60, "result")
@@ -116,6 +120,13 @@ class Client:
         chan.send("teardown")
         chan.recv(60, "closed")
         return make_row(test, size, rep, setup, jsonable(raw), cpu, server["raw"], server["cpu"])
+
+
+def keepalive(chan: Channel):
+    """While a run goes on here, tell the server so every keepalive_s its hello asked for (an older server
+    asks for nothing: then nothing is sent)."""
+    every = chan.greeting.get("keepalive_s")
+    return chan.keepalive("running", float(every)) if every else contextlib.nullcontext()
 
 
 def make_row(test: str, size: int, rep: int, setup: dict, raw: dict, cpu: dict, sraw: dict, scpu: dict) -> dict:
@@ -204,13 +215,24 @@ def atomic_detail(test: str, raw: dict) -> dict:
             "counters_checked": raw.get("counters_ok")}
 
 
+def with_line_rate(r: dict, line: dict | None) -> dict:
+    """A bandwidth row gets the path's physical limit (linerate.path: both ends') and the share of it reached."""
+    if r["metric"] == "bw_avg_MiBps":
+        d = r["detail"]
+        d["line_rate"] = line
+        d["share_of_line_rate"] = linerate.share(d.get("bw_avg_Gbps"), line, bool(d.get("bidir")))
+    return r
+
+
 def run_local(options: RunOptions, device: str, **kw) -> Result:
     """No --peer: a server on this host's loopback, both endpoints on the same device (labelled as such)."""
     dev = devices.require(device)
     gid_index = options.gid_index if options.gid_index is not None else dev.ports[0].recommended_gid_index
     far_end = VerbsService(dev, gid_index, "127.0.0.1")
-    server = Server("127.0.0.1", 0, {"verbs": (far_end.handle, lambda: {"context": context.collect(dev.name, gid_index)})},
-                    log=lambda msg: None)
+    far_log: list[str] = []  # the far end's reasons, shown when the run fails (no serve output to read here)
+    server = Server("127.0.0.1", 0, {"verbs": (far_end.handle, lambda: {"context": context.collect(dev.name, gid_index),
+                                                                        **far_end.greeting()})},
+                    log=far_log.append)
     try:
         client = Client(options, device, "127.0.0.1", server.port, **kw)
         gid = next((g for g in client.dev.ports[0].gids if g.index == client.gid_index), None)
@@ -219,6 +241,11 @@ def run_local(options: RunOptions, device: str, **kw) -> Result:
                 raise RdmabenchError(f"rdma_cm needs an IPv4 address on {device}'s GID {client.gid_index}")
             client.cm_addr = gid.ipv4  # rdma_cm cannot use 127.0.0.1 with RoCE
         result = client.run()
+    except RdmabenchError as err:
+        dropped = [msg for msg in far_log if " dropped: " in msg]
+        if dropped:
+            raise RdmabenchError(f"{err} (the far end, in this process: {dropped[-1]})") from err
+        raise
     finally:
         server.close()
     result.options["peer"] = "local (both endpoints on this host)"

@@ -1,10 +1,14 @@
 """`rdmabench crosscheck`: perftest and rdmabench's native engine, back to back.
 
-Same device, GID, sizes, iterations, queue depth and CQ moderation; each
+Same device, GID, sizes, length, queue depth and CQ moderation; each
 repetition is a pair run back to back, the order alternating. The ratios say
 how close our measurements are to the reference: bandwidth ours/perftest
 (target >= 0.95), write latency p50 ours/perftest t_typical (target <= 1.10),
 each the median of the paired ratios.
+
+A bandwidth run lasts a duration by default (BW_DURATION_S measured seconds), so the
+cross-check's length does not grow as the link slows down: perftest's own default,
+5000 x 1 MiB, takes a second at 100 Gb/s and minutes on soft-RoCE.
 """
 
 from __future__ import annotations
@@ -13,14 +17,18 @@ import math
 import statistics
 from typing import Callable
 
+from .. import linerate
 from ..errors import RdmabenchError
 from ..results import context, row
 from ..results.model import Result
 from . import perftest
-from .client import Client, run_local
+from .client import Client, keepalive, run_local
 from ..wire import Channel
 from .options import RunOptions
 
+BW_DURATION_S = 5  # measured seconds per bandwidth run (perftest runs 2 x perftest.MARGIN_S longer)
+BW_WARMUP = 128  # our runs' unmeasured messages first (one queue depth), as perftest's margin is unmeasured
+SIGNAL_BYTES = 1 << 20  # duration runs: a signaled completion at least every MiB moved (see bw_cq_mod)
 BW_TARGET = 0.95
 LAT_TARGET = 1.10
 PLAN = (("write_bw", "bw"), ("read_bw", "bw"), ("write_lat", "lat"))
@@ -29,14 +37,17 @@ FIGURE = {("bw", "perftest"): "bw_avg_MiBps", ("bw", "rdmabench"): "bw_avg_MiBps
           ("lat", "perftest"): "t_typical_us", ("lat", "rdmabench"): "lat_p50_us"}
 
 
-def _perftest_remote(host: str, port: int, test: str, size: int, iters: int, dev: str, gid: int) -> dict:
+def _perftest_remote(host: str, port: int, test: str, size: int, iters: int, dev: str, gid: int,
+                     duration: int | None = None, cq_mod: int = 100) -> dict:
     chan = Channel.connect(host, port, "verbs", timeout=10, wait=5)
     try:
-        chan.send("perftest", test=test, size=size, iters=iters)
+        chan.send("perftest", test=test, size=size, iters=iters,
+                  **({"duration": duration, "cq_mod": cq_mod} if duration else {}))
         chan.recv(60, "perftest_ready")
-        args = perftest.argv(test, dev, gid, size, iters, server=host)
+        args = perftest.argv(test, dev, gid, size, iters, server=host, duration=duration, cq_mod=cq_mod)
         try:
-            out = perftest.run_client(args, timeout=900)
+            with keepalive(chan):
+                out = perftest.run_client(args, timeout=900)
         finally:
             chan.send("perftest_done")
             chan.recv(120, "perftest_result")
@@ -46,14 +57,25 @@ def _perftest_remote(host: str, port: int, test: str, size: int, iters: int, dev
     return {**perftest.parse(test, out), "command": perftest.shown(args)}
 
 
-def _perftest_local(test: str, size: int, iters: int, dev: str, gid: int) -> dict:
-    server = perftest.start_server(perftest.argv(test, dev, gid, size, iters))
-    args = perftest.argv(test, dev, gid, size, iters, server="127.0.0.1")
+def _perftest_local(test: str, size: int, iters: int, dev: str, gid: int, duration: int | None = None,
+                    cq_mod: int = 100) -> dict:
+    server = perftest.start_server(perftest.argv(test, dev, gid, size, iters, duration=duration, cq_mod=cq_mod))
+    args = perftest.argv(test, dev, gid, size, iters, server="127.0.0.1", duration=duration, cq_mod=cq_mod)
     try:
         out = perftest.run_client(args, timeout=900)
     finally:
         perftest.finish(server, 60)
     return {**perftest.parse(test, out), "command": perftest.shown(args)}
+
+
+def bw_cq_mod(size: int, duration: int | None) -> int:
+    """CQ moderation of a bandwidth pair: perftest's every 100th WR, or in a duration run at least every
+    SIGNAL_BYTES. perftest counts a duration run's messages in steps of its moderation (cq_mod per signaled
+    completion), so its figure is quantized to cq_mod x size bytes: at 1 MiB that is 100 MiB, a third of a
+    5 s run on soft-RoCE (seen: 39.9 and 59.8 MiB/s from the same link). Both tools get the same value."""
+    if not duration:
+        return 100
+    return max(1, min(100, SIGNAL_BYTES // size))
 
 
 def _measure(what: str, fn: Callable[[], dict]) -> dict:
@@ -69,8 +91,13 @@ def _measure(what: str, fn: Callable[[], dict]) -> dict:
 
 def run(device: str, peer: tuple[str, int] | None, sizes: list[int], lat_size: int = 2, repeat: int = 1,
         bw_iters: int | None = None, lat_iters: int = 1000, timeout_ms: int = 30000,
-        progress: Callable[[str], None] = lambda m: None, only: list[str] | None = None) -> Result:
+        progress: Callable[[str], None] = lambda m: None, only: list[str] | None = None,
+        bw_duration: int | None = None) -> Result:
     """perftest and rdmabench on the same settings, as pairs run back to back.
+
+    A bandwidth run measures ``bw_duration`` seconds (BW_DURATION_S when neither it nor ``bw_iters`` is
+    given), or ``bw_iters`` messages; latency runs ``lat_iters`` round trips (perftest's duration mode
+    reports only an average latency).
 
     The order inside a pair alternates (perftest first in even repetitions, ours first in odd
     ones) so that whatever drifts in the machine -- page cache, another tenant, the emulator's
@@ -83,20 +110,29 @@ def run(device: str, peer: tuple[str, int] | None, sizes: list[int], lat_size: i
 
         gid = devices.require(device).ports[0].recommended_gid_index
         ctx = context.collect(device, gid)
+    if bw_iters and bw_duration:
+        raise RdmabenchError("give the bandwidth runs iterations or a duration, not both")
+    if not bw_iters and not bw_duration:
+        bw_duration = BW_DURATION_S
     rows = []
     for test, kind in PLAN:
         if only and test not in only:
             continue
         for size in (sizes if kind == "bw" else [lat_size]):
-            iters = lat_iters if kind == "lat" else (bw_iters or (5000 if test == "write_bw" else 1000))
-            opts = RunOptions(tests=[test], sizes=[size], iters=iters, gid_index=gid)
+            duration = bw_duration if kind == "bw" else None
+            iters = 0 if duration else (lat_iters if kind == "lat" else bw_iters)
+            cq_mod = bw_cq_mod(size, duration)
+            opts = (RunOptions(tests=[test], sizes=[size], duration=float(duration), warmup=BW_WARMUP,
+                               cq_mod=cq_mod, gid_index=gid) if duration
+                    else RunOptions(tests=[test], sizes=[size], iters=iters, gid_index=gid))
 
             def reference(rep):
-                figures = (_perftest_remote(*peer, test, size, iters, device, gid) if peer
-                           else _perftest_local(test, size, iters, device, gid))
+                figures = (_perftest_remote(*peer, test, size, iters, device, gid, duration, cq_mod) if peer
+                           else _perftest_local(test, size, iters, device, gid, duration, cq_mod))
                 key = FIGURE[kind, "perftest"]
+                length = {"duration_s": duration, "cq_mod": cq_mod} if duration else {"iterations": iters}
                 return row.make({"tool": "perftest", "test": test, "size": size}, key, figures.get(key) or 0,
-                                repetition=rep, detail={"iterations": iters, **figures})
+                                repetition=rep, detail={**length, **figures})
 
             def ours(rep):
                 r = (Client(opts, device, *peer, timeout_ms=timeout_ms).run() if peer
@@ -116,7 +152,9 @@ def run(device: str, peer: tuple[str, int] | None, sizes: list[int], lat_size: i
     return Result(kind="crosscheck", context=ctx,
                   options={"device": device, "peer": f"{peer[0]}:{peer[1]}" if peer else "local", "sizes": sizes,
                            "lat_size": lat_size, "repeat": repeat, "gid_index": gid, "lat_iters": lat_iters,
-                           "bw_iters": bw_iters, "tests": [t for t, _ in PLAN if not only or t in only]},
+                           "bw_iters": bw_iters, "bw_duration_s": bw_duration,
+                           "bw_warmup": BW_WARMUP if bw_duration else 0,
+                           "tests": [t for t, _ in PLAN if not only or t in only]},
                   rows=rows)
 
 
@@ -150,20 +188,34 @@ def ratios(result: Result) -> list[dict]:
         out.append({"test": test, "size": size, "measure": what, "perftest": statistics.median(ref),
                     "rdmabench": statistics.median(ours), "ratio": ratio, "paired_ratios": paired,
                     "ratio_of_means": statistics.fmean(ours) / statistics.fmean(ref),
-                    "target": target, "meets_target": ok, "repetitions": len(pairs)})
+                    "target": target, "meets_target": ok, "repetitions": len(pairs),
+                    "share_of_line_rate": _shares(pairs, ref, ours) if kind == "bw" else None})
     if not out:
         raise RdmabenchError("the cross-check produced no pairs")
     return out
 
 
+def _shares(pairs: list[dict], ref: list[float], ours: list[float]) -> dict | None:
+    """Each tool's median BW average over the path's limit (our rows carry it: linerate.path)."""
+    line = pairs[0]["rdmabench"]["detail"].get("line_rate")
+    gbps = lambda mib: mib * (1 << 20) * 8 / 1e9  # noqa: E731
+    out = {t: linerate.share(gbps(statistics.median(v)), line) for t, v in (("perftest", ref), ("rdmabench", ours))}
+    return out if line and line.get("limit_gbps") else None
+
+
+def _line_cell(r: dict) -> str:
+    s = r.get("share_of_line_rate")
+    return f"{s['perftest'] * 100:.1f}/{s['rdmabench'] * 100:.1f}" if s else "-"
+
+
 def render(rows: list[dict]) -> str:
     head = (f"{'test':<10} {'size':>8} {'perftest':>12} {'rdmabench':>12} {'ratio':>7} {'means':>8} {'pairs':>5}"
-            "  target   verdict")
+            "  target   verdict  % of line (perftest/ours)")
     lines = [head]
     for r in rows:
         lines.append(f"{r['test']:<10} {r['size']:>8} {r['perftest']:>12.2f} {r['rdmabench']:>12.2f} "
                      f"{r['ratio']:>7.3f} {r['ratio_of_means']:>8.3f} {r['repetitions']:>5}  {r['target']:<7}  "
-                     f"{'meets' if r['meets_target'] else 'MISSES'}")
+                     f"{'meets' if r['meets_target'] else 'MISSES':<7}  {_line_cell(r)}")
     lines.append("bandwidth: BW average in MiB/s; latency: p50 (perftest's t_typical) in us, half round trip;")
     lines.append("figures are medians over the pairs; ratio: median of the paired ratios ours/perftest, "
                  "the verdict's; means: ratio of the two tools' means")

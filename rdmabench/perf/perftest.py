@@ -18,16 +18,25 @@ from ..errors import RdmabenchError
 
 TOOLS = {"write_bw": "ib_write_bw", "read_bw": "ib_read_bw", "write_lat": "ib_write_lat"}
 PERFTEST_PORT = 18525  # not 18515: rdmabench serve may hold that one
+MARGIN_S = 2  # perftest's -f in duration mode (its default, passed explicitly): unmeasured seconds before and after
 
 
 def argv(test: str, device: str, gid_index: int, size: int, iters: int, port: int = PERFTEST_PORT,
-         server: str | None = None, depth: int = 128, cq_mod: int = 100) -> list[str]:
+         server: str | None = None, depth: int = 128, cq_mod: int = 100, duration: int | None = None) -> list[str]:
+    """One perftest command line. ``duration`` (bandwidth tests, whole seconds) instead of ``iters``: -D
+    duration + 2 margins, so that perftest measures ``duration`` seconds after a MARGIN_S warm-up."""
     if test not in TOOLS:
         raise RdmabenchError(f"perftest cross-check covers {', '.join(TOOLS)}, not {test!r}")
+    if duration and not test.endswith("_bw"):
+        raise RdmabenchError(f"{TOOLS[test]} reports only an average latency in duration mode: give iterations")
+    if not duration and int(iters) < 1:
+        raise RdmabenchError("perftest needs iterations >= 1 or a duration")
     tool = shutil.which(TOOLS[test])
     if not tool:
         raise RdmabenchError(f"{TOOLS[test]} not found: install Debian's perftest (`make install` does)")
-    args = [tool, "-d", device, "-x", str(int(gid_index)), "-s", str(int(size)), "-n", str(int(iters)),
+    count = (["-D", str(int(duration) + 2 * MARGIN_S), "-f", str(MARGIN_S)] if duration
+             else ["-n", str(int(iters))])
+    args = [tool, "-d", device, "-x", str(int(gid_index)), "-s", str(int(size)), *count,
             "-p", str(int(port)), "-F"]
     if test.endswith("_bw"):
         args += ["-t", str(int(depth)), "-Q", str(int(cq_mod))]

@@ -20,6 +20,12 @@ from . import engine, perftest
 from .. import placement
 
 SETUP_WAIT_S = 120.0  # between tests a client may be computing and printing
+# A client running a test (ours or perftest) says "running" every KEEPALIVE_S (the hello tells it to), so the
+# far end waits for its "done" as long as the run lasts, however long that is, and gives up only after a
+# silence of timeout_ms + QUIET_S: a bound on the run's length closed this end's QPs under slow but healthy
+# runs (5000 x 1 MiB under emulation), and rxe retries a vanished peer forever: the client stalled.
+KEEPALIVE_S = 5.0
+QUIET_S = 60.0
 SETUP = {
     "v": Int(), "type": Str(), "test": Str(max_len=64), "size": Int(1, 1 << 40), "qps": Int(1, 1 << 16),
     "depth": Int(1, 1 << 20), "cq_mod": Int(1, 1 << 20), "mtu": Opt(Int(0, 1 << 16)), "iters": Int(0, 1 << 40),
@@ -31,7 +37,8 @@ SETUP = {
     "tclass": Opt(Int(0, 255)), "sl": Opt(Int(0, 15)), "hugepages": Opt(Bool()),
     "placement": Opt(Str(choices=("nic", "off"))), "atomic": Opt(Str(choices=tests.ATOMIC_OPS)),
 }
-PERFTEST = {"v": Int(), "type": Str(), "test": Str(max_len=64), "size": Int(1, 1 << 40), "iters": Int(1, 1 << 40)}
+PERFTEST = {"v": Int(), "type": Str(), "test": Str(max_len=64), "size": Int(1, 1 << 40), "iters": Int(0, 1 << 40),
+            "duration": Opt(Int(1, 3600)), "cq_mod": Opt(Int(1, 1 << 16))}
 
 
 def jsonable(raw: dict) -> dict:
@@ -73,6 +80,11 @@ class VerbsService:
         self.dev, self.gid_index, self.bind = dev, gid_index, bind
         self._one_at_a_time = threading.Lock()
 
+    @staticmethod
+    def greeting() -> dict:
+        """What the hello tells a client besides the context: how often to say it is still running."""
+        return {"keepalive_s": KEEPALIVE_S}
+
     def handle(self, chan: Channel, hello: dict) -> None:
         with self._one_at_a_time:
             self._session(chan)
@@ -100,14 +112,15 @@ class VerbsService:
         """Start perftest's server side for a cross-check; its arguments are built here, from numbers."""
         try:
             self._need_device()
-            args = perftest.argv(msg["test"], self.dev.name, self.gid_index, int(msg["size"]), int(msg["iters"]))
+            args = perftest.argv(msg["test"], self.dev.name, self.gid_index, int(msg["size"]), int(msg["iters"]),
+                                 duration=msg.get("duration"), cq_mod=msg.get("cq_mod") or 100)
             proc = perftest.start_server(args)
         except (RdmabenchError, ValueError) as err:
             chan.send("error", message=str(err))
             return
         try:
             chan.send("perftest_ready", port=perftest.PERFTEST_PORT)
-            chan.recv(SETUP_WAIT_S + 600, "perftest_done")
+            chan.recv_after("running", SETUP_WAIT_S + 600, "perftest_done")
             code, out = perftest.finish(proc, 60)
             chan.send("perftest_result", code=code, output=out)
         finally:
@@ -157,7 +170,7 @@ class VerbsService:
             raw = ep.run(**run_kwargs(setup, "server"))
         else:
             chan.send("started")
-        chan.recv(setup["timeout_ms"] / 1000 + (setup["duration"] or 0) + 60, "done")
+        chan.recv_after("running", setup["timeout_ms"] / 1000 + (setup["duration"] or 0) + QUIET_S, "done")
         cpu = meter.stop(raw.get("bytes") or None)
         chan.send("result", raw=jsonable(raw), cpu=cpu)
         chan.recv(60, "teardown")

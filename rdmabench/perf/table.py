@@ -6,6 +6,7 @@ Latency (ib_*_lat): #bytes #iterations t_min t_max t_typical t_avg t_stdev 99% 9
 where t_typical is the median (p50), then our p99.99. CPU: cores busy at each
 end, system-wide (qperf's count) and in the rdmabench process; system-wide "n/a" where the
 test ran too briefly for /proc/stat's ticks to mean anything (the process figure is exact).
+"% of line": BW average over the path's physical limit (rdmabench.linerate), "-" where none is known.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 from itertools import groupby
 
 BW_HEAD = ["#bytes", "#iterations", "BW best window[MiB/sec]", "BW average[MiB/sec]", "MsgRate[Mpps]",
-           "CPU client sys/proc", "CPU server sys/proc"]
+           "CPU client sys/proc", "CPU server sys/proc", "% of line"]
 LAT_HEAD = ["#bytes", "#iterations", "t_min[usec]", "t_max[usec]", "t_typical[usec]", "t_avg[usec]",
             "t_stdev[usec]", "99% percentile[usec]", "99.9% percentile[usec]", "99.99%[usec]",
             "CPU client sys/proc", "CPU server sys/proc"]
@@ -25,6 +26,11 @@ def _cpu(row: dict, side: str) -> str:
         return "-"
     fmt = lambda v: "n/a" if v is None else f"{v:.2f}"  # noqa: E731  (n/a: too short for /proc/stat's ticks)
     return f"{fmt(cpu['system']['busy_cores'])}/{fmt(cpu['process']['cores'])}"
+
+
+def _share(share: float | None) -> str:
+    """The share of the path's physical limit reached (detail share_of_line_rate); "-" where none is known."""
+    return "-" if share is None else f"{share * 100:.1f}%"
 
 
 def _fmt(rows: list[list[str]]) -> list[str]:
@@ -56,6 +62,7 @@ def render(rows: list[dict]) -> str:
             else:
                 peak = r.get("bw_best_window_MiBps")
                 table.append([size, n, f"{peak:.2f}" if peak else "-", f"{r['bw_avg_MiBps']:.2f}",
-                              f"{r['msg_rate_Mpps']:.6f}", _cpu(row, "client"), _cpu(row, "server")])
+                              f"{r['msg_rate_Mpps']:.6f}", _cpu(row, "client"), _cpu(row, "server"),
+                              _share(r.get("share_of_line_rate"))])
         out.extend(_fmt(table))
     return "\n".join(out)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import psutil
 
-from .. import __version__, devices
+from .. import __version__, devices, linerate
 
 
 def _first(path: str, key: str) -> str | None:
@@ -135,6 +135,7 @@ def device(name: str, gid_index: int | None, port: int = 1) -> dict:
         "gid_index": gid_index,
         "gid": gid.compact if gid else None,
         "gid_type": gid.type if gid else None,
+        "line_rate": linerate.of(dev, port, devices.SYSFS_ROOT, devices.NET_ROOT),  # the port's physical limit
     }
 
 

@@ -77,6 +77,10 @@ def _num(v: float) -> str:
     return "-" if v is None or v != v else f"{v:,.1f}" if abs(v) >= 10 else f"{v:.3g}"
 
 
+def _pct(share) -> str:
+    return "-" if share is None or share != share else f"{share * 100:.1f}%"
+
+
 def _mean_sd(mean: float, sd: float) -> str:
     return _num(mean) if sd != sd else f"{_num(mean)} ± {_num(sd)}"
 
@@ -110,11 +114,17 @@ def bandwidth_vs_size(t: Tables) -> list[Plot]:
         ax.set_title(f"{test}: bandwidth vs message size")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize="small")
-        body = [[format_size(int(size))] + [_mean_sd(s.at[size, "mean"], s.at[size, "std"]) if size in s.index
-                                            else "-" for s in stats.values()] for size in sizes]
-        table = Table(["message size"] + [f"{run}: MiB/s" for run in stats], body,
-                      "Mean ± one standard deviation over repetitions (the points and error bars above).",
-                      kind="numbers")
+        shares = {run: g.groupby("size")["detail.share_of_line_rate"].mean()
+                  for run, g in d.groupby("run", sort=False)} if "detail.share_of_line_rate" in d else {}
+        body = [[format_size(int(size))] + [cell for run, s in stats.items() for cell in (
+            [_mean_sd(s.at[size, "mean"], s.at[size, "std"]) if size in s.index else "-"]
+            + ([_pct(shares[run].get(size))] if shares else []))] for size in sizes]
+        table = Table(["message size"] + [h for run in stats for h in (
+            [f"{run}: MiB/s"] + ([f"{run}: % of line"] if shares else []))], body,
+            "Mean ± one standard deviation over repetitions (the points and error bars above)."
+            + (" % of line: the mean BW average over the path's physical limit (the port's rate, RoCE v2 goodput "
+               "at the active MTU, the NIC's PCIe link: the smallest; rxe: its netdev's speed), '-' where none "
+               "is known." if shares else ""), kind="numbers")
         out.append(Plot(f"bw-{test}", f"{test}: bandwidth vs message size", _png(fig),
                         "Mean over repetitions; error bars are one standard deviation.", table))
     return out

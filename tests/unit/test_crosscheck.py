@@ -66,3 +66,54 @@ def test_perftest_printing_inf_is_a_misfire_retried_once():
     assert crosscheck._measure("perftest ib_write_lat", lambda: next(figures))["value"] == good["t_typical_us"]
     with pytest.raises(RdmabenchError, match="twice in a row"):
         crosscheck._measure("perftest ib_write_lat", lambda: _figure("t_typical_us", row["t_typical_us"]))
+
+
+def _recording(monkeypatch):
+    """crosscheck.run with both tools replaced: what each was asked to run."""
+    from rdmabench.perf import client
+
+    calls = []
+    monkeypatch.setattr(crosscheck.context, "collect", lambda *a: {"device": {"gid_index": 1}})
+
+    def reference(test, size, iters, dev, gid, duration=None, cq_mod=100):
+        calls.append(("perftest", test, iters, duration, cq_mod))
+        return {"bw_avg_MiBps": 40.0, "t_typical_us": 20.0, "command": "ib_..."}
+
+    def ours(opts, dev, **kw):
+        calls.append(("rdmabench", opts.tests[0], opts.iters, opts.duration, opts.warmup, opts.cq_mod))
+        metric = "lat_p50_us" if opts.tests[0].endswith("_lat") else "bw_avg_MiBps"
+        r = make({"test": opts.tests[0], "size": opts.sizes[0]}, metric, 39.0, bytes=1, seconds=1.0,
+                 cpu={}, detail={})
+        return Result(kind="verbs", context={}, options={}, rows=[r])
+
+    monkeypatch.setattr(crosscheck, "_perftest_local", reference)
+    monkeypatch.setattr(crosscheck, "run_local", ours)
+    monkeypatch.setattr(client, "run_local", ours)
+    return calls
+
+
+def test_bandwidth_runs_last_a_duration_by_default(monkeypatch):
+    """perftest's 5000 x 1 MiB took minutes on soft-RoCE (and stalled the cross-check): by default every
+    bandwidth run measures BW_DURATION_S seconds, perftest's and ours; latency keeps its iterations."""
+    calls = _recording(monkeypatch)
+    result = crosscheck.run("rxe0", None, [65536, 1 << 20], repeat=1, only=["write_bw", "write_lat"])
+    d, w = crosscheck.BW_DURATION_S, crosscheck.BW_WARMUP
+    # a signaled completion every MiB at most: perftest's duration figure is counted in steps of cq_mod messages
+    assert calls == [("perftest", "write_bw", 0, d, 16), ("rdmabench", "write_bw", None, float(d), w, 16),
+                     ("perftest", "write_bw", 0, d, 1), ("rdmabench", "write_bw", None, float(d), w, 1),
+                     ("perftest", "write_lat", 1000, None, 100), ("rdmabench", "write_lat", 1000, None, 0, 100)]
+    assert result.options["bw_duration_s"] == d and result.options["bw_iters"] is None
+    assert [r["detail"].get("duration_s") for r in result.rows if r["measured"]["tool"] == "perftest"] == [d, d, None]
+
+
+def test_bandwidth_iterations_replace_the_duration(monkeypatch):
+    calls = _recording(monkeypatch)
+    crosscheck.run("rxe0", None, [65536], repeat=1, only=["read_bw"], bw_iters=200)
+    assert calls == [("perftest", "read_bw", 200, None, 100), ("rdmabench", "read_bw", 200, None, 0, 100)]
+    with pytest.raises(RdmabenchError, match="not both"):
+        crosscheck.run("rxe0", None, [65536], repeat=1, only=["read_bw"], bw_iters=200, bw_duration=3)
+
+
+def test_duration_runs_signal_at_least_every_mib():
+    assert [crosscheck.bw_cq_mod(size, 5) for size in (2, 4096, 65536, 1 << 20, 8 << 20)] == [100, 100, 16, 1, 1]
+    assert crosscheck.bw_cq_mod(1 << 20, None) == 100  # iterations: perftest's default, as before

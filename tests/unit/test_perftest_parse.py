@@ -49,3 +49,14 @@ def test_read_bw_reads_as_deep_as_our_engines(monkeypatch):
     monkeypatch.setattr(perftest, "outstanding_reads", lambda device: None)  # the device could not be asked
     assert "-o" not in perftest.argv("read_bw", "rxe0", 1, 65536, 1000)
     assert perftest.shown(args).startswith("ib_read_bw -d rxe0 -x 1 ")
+
+
+def test_a_duration_run_gives_perftest_its_margins_and_no_iterations(monkeypatch):
+    monkeypatch.setattr(perftest.shutil, "which", lambda name: f"/usr/bin/{name}")
+    args = perftest.argv("write_bw", "rxe0", 1, 1 << 20, 0, duration=5)
+    assert args[args.index("-D") + 1] == "9" and args[args.index("-f") + 1] == "2" and "-n" not in args
+    assert "-D" not in perftest.argv("write_bw", "rxe0", 1, 1 << 20, 5000)
+    with pytest.raises(RdmabenchError, match="only an average latency"):
+        perftest.argv("write_lat", "rxe0", 1, 2, 0, duration=5)
+    with pytest.raises(RdmabenchError, match="iterations >= 1 or a duration"):
+        perftest.argv("write_bw", "rxe0", 1, 65536, 0)

@@ -43,8 +43,9 @@ def baseline_result():
 def crosscheck_result(monkeypatch):
     monkeypatch.setattr(crosscheck.context, "collect", lambda *a: {"device": {"gid_index": 1}})
     monkeypatch.setattr(crosscheck, "_perftest_local",
-                        lambda test, size, iters, dev, gid: {"size": size, "iterations": iters, "bw_avg_MiBps": 40.0,
-                                                             "t_typical_us": 20.0, "command": "ib_..."})
+                        lambda test, size, iters, dev, gid, duration=None, cq_mod=100: {
+                            "size": size, "iterations": iters, "bw_avg_MiBps": 40.0, "t_typical_us": 20.0,
+                            "command": "ib_..."})
     ours = {r["measured"]["test"]: r for r in verbs_rows()}
     monkeypatch.setattr(crosscheck, "run_local",
                         lambda opts, dev, **kw: Result("verbs", {}, {}, rows=[ours[opts.tests[0].replace("read", "write")]]))

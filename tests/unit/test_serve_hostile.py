@@ -191,7 +191,7 @@ def test_a_client_that_connects_and_never_speaks_delays_nobody(world):
 
 def test_a_hello_must_name_a_service_this_server_offers(world):
     for hello in ({"tool": "rdmabench"}, {"service": "shell"}, {"service": ["transfer"]}, {"service": "../verbs"}):
-        with pytest.raises(ControlError, match="unknown service.*offers rdma-read, rdma-write, transfer, verbs, "
+        with pytest.raises(ControlError, match="unknown service.*offers doctor, rdma-read, rdma-write, transfer, verbs, "
                                                "verbs-peer"):
             Channel.connect("127.0.0.1", world["port"], hello.pop("service", None), timeout=5, **hello)
     chan = Channel(raw(world["port"]), "serve")  # authenticated, then a request before any hello
