@@ -80,20 +80,25 @@ static EpObject *ep_alloc(PyTypeObject *type)
 static PyObject *ep_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
 	static char *kwlist[] = { "device", "gid_index", "port", "qps", "size", "depth", "slots",
-				  "mtu", "cq_mod", "inline_size", NULL };
+				  "mtu", "cq_mod", "inline_size", "tclass", "sl", "numa_node", "hugepages", NULL };
 	const char *device;
 	int gid_index, port = 1, qps = 1, depth = 128, slots = 0, mtu = 0, cq_mod = 100, inline_size = 0;
+	int tclass = 0, sl = 0, numa_node = -1, hugepages = 0;
 	Py_ssize_t size = 65536;
 	struct rt_err err;
 	EpObject *o;
 
-	if (!PyArg_ParseTupleAndKeywords(args, kwargs, "si|iiniiiii:Endpoint", kwlist, &device,
+	if (!PyArg_ParseTupleAndKeywords(args, kwargs, "si|iiniiiiiiiip:Endpoint", kwlist, &device,
 					 &gid_index, &port, &qps, &size, &depth, &slots, &mtu,
-					 &cq_mod, &inline_size))
+					 &cq_mod, &inline_size, &tclass, &sl, &numa_node, &hugepages))
 		return NULL;
 	o = ep_alloc(type);
 	if (!o)
 		return NULL;
+	o->ep.tclass = tclass;
+	o->ep.sl = sl;
+	o->ep.numa_node = numa_node;
+	o->ep.hugepages = hugepages;
 	memset(&err, 0, sizeof(err));
 	if (ep_open(&o->ep, device, gid_index, port, qps, size, depth, slots, mtu, cq_mod, inline_size,
 		    &err)) {
@@ -106,24 +111,30 @@ static PyObject *ep_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 static PyObject *ep_cm(PyTypeObject *type, PyObject *args, PyObject *kwargs, int listen)
 {
 	static char *kw_listen[] = { "bind_ip", "port", "qps", "size", "depth", "slots", "cq_mod",
-				     "inline_size", "timeout_ms", NULL };
+				     "inline_size", "timeout_ms", "tclass", "sl", "numa_node", "hugepages", NULL };
 	static char *kw_connect[] = { "peer_ip", "port", "qps", "size", "depth", "slots", "cq_mod",
-				      "inline_size", "timeout_ms", NULL };
+				      "inline_size", "timeout_ms", "tclass", "sl", "numa_node", "hugepages", NULL };
 	const char *ip;
 	int port, qps = 1, depth = 128, slots = 0, cq_mod = 100, inline_size = 0, timeout_ms = 10000;
+	int tclass = 0, sl = 0, numa_node = -1, hugepages = 0;
 	Py_ssize_t size = 65536;
 	struct rt_err err;
 	EpObject *o;
 	int rc;
 
 	if (!PyArg_ParseTupleAndKeywords(args, kwargs,
-					 listen ? "si|iniiiii:cm_listen" : "si|iniiiii:cm_connect",
+					 listen ? "si|iniiiiiiiip:cm_listen" : "si|iniiiiiiiip:cm_connect",
 					 listen ? kw_listen : kw_connect, &ip, &port, &qps, &size,
-					 &depth, &slots, &cq_mod, &inline_size, &timeout_ms))
+					 &depth, &slots, &cq_mod, &inline_size, &timeout_ms, &tclass, &sl,
+					 &numa_node, &hugepages))
 		return NULL;
 	o = ep_alloc(type);
 	if (!o)
 		return NULL;
+	o->ep.tclass = tclass;
+	o->ep.sl = sl;
+	o->ep.numa_node = numa_node;
+	o->ep.hugepages = hugepages;
 	memset(&err, 0, sizeof(err));
 	Py_BEGIN_ALLOW_THREADS
 	rc = ep_cm_open(&o->ep, listen, ip, port, qps, size, depth, slots, cq_mod, inline_size,
@@ -346,6 +357,21 @@ static PyObject *make_array(char typecode, const void *data, size_t bytes)
 	return arr;
 }
 
+/* The atomic tests' own keys of run()'s dict. */
+static int atomic_keys(PyObject *res, const struct run *r)
+{
+	PyObject *v = Py_BuildValue("{s:s,s:I,s:I,s:z,s:K,s:K}", "atomic",
+				    r->atomic_op == A_CMP_SWAP ? "cmp_swap" : "fetch_add", "atomic_depth",
+				    r->atomic_depth, "atomic_signal_every", r->atomic_mod, "reply_byte_order",
+				    r->reply_be < 0 ? NULL : r->reply_be ? "big-endian" : "host", "counters_ok",
+				    (unsigned long long)r->counters_ok, "counters_bad",
+				    (unsigned long long)r->counters_bad);
+	int rc = v ? PyDict_Update(res, v) : -1;
+
+	Py_XDECREF(v);
+	return rc;
+}
+
 static PyObject *run_result(const struct run *r, long long iters, long long warmup)
 {
 	const Endpoint *ep = r->ep;
@@ -375,7 +401,7 @@ static PyObject *run_result(const struct run *r, long long iters, long long warm
 			ops = r->tot_recvd - r->recvd0;
 		}
 	}
-	if (r->test == T_READ_LAT)
+	if (r->test == T_READ_LAT || r->test == T_ATOMIC_LAT)
 		sample = "post to completion";
 	else if (r->is_lat)
 		sample = "half round trip";
@@ -393,6 +419,8 @@ static PyObject *run_result(const struct run *r, long long iters, long long warm
 		(unsigned long long)r->validated, "corrupt", (unsigned long long)r->corrupt,
 		"first_corrupt_seq", (long long)r->first_corrupt, "passive",
 		r->passive ? Py_True : Py_False);
+	if (res && r->test >= T_ATOMIC_BW && !r->passive && atomic_keys(res, r) < 0)
+		Py_CLEAR(res);
 out:
 	Py_XDECREF(cns);
 	Py_XDECREF(cops);
@@ -403,9 +431,9 @@ out:
 static PyObject *ep_run(EpObject *o, PyObject *args, PyObject *kwargs)
 {
 	static char *kwlist[] = { "test", "role", "iters", "duration_s", "warmup", "bidir",
-				  "validate", "max_samples", "timeout_ms", NULL };
+				  "validate", "max_samples", "timeout_ms", "atomic", NULL };
 	Endpoint *ep = &o->ep;
-	const char *test, *role;
+	const char *test, *role, *atomic = NULL;
 	long long iters = 0, warmup = 0, max_samples = 1000000;
 	double duration_s = 0.0;
 	int bidir = 0, validate = 0, timeout_ms = 10000, rc;
@@ -413,13 +441,13 @@ static PyObject *ep_run(EpObject *o, PyObject *args, PyObject *kwargs)
 	struct rt_err err;
 	PyObject *res;
 
-	if (!PyArg_ParseTupleAndKeywords(args, kwargs, "ss|LdLppLi:run", kwlist, &test, &role, &iters,
+	if (!PyArg_ParseTupleAndKeywords(args, kwargs, "ss|LdLppLiz:run", kwlist, &test, &role, &iters,
 					 &duration_s, &warmup, &bidir, &validate, &max_samples,
-					 &timeout_ms))
+					 &timeout_ms, &atomic))
 		return NULL;
 	memset(&err, 0, sizeof(err));
 	if (run_setup(&r, ep, test, role, iters, duration_s, warmup, bidir, validate, max_samples,
-		      timeout_ms, &err))
+		      timeout_ms, atomic, &err))
 		return rt_raise(&err);
 	if (!ep_usable(ep, 1)) {
 		run_free(&r);
@@ -433,6 +461,29 @@ static PyObject *ep_run(EpObject *o, PyObject *args, PyObject *kwargs)
 	res = rc ? rt_raise(&err) : run_result(&r, iters, warmup);
 	run_free(&r);
 	return res;
+}
+
+static PyObject *int_or_none(int v)
+{
+	if (v < 0)
+		Py_RETURN_NONE;
+	return PyLong_FromLong(v);
+}
+
+/* What the endpoint was asked for and what the device holds (QP 0's address vector, the buffer's node). */
+static PyObject *ep_knobs(EpObject *o, PyObject *unused)
+{
+	Endpoint *ep = &o->ep;
+	int tc, sl;
+
+	if (!ep_usable(ep, 0))
+		return NULL;
+	ep_qp_av(ep, &tc, &sl);
+	return Py_BuildValue("{s:i,s:i,s:N,s:N,s:i,s:i,s:O,s:s}", "tclass", ep->tclass, "sl", ep->sl,
+			     "qp_traffic_class", int_or_none(tc), "qp_sl", int_or_none(sl), "numa_node",
+			     ep->numa_node, "memory_node",
+			     ep_buf_node(ep), "hugepages", ep->hugepages ? Py_True : Py_False, "atomic_cap",
+			     atomic_cap_name(ep->atomic_cap));
 }
 
 /* Test hook: the sender corrupts the payload of this sequence number (-1: none). */
@@ -531,8 +582,10 @@ static PyMethodDef ep_methods[] = {
 	  "connect(remote): bring every QP to RTS against the peer's local_info() list" },
 	{ "run", (PyCFunction)(void (*)(void))ep_run, METH_VARARGS | METH_KEYWORDS,
 	  "run(test, role, iters=0, duration_s=0.0, warmup=0, bidir=False, validate=False,\n"
-	  "    max_samples=1000000, timeout_ms=10000) -> dict (see the module source header)" },
+	  "    max_samples=1000000, timeout_ms=10000, atomic='fetch_add') -> dict (see endpoint.h)" },
 	{ "close", (PyCFunction)ep_close, METH_NOARGS, "release every verbs resource (idempotent)" },
+	{ "knobs", (PyCFunction)ep_knobs, METH_NOARGS,
+	  "knobs() -> {tclass, sl, qp_traffic_class, qp_sl, numa_node, memory_node, hugepages, atomic_cap}" },
 	{ "__enter__", (PyCFunction)ep_enter, METH_NOARGS, NULL },
 	{ "__exit__", (PyCFunction)ep_exit, METH_VARARGS, NULL },
 	{ "cm_listen", (PyCFunction)(void (*)(void))ep_cm_listen,

@@ -3,8 +3,8 @@
 
 #include <fcntl.h>
 
-const char *const test_names[] = { "write_bw", "read_bw", "send_bw",
-				   "write_lat", "read_lat", "send_lat" };
+const char *const test_names[] = { "write_bw", "read_bw", "send_bw", "write_lat",
+				   "read_lat", "send_lat", "atomic_bw", "atomic_lat" };
 
 /* ------------------------------------------------------------------ resources */
 
@@ -29,8 +29,7 @@ void ep_release(Endpoint *ep, struct rt_err *e)
 	if (ep->mr && (rc = ibv_dereg_mr(ep->mr)))
 		rt_set_os(e, "ibv_dereg_mr", rc);
 	ep->mr = NULL;
-	free(ep->buf);
-	ep->buf = NULL;
+	ep_buf_free(ep);
 	if (ep->rcq && (rc = ibv_destroy_cq(ep->rcq)))
 		rt_set_os(e, "ibv_destroy_cq(recv)", rc);
 	ep->rcq = NULL;
@@ -135,7 +134,6 @@ int ep_setup_verbs(Endpoint *ep, struct rt_err *e)
 {
 	struct ibv_device_attr dattr;
 	struct ibv_port_attr pattr;
-	long page = sysconf(_SC_PAGESIZE);
 	int rc, cqe;
 
 	rc = ibv_query_device(ep->ctx, &dattr);
@@ -173,6 +171,7 @@ int ep_setup_verbs(Endpoint *ep, struct rt_err *e)
 	ep->active_mtu = pattr.active_mtu;
 	ep->max_rd_atomic = dattr.max_qp_init_rd_atom > 0 ? (uint32_t)dattr.max_qp_init_rd_atom : 1;
 	ep->max_dest_rd_atomic = dattr.max_qp_rd_atom > 0 ? (uint32_t)dattr.max_qp_rd_atom : 1;
+	ep->atomic_cap = (int)dattr.atomic_cap;
 	/* outstanding RDMA READs: as many as the device allows, perftest's default (-o); the QP
 	 * attribute is one byte */
 	if (ep->max_rd_atomic > MAX_RD_ATOMIC)
@@ -207,17 +206,11 @@ int ep_setup_verbs(Endpoint *ep, struct rt_err *e)
 		rt_set_os(e, "ibv_create_cq(recv)", 0);
 		return -1;
 	}
-	ep->buf_len = (size_t)ep->nqps * ep->slots * ep->size;
-	if (page <= 0)
-		page = 4096;
-	if (posix_memalign((void **)&ep->buf, (size_t)page, ep->buf_len)) {
-		ep->buf = NULL;
-		rt_set(e, RT_NOMEM, ENOMEM, "cannot allocate the %zu-byte buffer", ep->buf_len);
+	if (ep_buf_alloc(ep, e))
 		return -1;
-	}
-	memset(ep->buf, 0, ep->buf_len);
 	ep->mr = ibv_reg_mr(ep->pd, ep->buf, ep->buf_len,
-			    IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_READ);
+			    IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_READ |
+				    (ep->atomic_cap != IBV_ATOMIC_NONE ? IBV_ACCESS_REMOTE_ATOMIC : 0));
 	if (!ep->mr) {
 		rt_set_os(e, "ibv_reg_mr", 0);
 		return -1;
@@ -280,6 +273,7 @@ void ep_init(Endpoint *ep)
 {
 	memset(ep, 0, sizeof(*ep));
 	ep->port = 1;
+	ep->numa_node = -1;
 	ep->corrupt_seq = -1;
 }
 
@@ -296,7 +290,7 @@ int ep_open(Endpoint *ep, const char *device, int gid_index, int port, int qps, 
 	snprintf(ep->devname, sizeof(ep->devname), "%s", device);
 	ep->port = port;
 	ep->gid_index = gid_index;
-	if (ep_check_args(ep, qps, size, depth, slots, mtu, cq_mod, inline_size, e))
+	if (ep_check_knobs(ep, 0, e) || ep_check_args(ep, qps, size, depth, slots, mtu, cq_mod, inline_size, e))
 		goto fail;
 	if (port < 1 || port > 255) {
 		rt_set(e, RT_VALUE, 0, "port must be between 1 and 255, got %d", port);

@@ -1,7 +1,8 @@
 /*
  * endpoint.h: the C core's Endpoint, no Python in it (endpoint.c: resources, open and close;
  * ep_connect.c: out-of-band connect; ep_cm.c: rdma_cm; ep_poll.c: posting and polling;
- * ep_bw.c and ep_lat.c: the bandwidth and latency loops; ep_run.c: one run's setup and loop;
+ * ep_bw.c and ep_lat.c: the bandwidth and latency loops; ep_atomic.c: the atomic tests; ep_mem.c:
+ * the buffer (NUMA node, huge pages); ep_knobs.c: traffic class and SL; ep_run.c: one run's setup and loop;
  * filexfer.c: the file loops, on pipeline.c's file side). bindings.c wraps it as the Python type below and is the only
  * code that converts Python objects.
  *
@@ -9,9 +10,14 @@
  * (QP info exchanged by the caller, or through rdma_cm), and the benchmark loops in C.
  *
  *   Endpoint(device, gid_index, port=1, qps=1, size=65536, depth=128, slots=0, mtu=0,
- *            cq_mod=100, inline_size=0)
+ *            cq_mod=100, inline_size=0, tclass=0, sl=0, numa_node=-1, hugepages=False)
  *   Endpoint.cm_listen(bind_ip, port, qps=1, size=65536, depth=128, slots=0, cq_mod=100,
- *                      inline_size=0, timeout_ms=10000)         -> connected Endpoint
+ *                      inline_size=0, timeout_ms=10000, tclass=0, sl=0, numa_node=-1,
+ *                      hugepages=False)                          -> connected Endpoint
+ *     (tclass: every QP's GRH traffic class, DSCP << 2 | ECN (rdma_cm: the id's TOS, set before
+ *     the route is resolved); sl: the service level (out-of-band connect only: rdma_cm's kernel
+ *     picks it from the TOS); numa_node: the buffer's pages preferred on that node before first
+ *     touch; hugepages: the buffer from 2 MiB huge pages. ep.knobs() says what the device holds.)
  *   Endpoint.cm_connect(peer_ip, port, <same>)                   -> connected Endpoint
  *     (one rdma_cm connection per QP, the peer's addr/rkey/slots/size in the private data; the
  *     device is the one rdma_cm resolves the address to: ep.device; the path MTU is rdma_cm's;
@@ -19,7 +25,9 @@
  *   ep.local_info() -> [ {qpn, psn, gid (32 hex), lid, addr, rkey, size, slots, mtu} ] one per QP
  *   ep.connect(remote_infos)   INIT -> RTR -> RTS for every QP
  *   ep.run(test, role, iters=0, duration_s=0.0, warmup=0, bidir=False, validate=False,
- *          max_samples=1000000, timeout_ms=10000) -> dict
+ *          max_samples=1000000, timeout_ms=10000, atomic="fetch_add") -> dict
+ *   ep.knobs() -> {tclass, sl, qp_traffic_class, qp_sl (QP 0's AV as queried), numa_node,
+ *          memory_node (where the buffer's pages are), hugepages, atomic_cap}
  *   ep.close(); with Endpoint(...) as ep: ...
  *   attributes: device, port, qps, size, depth, slots, cq_mod, inline_size, mtu (path MTU in bytes
  *   once connected, else the port's active MTU), registered_bytes (== qps * slots * size), connected
@@ -29,7 +37,9 @@
  * are zero-byte SENDs with immediate data, so they need no memory of their own. Every QP keeps
  * min(depth, slots) receives posted at all times (slot of receive i = i % slots).
  *
- * run() tests: write_bw read_bw send_bw write_lat read_lat send_lat; role client | server.
+ * run() tests: write_bw read_bw send_bw write_lat read_lat send_lat atomic_bw atomic_lat; role
+ * client | server; atomic="fetch_add" | "cmp_swap" for the atomic tests (8-byte operations on a
+ * counter in the peer's slot 0 of each QP, every reply checked, the counter read back at the end).
  * iters is PER QP (perftest's -n): a BW client with qps=Q moves Q * iters messages.
  * Latency tests use QP 0 only.
  *
@@ -57,6 +67,10 @@
  *   corrupt            payloads that did not match their pattern
  *   first_corrupt_seq  sequence number (per QP, counted from 0 at the run's first message,
  *                      warm-up included) of the first corrupt payload, -1 if none
+ *   atomic tests also: atomic ("fetch_add"/"cmp_swap"), atomic_depth (operations in flight per
+ *                      QP), atomic_signal_every, reply_byte_order ("host", "big-endian" or None:
+ *                      not known), counters_ok / counters_bad (remote counters read back equal to
+ *                      the operations done, or not); a wrong reply counts in corrupt
  *
  * Errors: ValueError (bad argument), LookupError (no such device), TimeoutError (no progress for
  * timeout_ms), OSError (a verbs/rdma_cm call or a completion failed: the message names the QP
@@ -115,6 +129,11 @@ typedef struct endpoint {
 	int req_mtu;
 	uint32_t size, depth, slots, cq_mod, inline_size, recv_target;
 	uint32_t max_rd_atomic, max_dest_rd_atomic;
+	/* production knobs (ep_knobs.c, ep_mem.c), set before open: traffic class (DSCP << 2 | ECN)
+	 * and service level of every QP's address vector; the NUMA node the buffer is placed on (-1:
+	 * no placement); the buffer from 2 MiB huge pages. atomic_cap: the device's (enum ibv_atomic_cap). */
+	int tclass, sl, numa_node, hugepages, atomic_cap;
+	size_t buf_map_len; /* bytes mmap()ed for buf (0: not mapped) */
 	struct rdma_event_channel *cm_ch;
 	char devname[64];
 	int connected, closed, busy;
@@ -147,8 +166,10 @@ struct remote_qp {
 #define MAX_BUFFER (64ull << 30)
 #define MAX_RD_ATOMIC 255 /* keep in step with rdmabench/verbs/resources.py */
 
-enum test_kind { T_WRITE_BW, T_READ_BW, T_SEND_BW, T_WRITE_LAT, T_READ_LAT, T_SEND_LAT };
+enum test_kind { T_WRITE_BW, T_READ_BW, T_SEND_BW, T_WRITE_LAT, T_READ_LAT, T_SEND_LAT, T_ATOMIC_BW,
+		 T_ATOMIC_LAT, N_TESTS };
 extern const char *const test_names[];
+enum atomic_op { A_FETCH_ADD, A_CMP_SWAP };
 
 /* ------------------------------------------------------------------ the state of one run */
 
@@ -185,6 +206,11 @@ struct run {
 	int64_t first_corrupt;
 	uint64_t last_progress;
 	uint64_t lat_ops; /* latency tests: measured iterations */
+	/* atomic tests (ep_atomic.c) */
+	int atomic_op;
+	uint32_t atomic_depth, atomic_mod; /* in flight per QP (min of depth and the QP's max_rd_atomic); signal every */
+	int reply_be;                      /* replies seen byte-swapped (big-endian): -1 not known yet, 0 host, 1 be */
+	uint64_t counters_ok, counters_bad; /* remote counters read back after the run: as expected or not */
 };
 
 /* endpoint.c: resources, open and close (0, or -1 with e set; a failed open releases what it made) */
@@ -204,6 +230,23 @@ int post_one(Endpoint *ep, uint32_t q, enum ibv_wr_opcode op, uint8_t *laddr, ui
 	     uint64_t raddr, int has_imm, uint32_t imm, int signaled, uint64_t data_after,
 	     struct rt_err *e);
 int wc_failed(const struct ibv_wc *wc, const char *side, struct rt_err *e);
+
+/* ep_mem.c: the registered buffer, mmap()ed (huge pages when ep->hugepages), placed on
+ * ep->numa_node (preferred) before it is first touched; ep_buf_node: the node its pages are on
+ * (-1 unknown, -2 pages on several nodes) */
+int ep_buf_alloc(Endpoint *ep, struct rt_err *e);
+void ep_buf_free(Endpoint *ep);
+int ep_buf_node(const Endpoint *ep);
+/* ep_knobs.c: the knobs checked; an rdma_cm id resolved to ip:port with the traffic class set
+ * before the route; QP 0's address vector as the device holds it (-1 each when it cannot say) */
+int ep_check_knobs(const Endpoint *ep, int cm, struct rt_err *e);
+int ep_cm_create_id(Endpoint *ep, struct rdma_addrinfo *res, struct rdma_cm_id **id, struct rt_err *e);
+int ep_set_tos(Endpoint *ep, struct rdma_cm_id *id, struct rt_err *e);
+void ep_qp_av(const Endpoint *ep, int *traffic_class, int *sl);
+const char *atomic_cap_name(int cap);
+
+/* ep_atomic.c: atomic_bw / atomic_lat, the client's loop (the server is passive) */
+int atomic_run(struct run *r, struct rt_err *e);
 
 /* ep_connect.c: QP i's facts for the peer; every QP to RTS against the peer's (n == nqps) */
 void ep_local_qp(const Endpoint *ep, int i, struct remote_qp *out);
@@ -238,7 +281,7 @@ int lat_run(struct run *r, uint64_t dur_ticks, struct rt_err *e);
  * do); run_loop runs (touches only C state: called without the GIL); run_free frees the records */
 int run_setup(struct run *r, Endpoint *ep, const char *test, const char *role, int64_t iters,
 	      double duration_s, int64_t warmup, int bidir, int validate, int64_t max_samples,
-	      int timeout_ms, struct rt_err *e);
+	      int timeout_ms, const char *atomic, struct rt_err *e);
 int run_loop(struct run *r, struct rt_err *e);
 void run_free(struct run *r);
 

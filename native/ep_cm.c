@@ -228,14 +228,10 @@ static int do_cm_connect(Endpoint *ep, const char *ip, const char *port, int tim
 			       port, rc == -1 ? strerror(errno) : gai_strerror(rc));
 			return -1;
 		}
-		rc = rdma_create_ep(&id, res, NULL, NULL);
+		rc = ep_cm_create_id(ep, res, &id, e); /* the TOS set before the route */
 		rdma_freeaddrinfo(res);
-		if (rc) {
-			rt_set(e, RT_OS, errno ? errno : EIO,
-			       "rdma_create_ep(%s:%s) failed: %s (is the address on an RDMA device?)",
-			       ip, port, strerror(errno));
+		if (rc)
 			return -1;
-		}
 		if (qi == 0 && cm_setup_from_id(ep, id, e)) {
 			rdma_destroy_ep(id);
 			return -1;
@@ -302,6 +298,8 @@ static int do_cm_listen(Endpoint *ep, const char *ip, const char *port, int time
 		       strerror(errno));
 		return -1;
 	}
+	if (ep_set_tos(ep, lid, e))
+		goto out;
 	if (rdma_listen(lid, ep->nqps)) {
 		rt_set(e, RT_OS, errno ? errno : EIO, "rdma_listen(%s:%s) failed: %s", ip, port,
 		       strerror(errno));
@@ -384,7 +382,7 @@ int ep_cm_open(Endpoint *ep, int listen, const char *ip, int port, int qps, int6
 		       timeout_ms);
 		return -1;
 	}
-	if (ep_check_args(ep, qps, size, depth, slots, 0, cq_mod, inline_size, e)) {
+	if (ep_check_knobs(ep, 1, e) || ep_check_args(ep, qps, size, depth, slots, 0, cq_mod, inline_size, e)) {
 		ep_release(ep, e);
 		return -1;
 	}

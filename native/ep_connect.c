@@ -29,7 +29,8 @@ static int qp_modify_connect(Endpoint *ep, uint32_t i, const struct remote_qp *r
 	attr.qp_state = IBV_QPS_INIT;
 	attr.pkey_index = 0;
 	attr.port_num = (uint8_t)ep->port;
-	attr.qp_access_flags = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_READ;
+	attr.qp_access_flags = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_READ |
+			       (ep->atomic_cap != IBV_ATOMIC_NONE ? IBV_ACCESS_REMOTE_ATOMIC : 0);
 	rc = ibv_modify_qp(p->qp, &attr,
 			   IBV_QP_STATE | IBV_QP_PKEY_INDEX | IBV_QP_PORT | IBV_QP_ACCESS_FLAGS);
 	if (rc) {
@@ -48,6 +49,8 @@ static int qp_modify_connect(Endpoint *ep, uint32_t i, const struct remote_qp *r
 	attr.max_dest_rd_atomic = (uint8_t)ep->max_dest_rd_atomic;
 	attr.min_rnr_timer = 12; /* 0.64 ms */
 	roce_ah(&attr.ah_attr, &r->gid, ep->gid_index, r->lid, ep->port);
+	attr.ah_attr.grh.traffic_class = (uint8_t)ep->tclass; /* DSCP << 2 | ECN: the fabric's class */
+	attr.ah_attr.sl = (uint8_t)ep->sl;
 	rc = ibv_modify_qp(p->qp, &attr,
 			   IBV_QP_STATE | IBV_QP_AV | IBV_QP_PATH_MTU | IBV_QP_DEST_QPN |
 				   IBV_QP_RQ_PSN | IBV_QP_MAX_DEST_RD_ATOMIC | IBV_QP_MIN_RNR_TIMER);

@@ -3,19 +3,40 @@
 
 int run_setup(struct run *r, Endpoint *ep, const char *test, const char *role, int64_t iters,
 	      double duration_s, int64_t warmup, int bidir, int validate, int64_t max_samples,
-	      int timeout_ms, struct rt_err *e)
+	      int timeout_ms, const char *atomic, struct rt_err *e)
 {
 	int t;
 
 	memset(r, 0, sizeof(*r));
-	for (t = 0; t < 6; t++)
+	for (t = 0; t < N_TESTS; t++)
 		if (strcmp(test, test_names[t]) == 0)
 			break;
-	if (t == 6) {
+	if (t == N_TESTS) {
 		rt_set(e, RT_VALUE, 0,
-		       "unknown test '%s': write_bw, read_bw, send_bw, write_lat, read_lat or send_lat",
+		       "unknown test '%s': write_bw, read_bw, send_bw, write_lat, read_lat, send_lat, "
+		       "atomic_bw or atomic_lat",
 		       test);
 		return -1;
+	}
+	if (atomic && strcmp(atomic, "fetch_add") && strcmp(atomic, "cmp_swap")) {
+		rt_set(e, RT_VALUE, 0, "atomic must be 'fetch_add' or 'cmp_swap', got '%s'", atomic);
+		return -1;
+	}
+	r->atomic_op = atomic && strcmp(atomic, "cmp_swap") == 0 ? A_CMP_SWAP : A_FETCH_ADD;
+	r->reply_be = -1;
+	if (t >= T_ATOMIC_BW) {
+		if (ep->size != 8) {
+			rt_set(e, RT_VALUE, 0, "%s: atomic operations are 8 bytes: the endpoint's size is %u",
+			       test_names[t], ep->size);
+			return -1;
+		}
+		if (ep->atomic_cap == IBV_ATOMIC_NONE) {
+			rt_set(e, RT_VALUE, 0,
+			       "%s: %s reports no atomic operations (atomic_cap IBV_ATOMIC_NONE): it cannot "
+			       "run the atomic tests",
+			       test_names[t], ep->devname);
+			return -1;
+		}
 	}
 	if (strcmp(role, "client") && strcmp(role, "server")) {
 		rt_set(e, RT_VALUE, 0, "role must be 'client' or 'server', got '%s'", role);
@@ -29,7 +50,11 @@ int run_setup(struct run *r, Endpoint *ep, const char *test, const char *role, i
 		rt_set(e, RT_VALUE, 0, "warmup and max_samples must be >= 0, timeout_ms positive");
 		return -1;
 	}
-	r->is_lat = t >= T_WRITE_LAT;
+	r->is_lat = t == T_WRITE_LAT || t == T_READ_LAT || t == T_SEND_LAT || t == T_ATOMIC_LAT;
+	if (bidir && t >= T_ATOMIC_BW) {
+		rt_set(e, RT_VALUE, 0, "bidir is not for the atomic tests (the server is passive)");
+		return -1;
+	}
 	if (bidir && (validate || r->is_lat)) {
 		rt_set(e, RT_VALUE, 0,
 		       "bidir is for the BW tests, without validate (both directions would share the "
@@ -53,7 +78,7 @@ int run_setup(struct run *r, Endpoint *ep, const char *test, const char *role, i
 	r->first_corrupt = -1;
 	r->dur_ticks = duration_s > 0 ? ns_to_ticks((uint64_t)(duration_s * 1e9)) : 0;
 	if (!r->client && !bidir &&
-	    ((t == T_WRITE_BW && !validate) || t == T_READ_BW || t == T_READ_LAT)) {
+	    ((t == T_WRITE_BW && !validate) || t == T_READ_BW || t == T_READ_LAT || t >= T_ATOMIC_BW)) {
 		r->passive = 1;
 	} else if (r->is_lat) {
 		r->scap = r->client ? (size_t)(iters ? (iters < max_samples ? iters : max_samples)
@@ -86,13 +111,15 @@ int run_loop(struct run *r, struct rt_err *e)
 
 	if (r->passive) {
 		/* a read test's server told to validate fills its slots for the reader to check */
-		if (r->validate && r->test != T_WRITE_BW)
+		if (r->validate && (r->test == T_READ_BW || r->test == T_READ_LAT))
 			fill_read_slots(r->ep);
 		return 0;
 	}
 	/* every QP restarts its send bookkeeping: sq_data holds per-run data counts */
 	for (int q = 0; q < r->ep->nqps; q++)
 		r->ep->q[q].data_done = 0;
+	if (r->test >= T_ATOMIC_BW)
+		return atomic_run(r, e);
 	if (r->is_lat)
 		return lat_run(r, r->dur_ticks, e);
 	if (r->warmup)

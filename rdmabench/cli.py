@@ -226,6 +226,20 @@ def _peer(text: str) -> tuple[str, int]:
               "shared buffer for write_bw/read_bw above 2 KiB unless --validate, else one per queue slot (depth)].")
 @click.option("--engine", type=click.Choice(["native", "python"]), default="native", show_default=True,
               help="native: C hot loops; python: the pyverbs reference.")
+@click.option("--tclass", type=click.IntRange(0, 255), default=0, show_default=True,
+              help="Traffic class of every QP (both ends): DSCP << 2 | ECN, the switch's PFC/ECN class; "
+                   "e.g. 106 = DSCP 26 with ECT(0). perftest's --tclass.")
+@click.option("--sl", type=click.IntRange(0, 15), default=0, show_default=True,
+              help="Service level of every QP, both ends (--connect oob only: over rdma_cm the kernel derives it "
+                   "from the traffic class).")
+@click.option("--cpu", metavar="LIST|any",
+              help="Pin the measuring thread to these CPUs (0-3,8), buffers on their node; any: no pinning "
+                   "[the NIC's NUMA node, from sysfs; each end its own].")
+@click.option("--no-numa", is_flag=True, help="No CPU or memory placement at either end.")
+@click.option("--hugepages", is_flag=True,
+              help="Buffers from 2 MiB huge pages (reserve them: echo N > /proc/sys/vm/nr_hugepages).")
+@click.option("--atomic", type=click.Choice(["fetch_add", "cmp_swap"]), default="fetch_add", show_default=True,
+              help="atomic_bw/atomic_lat operation (perftest's -A); always 8 bytes, replies and counter checked.")
 @click.option("--repeat", type=click.IntRange(1), default=1, show_default=True, help="Repetitions of each test and size.")
 @click.option("--timeout-ms", type=click.IntRange(100), default=10000, show_default=True,
               help="Longest wait for any one completion or answer before the run fails.")
@@ -241,14 +255,19 @@ def _peer(text: str) -> tuple[str, int]:
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
               help="Result file [results/verbs-HOST-TIME.json].")
 def run_cmd(tests_, device, peer, size, sizes, iters, duration, warmup, depth, cq_mod, qps, bidir, gid_index,
-            mtu, connect, validate, inline_size, slots, engine, repeat, timeout_ms, config_path, config_scale,
-            config_reps, config_dir, wait, output):
+            mtu, connect, validate, inline_size, slots, engine, tclass, sl, cpu, no_numa, hugepages, atomic, repeat,
+            timeout_ms, config_path, config_scale, config_reps, config_dir, wait, output):
     """Measure RDMA write/read/send bandwidth and latency against `rdmabench serve`.
 
     What perftest measures, with both ends' CPU (system-wide as qperf counts it,
     and per process), exact latency percentiles and raw samples, written as one
     JSON result file under results/ with the run's full context. Ends with a
     table in perftest's column order.
+
+    RoCE knobs, recorded in the result: --tclass/--sl put every QP (both ends)
+    in the fabric's lossless class; each end pins its thread and buffers to
+    its NIC's NUMA node by default (--cpu, --no-numa); --hugepages. atomic_bw
+    and atomic_lat (--atomic fetch_add|cmp_swap) are perftest's ib_atomic_*.
 
     With --config, runs a sector-transfer scenario instead (see configs/): Lotus's
     hand-offs over each transport, against `rdmabench serve` on --peer (which
@@ -259,6 +278,7 @@ def run_cmd(tests_, device, peer, size, sizes, iters, duration, warmup, depth, c
       rdmabench run --peer 10.0.0.2 -d mlx5_0 --test write_bw --sizes 2:8M
       rdmabench run --peer 10.0.0.2 -d mlx5_0 -t write_lat -t read_lat -n 10000
       rdmabench run -d rxe0 -t all --validate          (both ends on this host)
+      rdmabench run --peer 10.0.0.2 -d mlx5_0 -t write_bw,atomic_bw --tclass 106 --sl 3
       rdmabench run --config configs/default.toml --peer 10.77.2.1
     """
     from .perf import table
@@ -290,7 +310,8 @@ def run_cmd(tests_, device, peer, size, sizes, iters, duration, warmup, depth, c
         options = RunOptions(tests=names, sizes=size_list, iters=iters, duration=duration, warmup=warmup, depth=depth,
                              cq_mod=cq_mod, qps=qps, bidir=bidir, gid_index=gid_index, mtu=int(mtu) if mtu else None,
                              connect=connect, validate=validate, engine=engine, repeat=repeat, inline_size=inline_size,
-                             slots=slots)
+                             slots=slots, tclass=tclass, sl=sl, cpu=cpu, numa=not no_numa, hugepages=hugepages,
+                             atomic=atomic)
     except ValueError as err:
         raise click.UsageError(str(err)) from None
     dev = devices.choose(device)

@@ -11,15 +11,20 @@ endpoint) pass through unchanged.
 or through rdma_cm: ``cm_listen(bind_ip, port, ...)`` on one side, ``cm_connect(peer_ip, port,
 ...)`` on the other; both return connected endpoints (``ep.device`` names the device rdma_cm chose).
 
+Endpoints also take tclass (GRH traffic class, DSCP << 2 | ECN), sl (service level; out of band only),
+numa_node (the buffer's preferred node, -1 none) and hugepages; ``ep.knobs()`` says what the QP and the
+buffer hold.
+
 run(test, role, iters=0, duration_s=0.0, warmup=0, bidir=False, validate=False,
-    max_samples=1_000_000, timeout_ms=10000) returns a dict:
+    max_samples=1_000_000, timeout_ms=10000, atomic="fetch_add") returns a dict:
   test, role, iters (per QP), warmup, duration_s, bidir, qps, size,
   passive (True: this side only waited, nothing measured),
   ops, bytes, recv_ops, t_start_ns, t_end_ns (int ns, CLOCK_MONOTONIC_RAW scale), tsc_hz,
   completions_ns (array('q'), ns of each signaled completion), completions_ops (array('Q'),
   messages completed by then), samples_ns (array('d'), latency samples in ns; lat tests only),
   sample ("half round trip", "post to completion" or None), samples_truncated,
-  validated, corrupt, first_corrupt_seq (-1 when none).
+  validated, corrupt, first_corrupt_seq (-1 when none); atomic tests also atomic, atomic_depth,
+  atomic_signal_every, reply_byte_order, counters_ok, counters_bad (native/endpoint.h).
 """
 from __future__ import annotations
 
@@ -93,6 +98,10 @@ class Endpoint:
         return self._ep.run(test, role, **kwargs)
 
     @_mapped
+    def knobs(self) -> dict:
+        return self._ep.knobs()
+
+    @_mapped
     def close(self) -> None:
         self._ep.close()
 
@@ -106,7 +115,7 @@ class Endpoint:
 @_mapped
 def open_endpoint(**spec) -> Endpoint:
     """Endpoint(device, gid_index, port=1, qps=1, size=65536, depth=128, slots=0, mtu=0,
-    cq_mod=100, inline_size=0), not yet connected."""
+    cq_mod=100, inline_size=0, tclass=0, sl=0, numa_node=-1, hugepages=False), not yet connected."""
     return Endpoint(_load().Endpoint(**spec))
 
 

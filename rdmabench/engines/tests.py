@@ -1,4 +1,4 @@
-"""The six RC tests and what each side does in them: the registry both engines implement and every
+"""The RC tests and what each side does in them: the registry both engines implement and every
 command, table and plot names its tests from."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class TestKind:
     name: str
-    op: str  # write, read, send
+    op: str  # write, read, send, atomic
     latency: bool
     server_active: bool  # does the server run a loop of its own (or wait passively)?
     default_size: int
@@ -26,8 +26,13 @@ TESTS = {
         TestKind("write_lat", "write", True, True, 2, 1000),
         TestKind("read_lat", "read", True, False, 2, 1000),
         TestKind("send_lat", "send", True, True, 2, 1000),
+        # perftest's ib_atomic_bw / ib_atomic_lat: 8-byte fetch-and-add or compare-and-swap (--atomic), 1000
+        TestKind("atomic_bw", "atomic", False, False, 8, 1000),
+        TestKind("atomic_lat", "atomic", True, False, 8, 1000),
     )
 }
+ATOMIC_OPS = ("fetch_add", "cmp_swap")  # perftest's -A FETCH_AND_ADD | CMP_AND_SWAP
+ATOMIC_SIZE = 8
 
 
 def get(name: str) -> TestKind:
@@ -35,6 +40,10 @@ def get(name: str) -> TestKind:
         return TESTS[name]
     except KeyError:
         raise ValueError(f"unknown test {name!r}; tests: {', '.join(TESTS)}") from None
+
+
+def is_atomic(name: str) -> bool:
+    return get(name).op == "atomic"
 
 
 def server_active(test: str, validate: bool, bidir: bool) -> bool:

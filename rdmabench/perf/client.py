@@ -11,7 +11,7 @@ import contextlib
 import sys
 from typing import Callable
 
-from .. import devices, linerate
+from .. import devices, linerate, placement
 from ..cpu import CpuMeter
 from ..errors import RdmabenchError
 from ..results import context, row
@@ -35,9 +35,11 @@ class Client:
         self.peer, self.port = peer, port
         self.timeout_ms = timeout_ms
         self.cm_addr = peer  # where the server binds its rdma_cm listener: the address we reach it at
+        self.far: dict = {}  # the server's "connected" message: its QP's knobs and its placement
         self.wait = wait
         self.progress = progress or (lambda msg: None)
         preflight.check(options, self.dev, both_ends_here=peer in ("127.0.0.1", "localhost"), warn=warn)
+        self.place = placement.plan(self.dev.name, options.cpu, options.numa)
         self.context = context.collect(self.dev.name, self.gid_index)
 
     def run(self) -> Result:
@@ -46,13 +48,16 @@ class Client:
             peer_ctx = chan.greeting["context"]
             result = Result(kind="verbs", context=self.context, peer_context=peer_ctx,
                             options={**self.o.to_dict(), "device": self.dev.name, "gid_index": self.gid_index,
-                                     "peer": f"{self.peer}:{self.port}", "timeout_ms": self.timeout_ms})
+                                     "peer": f"{self.peer}:{self.port}", "timeout_ms": self.timeout_ms,
+                                     "placement": self.place.to_dict()})
             line = linerate.path((self.context.get("device") or {}).get("line_rate"),
                                  ((peer_ctx or {}).get("device") or {}).get("line_rate"))
-            for test, size in self.o.plan():
-                for rep in range(self.o.repeat):
-                    self.progress(f"{test} {size} B" + (f" repetition {rep + 1}/{self.o.repeat}" if self.o.repeat > 1 else ""))
-                    result.rows.append(with_line_rate(self._one(chan, test, size, rep), line))
+            with placement.pinned(self.place):  # this thread runs the C loops
+                for test, size in self.o.plan():
+                    for rep in range(self.o.repeat):
+                        self.progress(f"{test} {size} B" + (f" repetition {rep + 1}/{self.o.repeat}"
+                                                           if self.o.repeat > 1 else ""))
+                        result.rows.append(with_line_rate(self._one(chan, test, size, rep), line))
             chan.send("bye")
             return result
         finally:
@@ -67,21 +72,27 @@ class Client:
             "slots": o.slots_for(test, size),
             "max_samples": o.max_samples, "timeout_ms": self.timeout_ms,
             "cm_port": CM_PORT, "cm_bind": self.cm_addr,
+            "tclass": o.tclass, "sl": o.sl, "hugepages": o.hugepages, "atomic": o.atomic,
+            "placement": "off" if self.place.mode == "off" else "nic",  # the server places itself on its own NIC's node
         }
 
     def _connect(self, chan: Channel, setup: dict):
         ready = chan.recv(60, "ready")
-        spec = endpoint_spec(setup)
+        spec = {**endpoint_spec(setup), "numa_node": self.place.endpoint_node}
         if setup["connect"] == "cm":
             ep = engine.cm_connect(setup["engine"], peer_ip=self.cm_addr, port=ready["cm_port"],
                                    timeout_ms=self.timeout_ms, **spec)
-            chan.recv(60, "connected")
+            try:
+                self.far = chan.recv(60, "connected")
+            except BaseException:
+                ep.close()
+                raise
             return ep
         ep = engine.open_endpoint(setup["engine"], device=self.dev.name, gid_index=self.gid_index, port=1, **spec)
         try:
             ep.connect(ready["info"])
             chan.send("connect", info=ep.local_info())
-            chan.recv(60, "connected")
+            self.far = chan.recv(60, "connected")
         except BaseException:
             ep.close()
             raise
@@ -91,7 +102,10 @@ class Client:
         setup = self._setup(test, size)
         chan.send("setup", **setup)
         ep = self._connect(chan, setup)
-        setup = {**setup, "registered_bytes": ep.registered_bytes, "outstanding_reads": ep.outstanding_reads}
+        knobs = ep.knobs() if hasattr(ep, "knobs") else None
+        setup = {**setup, "registered_bytes": ep.registered_bytes, "outstanding_reads": ep.outstanding_reads,
+                 "knobs": {"client": knobs, "server": self.far.get("knobs")},
+                 "placement": {"client": placement.record(self.place, knobs), "server": self.far.get("placement")}}
         try:
             chan.send("go")
             chan.recv(60, "started")
@@ -121,8 +135,11 @@ def make_row(test: str, size: int, rep: int, setup: dict, raw: dict, cpu: dict, 
          "iterations": setup["iters"], "duration_s": setup["duration"], "registered_bytes": setup.get("registered_bytes")}
     if test.startswith("read_"):  # READs the client's QP keeps in flight (crosscheck gives perftest the same -o)
         d["outstanding_reads"] = setup.get("outstanding_reads")
+    d.update(knob_detail(setup))
     corrupt = (raw.get("corrupt") or 0) + (sraw.get("corrupt") or 0)
-    if setup["validate"]:
+    if kind.op == "atomic":
+        d.update(atomic_detail(test, raw))
+    if setup["validate"] or kind.op == "atomic":
         d["validated"] = (raw.get("validated") or 0) + (sraw.get("validated") or 0)
         d["corrupt"] = corrupt
     if corrupt:
@@ -137,6 +154,8 @@ def make_row(test: str, size: int, rep: int, setup: dict, raw: dict, cpu: dict, 
     else:
         d.update(metrics.bandwidth(raw["bytes"], raw["ops"], raw["t_start_ns"], raw["t_end_ns"]))
         moved, seconds = d.pop("bytes"), d.pop("seconds")
+        if kind.op == "atomic":
+            d["ops_per_s"] = d["ops"] / seconds
         if setup["bidir"] and sraw.get("bytes"):
             # each end timed its own direction on its own clock: the total is the sum of the two rates
             back = metrics.bandwidth(sraw["bytes"], sraw["ops"], sraw["t_start_ns"], sraw["t_end_ns"])
@@ -163,8 +182,37 @@ def make_row(test: str, size: int, rep: int, setup: dict, raw: dict, cpu: dict, 
         if peak:
             d.update(peak)
     metric = "lat_p50_us" if kind.latency else "bw_avg_MiBps"
-    return row.make({"test": test, "size": size}, metric, d[metric], repetition=rep, bytes=moved or None,
+    measured = {"test": test, "op": setup.get("atomic") or "fetch_add", "size": size} if kind.op == "atomic" else \
+        {"test": test, "size": size}
+    return row.make(measured, metric, d[metric], repetition=rep, bytes=moved or None,
                     seconds=seconds, cpu={"client": cpu, "server": scpu}, detail=d)
+
+
+def knob_detail(setup: dict) -> dict:
+    """The RoCE knobs a row ran with: asked for, and what each end's QP 0 and buffer held (ep.knobs())."""
+    knobs = setup.get("knobs") or {}
+    held = {side: {k: (knobs.get(side) or {}).get(k) for k in ("qp_traffic_class", "qp_sl", "memory_node",
+                                                                  "hugepages", "atomic_cap")}
+            for side in ("client", "server") if knobs.get(side)}
+    out = {"tclass": setup.get("tclass") or 0, "sl": setup.get("sl") or 0, "hugepages": bool(setup.get("hugepages")),
+           "qp": held, "placement": setup.get("placement")}
+    notes = [f"the {side}'s device reports {name} {h[key]} on its QP, not the {out[want]} set"
+             for side, h in held.items() for key, want, name in (("qp_traffic_class", "tclass", "traffic class"),
+                                                                  ("qp_sl", "sl", "SL"))
+             if h.get(key) is not None and h[key] != out[want]]
+    if notes:  # e.g. soft-RoCE keeps no SL in its address vectors
+        out["qp_notes"] = notes
+    return out
+
+
+def atomic_detail(test: str, raw: dict) -> dict:
+    """An atomic run's own figures; a wrong remote counter fails the row as a corrupt payload does."""
+    if raw.get("counters_bad"):
+        raise RdmabenchError(f"{test} {raw.get('atomic')}: {raw['counters_bad']} remote counter(s) read back "
+                             "different from the operations done")
+    return {"atomic": raw.get("atomic"), "atomic_depth": raw.get("atomic_depth"),
+            "atomic_signal_every": raw.get("atomic_signal_every"), "reply_byte_order": raw.get("reply_byte_order"),
+            "counters_checked": raw.get("counters_ok")}
 
 
 def with_line_rate(r: dict, line: dict | None) -> dict:

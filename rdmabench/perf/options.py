@@ -54,6 +54,13 @@ class RunOptions:
     inline_size: int | None = None  # None: perftest's default, 220 B for latency tests, 0 for bandwidth
     slots: int | None = None  # message buffers per QP; None: perftest's rule (slots_for)
     max_samples: int = 1_000_000
+    # RoCE production knobs (README "RoCE production knobs")
+    tclass: int = 0  # GRH traffic class = DSCP << 2 | ECN, e.g. 106: DSCP 26 with ECT(0); perftest's --tclass
+    sl: int = 0  # service level (Ethernet priority on RoCE); out-of-band connect only
+    cpu: str | None = None  # None: the NIC's NUMA node; "any": no pinning; else a CPU list (0-3,8)
+    numa: bool = True  # False: --no-numa, place nothing
+    hugepages: bool = False  # buffers from 2 MiB huge pages
+    atomic: str = "fetch_add"  # the atomic tests' operation: fetch_add or cmp_swap (perftest's -A)
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -74,9 +81,36 @@ class RunOptions:
         for name in ("depth", "cq_mod", "qps", "repeat"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+        self._check_knobs()
+
+    def _check_knobs(self) -> None:
+        if not 0 <= self.tclass <= 255:
+            raise ValueError(f"--tclass {self.tclass}: 0..255 (DSCP << 2 | ECN; DSCP 26 with ECT(0) is 106)")
+        if not 0 <= self.sl <= 15:
+            raise ValueError(f"--sl {self.sl}: 0..15")
+        if self.sl and self.connect == "cm":
+            raise ValueError("--sl with --connect cm: rdma_cm's kernel picks a RoCE QP's service level from the "
+                             "traffic class; use --connect oob to set it")
+        if self.atomic not in tests.ATOMIC_OPS:
+            raise ValueError(f"--atomic {self.atomic!r}: use {' or '.join(tests.ATOMIC_OPS)}")
+        if self.cpu is not None and self.cpu.strip().lower() != "any":
+            from ..placement import parse_cpu_list
+
+            parse_cpu_list(self.cpu)
+        atomic = [t for t in self.tests if tests.is_atomic(t)]
+        if self.engine != "native" and (self.tclass or self.sl or self.hugepages or atomic):
+            asked = [n for n, v in (("--tclass", self.tclass), ("--sl", self.sl), ("--hugepages", self.hugepages),
+                                    (", ".join(atomic), atomic)) if v]
+            raise ValueError(f"the {self.engine} engine has no {', '.join(asked)}: use --engine native")
+        if atomic and self.sizes is not None and len(atomic) == len(self.tests) and \
+                set(self.sizes) != {tests.ATOMIC_SIZE}:
+            raise ValueError("atomic operations are 8 bytes: drop --size/--sizes for the atomic tests")
+        if atomic and self.bidir:
+            raise ValueError("--bidir is for the bandwidth tests; the atomic tests' server is passive")
 
     def plan(self) -> list[tuple[str, int]]:
-        return [(t, s) for t in self.tests for s in (self.sizes or [tests.get(t).default_size])]
+        return [(t, s) for t in self.tests
+                for s in ([tests.ATOMIC_SIZE] if tests.is_atomic(t) else self.sizes or [tests.get(t).default_size])]
 
     def iterations(self, test: str) -> int:
         if self.duration is not None:

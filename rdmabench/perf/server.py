@@ -17,6 +17,7 @@ from ..wire import Channel
 from ..wirecheck import Bool, Int, Num, Opt, Str, fields
 from ..engines import tests
 from . import engine, perftest
+from .. import placement
 
 SETUP_WAIT_S = 120.0  # between tests a client may be computing and printing
 # A client running a test (ours or perftest) says "running" every KEEPALIVE_S (the hello tells it to), so the
@@ -32,6 +33,9 @@ SETUP = {
     "engine": Str(max_len=32), "connect": Str(choices=("oob", "cm")), "inline_size": Opt(Int(0, 1 << 20)),
     "slots": Opt(Int(0, 1 << 20)), "max_samples": Int(0, 1 << 32), "timeout_ms": Int(1, 1 << 31),
     "cm_port": Int(1, 65535), "cm_bind": Str(max_len=255),
+    # RoCE knobs (absent from an older client: the defaults)
+    "tclass": Opt(Int(0, 255)), "sl": Opt(Int(0, 15)), "hugepages": Opt(Bool()),
+    "placement": Opt(Str(choices=("nic", "off"))), "atomic": Opt(Str(choices=tests.ATOMIC_OPS)),
 }
 PERFTEST = {"v": Int(), "type": Str(), "test": Str(max_len=64), "size": Int(1, 1 << 40), "iters": Int(0, 1 << 40),
             "duration": Opt(Int(1, 3600)), "cq_mod": Opt(Int(1, 1 << 16))}
@@ -46,6 +50,7 @@ def endpoint_spec(setup: dict) -> dict:
     return {
         "qps": setup["qps"], "size": setup["size"], "depth": setup["depth"], "slots": setup.get("slots") or 0,
         "mtu": setup.get("mtu") or 0, "cq_mod": setup["cq_mod"], "inline_size": setup.get("inline_size") or 0,
+        "tclass": setup.get("tclass") or 0, "sl": setup.get("sl") or 0, "hugepages": bool(setup.get("hugepages")),
     }
 
 
@@ -54,7 +59,18 @@ def run_kwargs(setup: dict, role: str) -> dict:
         "test": setup["test"], "role": role, "iters": setup["iters"], "duration_s": setup["duration"] or 0.0,
         "warmup": setup["warmup"], "bidir": setup["bidir"], "validate": setup["validate"],
         "max_samples": setup["max_samples"], "timeout_ms": int(setup["timeout_ms"]),
+        **({"atomic": setup.get("atomic") or "fetch_add"} if tests.is_atomic(setup["test"]) else {}),
     }
+
+
+def _knobs(ep, place, setup: dict) -> dict:
+    """The far end's QP and placement, for the client's record; refuses atomics its device cannot do."""
+    knobs = ep.knobs() if hasattr(ep, "knobs") else None
+    if knobs and tests.is_atomic(setup["test"]) and knobs.get("atomic_cap") == "none":
+        ep.close()
+        raise RdmabenchError(f"{ep.device} at the server reports no atomic operations (atomic_cap none): "
+                             "it cannot answer the atomic tests")
+    return {"knobs": knobs, "placement": placement.record(place, knobs)}
 
 
 class VerbsService:
@@ -122,19 +138,21 @@ class VerbsService:
         max_msg = self.dev.ports[0].max_msg_sz
         if max_msg and setup["size"] > max_msg:
             raise RdmabenchError(f"size {setup['size']} is above {self.dev.name}'s maximum message size {max_msg}")
-        spec = endpoint_spec(setup)
+        place = placement.plan(self.dev.name, numa=setup.get("placement") != "off")  # this end's own NIC's node
+        placement.pin_thread(place)  # this connection's thread runs the loops; it ends with the connection
+        spec = {**endpoint_spec(setup), "numa_node": place.endpoint_node}
         if setup["connect"] == "cm":
             chan.send("ready", cm_port=setup["cm_port"], device=self.dev.name)
             ep = engine.cm_listen(setup["engine"], bind_ip=setup["cm_bind"], port=setup["cm_port"],
                                   timeout_ms=int(setup["timeout_ms"]), **spec)
-            chan.send("connected")
+            chan.send("connected", **_knobs(ep, place, setup))
             return ep
         ep = engine.open_endpoint(setup["engine"], device=self.dev.name, gid_index=self.gid_index, port=1, **spec)
         try:
             chan.send("ready", info=ep.local_info(), device=self.dev.name)
             remote = chan.recv(60, "connect")
             ep.connect(remote["info"])
-            chan.send("connected")
+            chan.send("connected", **_knobs(ep, place, setup))
         except BaseException:
             ep.close()
             raise

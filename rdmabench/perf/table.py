@@ -45,8 +45,11 @@ def render(rows: list[dict]) -> str:
         group = list(group)
         latency = "lat_p50_us" in group[0]["detail"]
         first = group[0]["detail"]
-        out.append(f"---- {test} ({rep_key} engine, {first.get('connect')}"
-                   + (", bidirectional" if first.get("bidir") else "") + ") ----")
+        out.append(f"---- {test}" + (f" {first['atomic']}" if first.get("atomic") else "")
+                   + f" ({rep_key} engine, {first.get('connect')}"
+                   + (", bidirectional" if first.get("bidir") else "")
+                   + (f", tclass {first['tclass']}" if first.get("tclass") else "")
+                   + (f", sl {first['sl']}" if first.get("sl") else "") + ") ----")
         table = [LAT_HEAD if latency else BW_HEAD]
         for row in group:
             r = row["detail"]

@@ -7,6 +7,7 @@ import contextlib
 import ctypes
 import random
 
+from rdmabench.engines import tests
 from rdmabench.errors import DeviceNotFound, NoDevices, VerbsError
 from rdmabench.verbs import compat as c
 from rdmabench.verbs import resources as res
@@ -251,6 +252,8 @@ class Endpoint:
             bidir: bool = False, validate: bool = False, max_samples: int = 1_000_000,
             timeout_ms: int = 10000) -> dict:
         if test not in TESTS:
+            if test in tests.TESTS:
+                raise ValueError(f"the python engine cannot run {test}: the atomic tests are the native engine's")
             raise ValueError(f"unknown test '{test}': {', '.join(TESTS)}")
         if role not in ("client", "server"):
             raise ValueError(f"role must be 'client' or 'server', got '{role}'")

@@ -11,8 +11,8 @@ from rdmabench.engines import tests
 from rdmabench.verbs import compat as c
 from rdmabench.workloads.pattern import pattern, pattern_seed  # noqa: F401 - the one payload pattern
 
-TESTS = tuple(tests.TESTS)
-BW_TESTS = tuple(name for name, kind in tests.TESTS.items() if not kind.latency)
+TESTS = tuple(name for name, kind in tests.TESTS.items() if kind.op != "atomic")  # no atomics here: native only
+BW_TESTS = tuple(name for name in TESTS if not tests.TESTS[name].latency)
 MAX_QPS = 256
 MAX_BUFFER = 64 << 30
 POLL_BATCH = 32

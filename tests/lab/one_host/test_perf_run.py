@@ -11,7 +11,7 @@ import pytest
 
 from rdmabench import devices
 
-ALL = ["write_bw", "read_bw", "send_bw", "write_lat", "read_lat", "send_lat"]
+ALL = ["write_bw", "read_bw", "send_bw", "write_lat", "read_lat", "send_lat", "atomic_bw", "atomic_lat"]
 
 
 def rdmabench(*args, timeout=300):
@@ -37,7 +37,8 @@ def test_every_test_type_validated_with_both_ends_in_the_result(lab_env, tmp_pat
         assert d.get("outstanding_reads") == (reads if test.startswith("read_") else None), test
         assert row["cpu"]["client"]["elapsed_s"] > 0 and row["cpu"]["server"]["elapsed_s"] > 0
         if test.endswith("_bw"):
-            assert d["ops"] == 40 and row["bytes"] == 40 * 65536 and row["value"] == d["bw_avg_MiBps"] > 0
+            size = 8 if test.startswith("atomic") else 65536  # atomics are 8 bytes whatever the sizes
+            assert d["ops"] == 40 and row["bytes"] == 40 * size and row["value"] == d["bw_avg_MiBps"] > 0
             assert row["metric"] == "bw_avg_MiBps" and row["unit"] == "MiB/s" and row["cpu"]["per_gb"]
             assert d["bw_best_window_MiBps"] >= d["bw_avg_MiBps"] * 0.999
         else:

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-ALL = ["write_bw", "read_bw", "send_bw", "write_lat", "read_lat", "send_lat"]
+ALL = ["write_bw", "read_bw", "send_bw", "write_lat", "read_lat", "send_lat", "atomic_bw", "atomic_lat"]
 
 
 def rdmabench(*args, timeout=600):
