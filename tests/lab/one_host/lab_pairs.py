@@ -27,6 +27,17 @@ GID_INDEX = int(_env("RDMABENCH_GID_INDEX"))
 IP = _env("RDMABENCH_IP")
 
 
+def pair(**opts):
+    """Two native endpoints on the lab's device, connected to each other (out of band, in this process)."""
+    from rdmabench.engines import native
+
+    spec = dict(device=DEVICE, gid_index=GID_INDEX, **opts)
+    a, b = native.open_endpoint(**spec), native.open_endpoint(**spec)
+    a.connect(b.local_info())
+    b.connect(a.local_info())
+    return a, b
+
+
 def check_local_info(ep):
     """What either engine's local_info() says for 2 QPs of 16 slots of 4096 bytes: JSON, complete, sane."""
     info = ep.local_info()

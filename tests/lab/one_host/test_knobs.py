@@ -17,7 +17,7 @@ from rdmabench.engines import native
 from rdmabench.perf.client import run_local
 from rdmabench.perf.options import RunOptions
 
-from lab_pairs import DEVICE, GID_INDEX
+from lab_pairs import DEVICE, pair
 
 HUGEPAGES = Path("/proc/sys/vm/nr_hugepages")
 
@@ -25,14 +25,6 @@ HUGEPAGES = Path("/proc/sys/vm/nr_hugepages")
 def rdmabench(*args, timeout=300):
     return subprocess.run([sys.executable, "-m", "rdmabench.cli", *args], capture_output=True, text=True,
                           timeout=timeout)
-
-
-def pair(**opts):
-    spec = dict(device=DEVICE, gid_index=GID_INDEX, **opts)
-    a, b = native.open_endpoint(**spec), native.open_endpoint(**spec)
-    a.connect(b.local_info())
-    b.connect(a.local_info())
-    return a, b
 
 
 def cm_pair(ip, port, **opts):

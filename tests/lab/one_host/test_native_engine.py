@@ -9,17 +9,9 @@ from array import array
 
 from rdmabench.engines import native
 
-from lab_pairs import DEVICE, GID_INDEX, both, gil_pauses
+from lab_pairs import both, gil_pauses, pair
 
 SMALL = dict(size=4096, depth=16, cq_mod=4)
-
-
-def pair(**opts):
-    spec = dict(device=DEVICE, gid_index=GID_INDEX, **opts)
-    a, b = native.open_endpoint(**spec), native.open_endpoint(**spec)
-    a.connect(b.local_info())
-    b.connect(a.local_info())
-    return a, b
 
 
 def test_records_hold_typed_arrays_and_the_process_clock_rate():
