@@ -259,6 +259,7 @@ int ep_cm_open(Endpoint *ep, int listen, const char *ip, int port, int qps, int6
  * completions (-1 with e set when the poll or one failed); ep_send_done advances the QP's send queue
  * and returns the WR's sq_data entry; ep_recv_done reposts the receive once its slot is free. */
 int ep_poll(Endpoint *ep, int recv, struct ibv_wc *wc, int max, struct rt_err *e);
+int ep_wait_send(Endpoint *ep, struct ibv_wc *wc, uint64_t t0, uint64_t timeout_ticks, struct rt_err *e);
 uint64_t ep_send_done(Endpoint *ep, const struct ibv_wc *wc);
 int ep_recv_done(Endpoint *ep, const struct ibv_wc *wc, struct rt_err *e);
 

@@ -131,17 +131,14 @@ int lat_run(struct run *r, uint64_t dur_ticks, struct rt_err *e)
 				t0 = ticks();
 				if (post_one(ep, 0, IBV_WR_RDMA_READ, dst, size, p->raddr, 0, 0, 1, i + 1, e))
 					return -1;
-				do {
-					n = ep_poll(ep, 0, &wc, 1, e);
-					if (n < 0)
-						return -1;
-					if (n == 0 && ticks() - t0 > r->timeout_ticks) {
+				n = ep_wait_send(ep, &wc, t0, r->timeout_ticks, e);
+				if (n <= 0) {
+					if (n == 0)
 						rt_set(e, RT_TIMEOUT, ETIMEDOUT,
 						       "read_lat client: QP 0: READ %llu not complete after %d ms",
 						       (unsigned long long)i, r->timeout_ms);
-						return -1;
-					}
-				} while (n == 0);
+					return -1;
+				}
 				t1 = ticks();
 				ep_send_done(ep, &wc);
 				p->data_done = i + 1;

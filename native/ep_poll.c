@@ -108,6 +108,20 @@ int ep_poll(Endpoint *ep, int recv, struct ibv_wc *wc, int max, struct rt_err *e
 	return n;
 }
 
+/* One send completion, polled for until it comes or timeout_ticks have passed since t0 (the one-at-a-time
+ * loops: read_lat, atomic_lat): 1 with wc filled, 0 when it is late (the caller says what was), -1 with e set. */
+int ep_wait_send(Endpoint *ep, struct ibv_wc *wc, uint64_t t0, uint64_t timeout_ticks, struct rt_err *e)
+{
+	int n;
+
+	do {
+		n = ep_poll(ep, 0, wc, 1, e);
+		if (n)
+			return n < 0 ? -1 : 1;
+	} while (ticks() - t0 <= timeout_ticks);
+	return 0;
+}
+
 /* A send completion: its QP's send queue is done up to that WR; the WR's sq_data entry. */
 uint64_t ep_send_done(Endpoint *ep, const struct ibv_wc *wc)
 {
