@@ -259,7 +259,6 @@ int ep_cm_open(Endpoint *ep, int listen, const char *ip, int port, int qps, int6
  * completions (-1 with e set when the poll or one failed); ep_send_done advances the QP's send queue
  * and returns the WR's sq_data entry; ep_recv_done reposts the receive once its slot is free. */
 int ep_poll(Endpoint *ep, int recv, struct ibv_wc *wc, int max, struct rt_err *e);
-int ep_wait_send(Endpoint *ep, struct ibv_wc *wc, uint64_t t0, uint64_t timeout_ticks, struct rt_err *e);
 uint64_t ep_send_done(Endpoint *ep, const struct ibv_wc *wc);
 int ep_recv_done(Endpoint *ep, const struct ibv_wc *wc, struct rt_err *e);
 
@@ -270,6 +269,8 @@ void record_completion(struct run *r, uint64_t t, uint64_t ops);
 void record_sample(struct run *r, double ns);
 int poll_send(struct run *r, struct rt_err *e);
 int drain_sq(struct run *r, uint32_t q, struct rt_err *e);
+int ep_wait_send(Endpoint *ep, struct ibv_wc *wc, uint64_t t0, const struct run *r, const char *what,
+		 uint64_t index, struct rt_err *e);
 int maybe_credit(struct run *r, uint32_t q, int force, struct rt_err *e);
 int poll_recv(struct run *r, struct rt_err *e);
 

@@ -187,7 +187,6 @@ static int atomic_lat(struct run *r, uint64_t *done, struct rt_err *e)
 	const uint64_t total = r->warmup + r->iters;
 	uint64_t i, t0, t1, deadline = 0;
 	struct ibv_wc wc;
-	int n;
 
 	for (i = 0;; i++) {
 		int measured = i >= r->warmup;
@@ -201,14 +200,8 @@ static int atomic_lat(struct run *r, uint64_t *done, struct rt_err *e)
 		t0 = ticks();
 		if (post_atomic(r, 0, i, 1, e))
 			return -1;
-		n = ep_wait_send(ep, &wc, t0, r->timeout_ticks, e);
-		if (n <= 0) {
-			if (n == 0)
-				rt_set(e, RT_TIMEOUT, ETIMEDOUT,
-				       "atomic_lat client: QP 0: operation %llu not complete after %d ms",
-				       (unsigned long long)i, r->timeout_ms);
+		if (ep_wait_send(ep, &wc, t0, r, "atomic_lat client: QP 0: operation", i, e))
 			return -1;
-		}
 		t1 = ticks();
 		ep_send_done(ep, &wc);
 		p->data_done = i + 1;

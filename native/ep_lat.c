@@ -131,14 +131,8 @@ int lat_run(struct run *r, uint64_t dur_ticks, struct rt_err *e)
 				t0 = ticks();
 				if (post_one(ep, 0, IBV_WR_RDMA_READ, dst, size, p->raddr, 0, 0, 1, i + 1, e))
 					return -1;
-				n = ep_wait_send(ep, &wc, t0, r->timeout_ticks, e);
-				if (n <= 0) {
-					if (n == 0)
-						rt_set(e, RT_TIMEOUT, ETIMEDOUT,
-						       "read_lat client: QP 0: READ %llu not complete after %d ms",
-						       (unsigned long long)i, r->timeout_ms);
+				if (ep_wait_send(ep, &wc, t0, r, "read_lat client: QP 0: READ", i, e))
 					return -1;
-				}
 				t1 = ticks();
 				ep_send_done(ep, &wc);
 				p->data_done = i + 1;

@@ -108,18 +108,22 @@ int ep_poll(Endpoint *ep, int recv, struct ibv_wc *wc, int max, struct rt_err *e
 	return n;
 }
 
-/* One send completion, polled for until it comes or timeout_ticks have passed since t0 (the one-at-a-time
- * loops: read_lat, atomic_lat): 1 with wc filled, 0 when it is late (the caller says what was), -1 with e set. */
-int ep_wait_send(Endpoint *ep, struct ibv_wc *wc, uint64_t t0, uint64_t timeout_ticks, struct rt_err *e)
+/* One send completion, polled for until it comes or timeout_ms have passed since t0 (the one-at-a-time
+ * loops: read_lat, atomic_lat): 0 with wc filled; -1 with e set, saying "<what> <index> not complete after
+ * N ms" when it is late. */
+int ep_wait_send(Endpoint *ep, struct ibv_wc *wc, uint64_t t0, const struct run *r, const char *what,
+		 uint64_t index, struct rt_err *e)
 {
 	int n;
 
 	do {
 		n = ep_poll(ep, 0, wc, 1, e);
 		if (n)
-			return n < 0 ? -1 : 1;
-	} while (ticks() - t0 <= timeout_ticks);
-	return 0;
+			return n < 0 ? -1 : 0;
+	} while (ticks() - t0 <= r->timeout_ticks);
+	rt_set(e, RT_TIMEOUT, ETIMEDOUT, "%s %llu not complete after %d ms", what, (unsigned long long)index,
+	       r->timeout_ms);
+	return -1;
 }
 
 /* A send completion: its QP's send queue is done up to that WR; the WR's sq_data entry. */
