@@ -267,6 +267,7 @@ void note_corrupt(struct run *r, uint64_t seq);
 void check_landed(struct run *r, uint32_t q, uint64_t slot, uint32_t len, uint64_t seed, uint64_t seq);
 void record_completion(struct run *r, uint64_t t, uint64_t ops);
 void record_sample(struct run *r, double ns);
+void record_latency(struct run *r, uint64_t t0, uint64_t t1, double ns);
 int poll_send(struct run *r, struct rt_err *e);
 int drain_sq(struct run *r, uint32_t q, struct rt_err *e);
 int ep_wait_send(Endpoint *ep, struct ibv_wc *wc, uint64_t t0, const struct run *r, const char *what,

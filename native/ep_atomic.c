@@ -206,15 +206,8 @@ static int atomic_lat(struct run *r, uint64_t *done, struct rt_err *e)
 		ep_send_done(ep, &wc);
 		p->data_done = i + 1;
 		check_reply(r, i, load64(slot_addr(ep, 0, i)));
-		if (measured) {
-			if (!r->have_start) {
-				r->t_start = t0;
-				r->have_start = 1;
-			}
-			r->t_end = t1;
-			r->lat_ops++;
-			record_sample(r, ticks_span_ns(t1 - t0));
-		}
+		if (measured)
+			record_latency(r, t0, t1, ticks_span_ns(t1 - t0));
 	}
 	*done = i;
 	return 0;

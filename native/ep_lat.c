@@ -139,16 +139,9 @@ int lat_run(struct run *r, uint64_t dur_ticks, struct rt_err *e)
 				if (r->validate)
 					check_landed(r, 0, 0, size, pattern_seed(0, 0), i);
 			}
-			if (measured) {
-				if (!r->have_start) {
-					r->t_start = t0;
-					r->have_start = 1;
-				}
-				r->t_end = t1;
-				r->lat_ops++;
-				record_sample(r, r->test == T_READ_LAT ? ticks_span_ns(t1 - t0)
-								       : ticks_span_ns(t1 - t0) / 2.0);
-			}
+			if (measured) /* a READ's is one way and back; a ping-pong's is half its round trip */
+				record_latency(r, t0, t1, r->test == T_READ_LAT ? ticks_span_ns(t1 - t0)
+									: ticks_span_ns(t1 - t0) / 2.0);
 		} else { /* server: wait for message i, answer it */
 			if (r->test == T_WRITE_LAT) {
 				uint64_t spins = 0, start = ticks();

@@ -38,6 +38,18 @@ void record_sample(struct run *r, double ns)
 		r->truncated = 1;
 }
 
+/* One measured latency operation that ran from t0 to t1: the run's span and count, and its sample (ns). */
+void record_latency(struct run *r, uint64_t t0, uint64_t t1, double ns)
+{
+	if (!r->have_start) {
+		r->t_start = t0;
+		r->have_start = 1;
+	}
+	r->t_end = t1;
+	r->lat_ops++;
+	record_sample(r, ns);
+}
+
 /* Post one WR on QP q. len 0 -> no SGE (control messages). */
 int post_one(Endpoint *ep, uint32_t q, enum ibv_wr_opcode op, uint8_t *laddr, uint32_t len,
 		    uint64_t raddr, int has_imm, uint32_t imm, int signaled, uint64_t data_after,
