@@ -72,7 +72,8 @@ class Device:
         return asdict(self)
 
 
-def _read(path: Path) -> str | None:
+def read_sysfs(path: Path) -> str | None:
+    """A sysfs attribute's text, stripped; None where it cannot be read (absent, or the driver refuses)."""
     try:
         return path.read_text().strip()
     except OSError:
@@ -100,7 +101,7 @@ def _gids(port_dir: Path) -> list[Gid]:
     if not gid_dir.is_dir():
         return gids
     for entry in sorted(gid_dir.iterdir(), key=lambda p: int(p.name)):
-        value = _read(entry)
+        value = read_sysfs(entry)
         if not value or set(value.replace(":", "")) == {"0"}:
             continue  # an unused slot of the GID table
         index = int(entry.name)
@@ -108,8 +109,8 @@ def _gids(port_dir: Path) -> list[Gid]:
             Gid(
                 index=index,
                 gid=value,
-                type=_read(port_dir / "gid_attrs" / "types" / entry.name) or "unknown",
-                netdev=_read(port_dir / "gid_attrs" / "ndevs" / entry.name),
+                type=read_sysfs(port_dir / "gid_attrs" / "types" / entry.name) or "unknown",
+                netdev=read_sysfs(port_dir / "gid_attrs" / "ndevs" / entry.name),
                 ipv4=_ipv4_of(value),
             )
         )
@@ -163,7 +164,7 @@ def verbs_facts(device: str) -> dict:
 
 def _port(dev_dir: Path, port_dir: Path, facts: dict) -> Port:
     number = int(port_dir.name)
-    link_layer = _read(port_dir / "link_layer") or "unknown"
+    link_layer = read_sysfs(port_dir / "link_layer") or "unknown"
     gids = _gids(port_dir)
     netdevs = [g.netdev for g in gids if g.netdev]
     netdev = netdevs[0] if netdevs else None
@@ -173,13 +174,13 @@ def _port(dev_dir: Path, port_dir: Path, facts: dict) -> Port:
         if net_dir.is_dir():
             names = sorted(p.name for p in net_dir.iterdir())
             netdev = names[0] if names else None
-    mtu = _read(NET_ROOT / netdev / "mtu") if netdev else None
+    mtu = read_sysfs(NET_ROOT / netdev / "mtu") if netdev else None
     return Port(
         number=number,
-        state=_after_colon(_read(port_dir / "state")),
-        phys_state=_after_colon(_read(port_dir / "phys_state")),
+        state=_after_colon(read_sysfs(port_dir / "state")),
+        phys_state=_after_colon(read_sysfs(port_dir / "phys_state")),
         link_layer=link_layer,
-        rate=_read(port_dir / "rate"),
+        rate=read_sysfs(port_dir / "rate"),
         active_mtu=facts.get("active_mtu"),
         max_msg_sz=facts.get("max_msg_sz"),
         netdev=netdev,
@@ -211,10 +212,10 @@ def describe(name: str, root: Path = SYSFS_ROOT) -> Device:
             ports.append(_port(dev_dir, port_dir, facts.get("ports", {}).get(int(port_dir.name), {})))
     return Device(
         name=name,
-        fw_ver=_read(dev_dir / "fw_ver") or facts.get("fw_ver"),
-        node_guid=_read(dev_dir / "node_guid"),
-        hca_type=_read(dev_dir / "hca_type"),
-        board_id=_read(dev_dir / "board_id"),
+        fw_ver=read_sysfs(dev_dir / "fw_ver") or facts.get("fw_ver"),
+        node_guid=read_sysfs(dev_dir / "node_guid"),
+        hca_type=read_sysfs(dev_dir / "hca_type"),
+        board_id=read_sysfs(dev_dir / "board_id"),
         driver=driver,
         ports=ports,
         max_qp_rd_atom=facts.get("max_qp_rd_atom"),

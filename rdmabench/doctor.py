@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import devices, linerate
+from .devices import read_sysfs
 from .errors import RdmabenchError
 from .linerate import ROCE_HEADROOM
 from .results.context import virtualization
@@ -64,13 +65,6 @@ class Env:
         except (OSError, subprocess.TimeoutExpired) as err:
             return 1, str(err)
         return p.returncode, (p.stdout + p.stderr).strip()
-
-
-def _read(path: Path) -> str | None:
-    try:
-        return path.read_text().strip()
-    except OSError:
-        return None
 
 
 def no_device(env: Env) -> list[Check]:
@@ -199,8 +193,8 @@ def _ecn(nd, env: Env, rxe: bool) -> Check:
     if not ecn.is_dir():
         return _cannot_tell("ECN", f"{nd} shows no ecn/ in sysfs (mlx5 has /sys/class/net/N/ecn/roce_rp)",
                             "check the NIC vendor's tools for DCQCN, and ECN marking on the switch")
-    rp = {p.name for p in (ecn / "roce_rp" / "enable").glob("*") if _read(p) == "1"} if (ecn / "roce_rp").is_dir() else set()
-    np_ = {p.name for p in (ecn / "roce_np" / "enable").glob("*") if _read(p) == "1"} if (ecn / "roce_np").is_dir() else set()
+    rp = {p.name for p in (ecn / "roce_rp" / "enable").glob("*") if read_sysfs(p) == "1"} if (ecn / "roce_rp").is_dir() else set()
+    np_ = {p.name for p in (ecn / "roce_np" / "enable").glob("*") if read_sysfs(p) == "1"} if (ecn / "roce_np").is_dir() else set()
     found = (f"{nd}: DCQCN reaction point on priority {','.join(sorted(rp)) or 'none'}, "
              f"notification point on {','.join(sorted(np_)) or 'none'}")
     if rp and np_:
@@ -259,7 +253,7 @@ def _numa(dev, env: Env, rxe: bool) -> Check:
     nodes = sorted(p.name for p in env.node_root.glob("node[0-9]*")) if env.node_root.is_dir() else []
     if rxe:
         return Check("NUMA", "SKIP", "soft-RoCE: follows its netdev")
-    node = _read(env.ib_root / dev.name / "device" / "numa_node")
+    node = read_sysfs(env.ib_root / dev.name / "device" / "numa_node")
     if len(nodes) <= 1:
         return Check("NUMA", "PASS", f"{len(nodes) or 'one'} NUMA node: nothing to place")
     if node is None or node == "-1":
@@ -272,7 +266,7 @@ def _numa(dev, env: Env, rxe: bool) -> Check:
 def _governor(env: Env) -> Check:
     govs = {}
     for f in sorted(env.cpu_root.glob("cpu[0-9]*/cpufreq/scaling_governor")):
-        govs.setdefault(_read(f) or "?", []).append(f.parent.parent.name)
+        govs.setdefault(read_sysfs(f) or "?", []).append(f.parent.parent.name)
     if not govs:
         return _cannot_tell("CPU governor", "no cpufreq in sysfs (a VM, or the firmware sets the frequency)",
                             "on bare metal: cpupower frequency-info; set the BIOS power profile to performance")
@@ -284,8 +278,8 @@ def _governor(env: Env) -> Check:
 
 
 def _clock(env: Env) -> Check:
-    cs = _read(env.clock_dir / "current_clocksource")
-    avail = _read(env.clock_dir / "available_clocksource") or ""
+    cs = read_sysfs(env.clock_dir / "current_clocksource")
+    avail = read_sysfs(env.clock_dir / "available_clocksource") or ""
     if cs is None:
         return _cannot_tell("clock source", "current_clocksource not readable", "dmesg | grep -i clocksource")
     if cs == "tsc":

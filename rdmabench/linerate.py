@@ -36,6 +36,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from .devices import read_sysfs
+
 IB_ROOT = Path("/sys/class/infiniband")
 NET_ROOT = Path("/sys/class/net")
 
@@ -49,13 +51,6 @@ IB_MTUS = (256, 512, 1024, 2048, 4096)
 TLP_PAYLOAD = 256  # assumed Max Payload Size (bytes)
 TLP_OVERHEAD = 24  # header 16 + sequence 2 + LCRC 4 + framing 2 (bytes, estimated)
 PCIE_ENCODING = {2.5: 8 / 10, 5.0: 8 / 10, 8.0: 128 / 130, 16.0: 128 / 130, 32.0: 128 / 130}
-
-
-def _read(path: Path) -> str | None:
-    try:
-        return path.read_text().strip()
-    except OSError:
-        return None
 
 
 def parse_rate(text: str | None) -> float | None:
@@ -81,8 +76,8 @@ def active_mtu_from_netdev(netdev_mtu: int | None) -> int | None:
 
 def pcie(device_dir: Path) -> dict | None:
     """The PCIe link of an RDMA device's bus device, or None where sysfs shows none (rxe, a VF without it)."""
-    speed_text = _read(device_dir / "current_link_speed")
-    width_text = _read(device_dir / "current_link_width")
+    speed_text = read_sysfs(device_dir / "current_link_speed")
+    width_text = read_sysfs(device_dir / "current_link_width")
     m = re.match(r"\s*([0-9.]+)\s*GT/s", speed_text or "")
     if not m or not (width_text or "").isdigit() or int(width_text) == 0:
         return None
@@ -95,14 +90,14 @@ def pcie(device_dir: Path) -> dict | None:
     return {"speed_gts": gts, "width": width, "encoding": "8b/10b" if encoding == 0.8 else "128b/130b",
             "encoded_gbps": round(encoded, 3),
             "gbps": round(encoded * TLP_PAYLOAD / (TLP_PAYLOAD + TLP_OVERHEAD), 3),
-            "max_speed": _read(device_dir / "max_link_speed"), "max_width": _read(device_dir / "max_link_width"),
+            "max_speed": read_sysfs(device_dir / "max_link_speed"), "max_width": read_sysfs(device_dir / "max_link_width"),
             "tlp_estimate": f"assumed {TLP_PAYLOAD} B max payload, {TLP_OVERHEAD} B per TLP "
                             "(sysfs does not show the negotiated max payload size)"}
 
 
 def netdev_speed(netdev: str | None, net_root: Path = NET_ROOT) -> float | None:
     """Gb/s from /sys/class/net/N/speed (Mb/s); None where it reads -1, 0 or nothing (virtio, dummy, down)."""
-    text = _read(net_root / netdev / "speed") if netdev else None
+    text = read_sysfs(net_root / netdev / "speed") if netdev else None
     try:
         mbps = int(text) if text is not None else -1
     except ValueError:
