@@ -1,5 +1,5 @@
 /*
- * rdmabench._native's binding layer: the only code that converts Python objects. It wraps the C
+ * rdmabench._native's binding layer: with py_windows.c, the only code that converts Python objects. It wraps the C
  * core's Endpoint (endpoint.h) as the Python type rdmabench._native.Endpoint, exposes the file
  * loops (fx_push, fx_recv, fx_serve, fx_pull: filexfer.c; fx_null: pipeline.c), the payload pattern (pattern) and the hot
  * loops' clock, calibrated once
@@ -16,6 +16,7 @@
 
 #include "endpoint.h"
 #include "digest.h"
+#include "py_windows.h"
 
 typedef struct {
 	PyObject_HEAD
@@ -339,24 +340,6 @@ static PyObject *ep_connect(EpObject *o, PyObject *args, PyObject *kwargs)
 
 /* ------------------------------------------------------------------ run */
 
-static PyObject *make_array(char typecode, const void *data, size_t bytes)
-{
-	PyObject *mod, *b, *arr;
-
-	mod = PyImport_ImportModule("array");
-	if (!mod)
-		return NULL;
-	b = PyBytes_FromStringAndSize(data ? (const char *)data : "", (Py_ssize_t)bytes);
-	if (!b) {
-		Py_DECREF(mod);
-		return NULL;
-	}
-	arr = PyObject_CallMethod(mod, "array", "CO", (int)typecode, b);
-	Py_DECREF(b);
-	Py_DECREF(mod);
-	return arr;
-}
-
 /* The atomic tests' own keys of run()'s dict. */
 static int atomic_keys(PyObject *res, const struct run *r)
 {
@@ -430,25 +413,34 @@ out:
 
 static PyObject *ep_run(EpObject *o, PyObject *args, PyObject *kwargs)
 {
-	static char *kwlist[] = { "test", "role", "iters", "duration_s", "warmup", "bidir",
-				  "validate", "max_samples", "timeout_ms", "atomic", NULL };
+	static char *kwlist[] = { "test", "role", "iters", "duration_s", "warmup", "bidir", "validate",
+				  "max_samples", "timeout_ms", "atomic", "interval_s", "on_window", NULL };
 	Endpoint *ep = &o->ep;
 	const char *test, *role, *atomic = NULL;
 	long long iters = 0, warmup = 0, max_samples = 1000000;
-	double duration_s = 0.0;
+	double duration_s = 0.0, interval_s = 1.0;
 	int bidir = 0, validate = 0, timeout_ms = 10000, rc;
 	struct run r;
 	struct rt_err err;
+	struct py_tick tick = { .callback = Py_None };
 	PyObject *res;
 
-	if (!PyArg_ParseTupleAndKeywords(args, kwargs, "ss|LdLppLiz:run", kwlist, &test, &role, &iters,
+	if (!PyArg_ParseTupleAndKeywords(args, kwargs, "ss|LdLppLizdO:run", kwlist, &test, &role, &iters,
 					 &duration_s, &warmup, &bidir, &validate, &max_samples,
-					 &timeout_ms, &atomic))
+					 &timeout_ms, &atomic, &interval_s, &tick.callback))
 		return NULL;
+	if (tick.callback != Py_None && !PyCallable_Check(tick.callback)) {
+		PyErr_SetString(PyExc_TypeError, "on_window must be callable or None");
+		return NULL;
+	}
 	memset(&err, 0, sizeof(err));
 	if (run_setup(&r, ep, test, role, iters, duration_s, warmup, bidir, validate, max_samples,
 		      timeout_ms, atomic, &err))
 		return rt_raise(&err);
+	if (run_windows(&r, interval_s, py_tick, &tick, &err)) {
+		run_free(&r);
+		return rt_raise(&err);
+	}
 	if (!ep_usable(ep, 1)) {
 		run_free(&r);
 		return NULL;
@@ -458,7 +450,17 @@ static PyObject *ep_run(EpObject *o, PyObject *args, PyObject *kwargs)
 	rc = run_loop(&r, &err);
 	Py_END_ALLOW_THREADS
 	ep->busy = 0;
-	res = rc ? rt_raise(&err) : run_result(&r, iters, warmup);
+	if (tick.exc_type) { /* the callback failed: that error, whatever the run did */
+		PyErr_Restore(tick.exc_type, tick.exc_value, tick.exc_tb);
+		res = NULL;
+	} else if (rc && err.kind == RT_INTERRUPTED) {
+		PyErr_SetString(PyExc_KeyboardInterrupt, err.msg);
+		res = NULL;
+	} else {
+		res = rc ? rt_raise(&err) : run_result(&r, iters, warmup);
+		if (res && window_keys(res, &r, &tick, interval_s) < 0)
+			Py_CLEAR(res);
+	}
 	run_free(&r);
 	return res;
 }
@@ -582,7 +584,8 @@ static PyMethodDef ep_methods[] = {
 	  "connect(remote): bring every QP to RTS against the peer's local_info() list" },
 	{ "run", (PyCFunction)(void (*)(void))ep_run, METH_VARARGS | METH_KEYWORDS,
 	  "run(test, role, iters=0, duration_s=0.0, warmup=0, bidir=False, validate=False,\n"
-	  "    max_samples=1000000, timeout_ms=10000, atomic='fetch_add') -> dict (see endpoint.h)" },
+	  "    max_samples=1000000, timeout_ms=10000, atomic='fetch_add', interval_s=1.0,\n"
+	  "    on_window=None) -> dict (see endpoint.h)" },
 	{ "close", (PyCFunction)ep_close, METH_NOARGS, "release every verbs resource (idempotent)" },
 	{ "knobs", (PyCFunction)ep_knobs, METH_NOARGS,
 	  "knobs() -> {tclass, sl, qp_traffic_class, qp_sl, numa_node, memory_node, hugepages, atomic_cap}" },

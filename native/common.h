@@ -15,7 +15,7 @@
 
 /* ------------------------------------------------------------------ errors */
 
-enum rt_err_kind { RT_OK = 0, RT_OS, RT_TIMEOUT, RT_VALUE, RT_LOOKUP, RT_NOMEM };
+enum rt_err_kind { RT_OK = 0, RT_OS, RT_TIMEOUT, RT_VALUE, RT_LOOKUP, RT_NOMEM, RT_INTERRUPTED };
 
 struct rt_err {
 	enum rt_err_kind kind;

@@ -3,8 +3,9 @@
  * ep_connect.c: out-of-band connect; ep_cm.c: rdma_cm; ep_poll.c: posting and polling;
  * ep_bw.c and ep_lat.c: the bandwidth and latency loops; ep_atomic.c: the atomic tests; ep_mem.c:
  * the buffer (NUMA node, huge pages); ep_knobs.c: traffic class and SL; ep_run.c: one run's setup and loop;
- * filexfer.c: the file loops, on pipeline.c's file side). bindings.c wraps it as the Python type below and is the only
- * code that converts Python objects.
+ * ep_window.c: windows and the latency histogram; filexfer.c: the file loops, on pipeline.c's file side).
+ * bindings.c wraps it as the Python type below; it and py_windows.c (a run's tick and windows) are the
+ * only code that converts Python objects.
  *
  * rdmabench._native.Endpoint: verbs resources held open across runs, connected to a peer
  * (QP info exchanged by the caller, or through rdma_cm), and the benchmark loops in C.
@@ -25,7 +26,12 @@
  *   ep.local_info() -> [ {qpn, psn, gid (32 hex), lid, addr, rkey, size, slots, mtu} ] one per QP
  *   ep.connect(remote_infos)   INIT -> RTR -> RTS for every QP
  *   ep.run(test, role, iters=0, duration_s=0.0, warmup=0, bidir=False, validate=False,
- *          max_samples=1000000, timeout_ms=10000, atomic="fetch_add") -> dict
+ *          max_samples=1000000, timeout_ms=10000, atomic="fetch_add", interval_s=1.0,
+ *          on_window=None) -> dict
+ *     (duration_s inf: until stopped; every interval_s the loop closes a window and calls
+ *     on_window(dict) if given: t_s, seconds, ops, samples, size, latency, lat_{min,p50,p99,max}_ns;
+ *     Ctrl-C there ends a duration run cleanly (interrupted True) and an iterations run with
+ *     KeyboardInterrupt; an exception from on_window stops the run and is raised)
  *   ep.knobs() -> {tclass, sl, qp_traffic_class, qp_sl (QP 0's AV as queried), numa_node,
  *          memory_node (where the buffer's pages are), hugepages, atomic_cap}
  *   ep.close(); with Endpoint(...) as ep: ...
@@ -63,6 +69,12 @@
  *   sample             "half round trip" (write_lat, send_lat), "post to completion" (read_lat),
  *                      None for BW
  *   samples_truncated  True when completions/samples stopped being recorded: the array was full
+ *   windows            {t_ns: array('q') each window's end, ns since the first operation; ops:
+ *                      array('Q') operations done by then; last: array('B') 1 for the one the run's
+ *                      end closed; latency client also samples and lat_{min,p50,p99,max}_ns
+ *                      array('d') per window}; interval_s; windows_truncated (over 2^20 windows)
+ *   lat_hist           latency client: {ns: bucket middles, count} of every sample (ep_window.c)
+ *   interrupted        True when the tick stopped the run (Ctrl-C)
  *   validated          payloads checked (validate=True), warm-up included
  *   corrupt            payloads that did not match their pattern
  *   first_corrupt_seq  sequence number (per QP, counted from 0 at the run's first message,
@@ -183,6 +195,19 @@ struct bwq {
 	int recv_finished;  /* got everything (iters) or the end marker */
 };
 
+/* One window of a measured run: when it closed, the operations done by then (cumulative), and for
+ * a latency run its own samples' count, min, p50, p99 and max (ns; from the window's histogram). */
+struct win {
+	uint64_t t_end, ops;
+	uint64_t n;
+	double lat_min, lat_p50, lat_p99, lat_max;
+	int last; /* the run's end closed it: shorter than the interval */
+};
+
+#define HIST_SUB 128 /* buckets per power of two: a bucket's middle is within 1/256 of its samples */
+#define HIST_BUCKETS (HIST_SUB + 57 * HIST_SUB)
+#define MAX_WINDOWS (1u << 20)
+
 struct run {
 	Endpoint *ep;
 	int test, client, bidir, validate, passive, is_lat;
@@ -211,6 +236,19 @@ struct run {
 	uint32_t atomic_depth, atomic_mod; /* in flight per QP (min of depth and the QP's max_rd_atomic); signal every */
 	int reply_be;                      /* replies seen byte-swapped (big-endian): -1 not known yet, 0 host, 1 be */
 	uint64_t counters_ok, counters_bad; /* remote counters read back after the run: as expected or not */
+	/* windows and the whole-run latency histogram (ep_window.c) */
+	uint64_t win_ticks, win_next;  /* a window's length; when the open one closes (0: none yet) */
+	struct win *w;
+	size_t nw, wcap;
+	int w_truncated;
+	uint64_t *hist, *win_hist; /* HIST_BUCKETS counts each: every latency sample, this window's */
+	double win_min, win_max;
+	uint64_t win_n;
+	/* called with each closed window (without the GIL); nonzero asks the run to stop: a duration
+	 * run ends as if its time were up, an iterations run fails with "interrupted" */
+	int (*tick)(void *arg, const struct run *r, const struct win *w);
+	void *tick_arg;
+	int stop;
 };
 
 /* endpoint.c: resources, open and close (0, or -1 with e set; a failed open releases what it made) */
@@ -279,6 +317,25 @@ int poll_recv(struct run *r, struct rt_err *e);
 int bw_phase(struct run *r, uint64_t target, uint64_t dur_ticks, int record, struct rt_err *e);
 void fill_read_slots(Endpoint *ep);
 int lat_run(struct run *r, uint64_t dur_ticks, struct rt_err *e);
+
+/* ep_window.c: windows every win_ticks (run_windows allocates; 0 or -1 with e set); win_begin at the
+ * measured phase's first operation; win_poll closes the open window when its time is up (calls
+ * tick); win_end closes the last one at the run's end; run_stopped sets the "interrupted" error;
+ * hist_add / hist_value / hist_percentile: the log-linear latency histogram */
+int run_windows(struct run *r, double interval_s, int (*tick)(void *, const struct run *, const struct win *),
+		void *arg, struct rt_err *e);
+void win_begin(struct run *r, uint64_t t);
+void win_close(struct run *r, uint64_t now, uint64_t ops, int last);
+static inline void win_poll(struct run *r, uint64_t now, uint64_t ops)
+{
+	if (r->win_next && now >= r->win_next)
+		win_close(r, now, ops, 0);
+}
+void win_end(struct run *r);
+int run_stopped(struct run *r, struct rt_err *e);
+void hist_add(struct run *r, double ns);
+double hist_value(size_t bucket);
+double hist_percentile(const uint64_t *hist, uint64_t n, double p);
 
 /* ep_run.c: run_setup checks the arguments and allocates the records (r->passive: nothing to
  * do); run_loop runs (touches only C state: called without the GIL); run_free frees the records */

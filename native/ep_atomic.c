@@ -125,8 +125,10 @@ static int atomic_phase(struct run *r, uint64_t target, uint64_t dur_ticks, int 
 	}
 	r->last_progress = t0;
 	for (;;) {
+		if (r->stop && !dur_ticks)
+			return run_stopped(r, e);
 		if (dur_ticks && !time_up)
-			time_up = ticks() >= deadline;
+			time_up = ticks() >= deadline || r->stop;
 		for (q = 0; q < nq; q++) {
 			struct bwq *s = &r->s[q];
 			struct ep_qp *p = &ep->q[q];
@@ -145,6 +147,7 @@ static int atomic_phase(struct run *r, uint64_t target, uint64_t dur_ticks, int 
 				if (record && !r->have_start) {
 					r->t_start = ticks();
 					r->have_start = 1;
+					win_begin(r, r->t_start);
 				}
 				if (post_atomic(r, q, seq, sig, e))
 					return -1;
@@ -155,6 +158,8 @@ static int atomic_phase(struct run *r, uint64_t target, uint64_t dur_ticks, int 
 		}
 		if (poll_send(r, e) < 0)
 			return -1;
+		if (record)
+			win_poll(r, ticks(), r->tot_done - r->done0);
 		all_done = 1;
 		for (q = 0; q < nq; q++) {
 			struct bwq *s = &r->s[q];
@@ -195,7 +200,9 @@ static int atomic_lat(struct run *r, uint64_t *done, struct rt_err *e)
 			break;
 		if (i == r->warmup && r->dur_ticks)
 			deadline = ticks() + r->dur_ticks;
-		if (r->dur_ticks && measured && ticks() >= deadline)
+		if (r->stop && !r->dur_ticks)
+			return run_stopped(r, e);
+		if (r->dur_ticks && measured && (ticks() >= deadline || r->stop))
 			break;
 		t0 = ticks();
 		if (post_atomic(r, 0, i, 1, e))

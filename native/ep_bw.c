@@ -40,8 +40,10 @@ int bw_phase(struct run *r, uint64_t target, uint64_t dur_ticks, int record, str
 	}
 	r->last_progress = t0;
 	for (;;) {
+		if (r->stop && !dur_ticks)
+			return run_stopped(r, e); /* Ctrl-C: an iterations run has no clean early end */
 		if (dur_ticks && !time_up)
-			time_up = ticks() >= deadline;
+			time_up = ticks() >= deadline || r->stop;
 		for (q = 0; q < nq; q++) {
 			struct bwq *s = &r->s[q];
 			struct ep_qp *p = &ep->q[q];
@@ -74,6 +76,7 @@ int bw_phase(struct run *r, uint64_t target, uint64_t dur_ticks, int record, str
 				if (record && !r->have_start) {
 					r->t_start = ticks();
 					r->have_start = 1;
+					win_begin(r, r->t_start);
 				}
 				if (r->test == T_READ_BW) {
 					op = IBV_WR_RDMA_READ;
@@ -101,6 +104,8 @@ int bw_phase(struct run *r, uint64_t target, uint64_t dur_ticks, int record, str
 		}
 		if (sends && poll_send(r, e) < 0)
 			return -1;
+		if (record && sends)
+			win_poll(r, ticks(), r->tot_done - r->done0);
 		if (recvs || credits) {
 			if (poll_recv(r, e) < 0)
 				return -1;

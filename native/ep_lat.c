@@ -80,11 +80,13 @@ int lat_run(struct run *r, uint64_t dur_ticks, struct rt_err *e)
 
 		if (!dur_ticks && i >= total)
 			break;
+		if (r->stop && !dur_ticks)
+			return run_stopped(r, e);
 		if (i == r->warmup && dur_ticks)
 			deadline = ticks() + dur_ticks;
 		sig = (dur_ticks == 0 && i + 1 == total) || ((i + 1) % ep->cq_mod) == 0;
 		if (r->client) {
-			if (dur_ticks && measured && ticks() >= deadline) {
+			if (dur_ticks && measured && (ticks() >= deadline || r->stop)) {
 				if (r->test != T_READ_LAT) {
 					if (sq_room(r, e) || post_one(ep, 0, IBV_WR_SEND, NULL, 0, 0, 1,
 								       IMM_END, 1, p->data_done, e))

@@ -44,10 +44,13 @@ void record_latency(struct run *r, uint64_t t0, uint64_t t1, double ns)
 	if (!r->have_start) {
 		r->t_start = t0;
 		r->have_start = 1;
+		win_begin(r, t0);
 	}
 	r->t_end = t1;
 	r->lat_ops++;
 	record_sample(r, ns);
+	hist_add(r, ns);
+	win_poll(r, t1, r->lat_ops);
 }
 
 /* Post one WR on QP q. len 0 -> no SGE (control messages). */

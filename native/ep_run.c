@@ -1,4 +1,6 @@
 /* One run: its arguments checked, its records allocated, the loop. (see endpoint.h) */
+#include <math.h>
+
 #include "endpoint.h"
 
 int run_setup(struct run *r, Endpoint *ep, const char *test, const char *role, int64_t iters,
@@ -42,8 +44,10 @@ int run_setup(struct run *r, Endpoint *ep, const char *test, const char *role, i
 		rt_set(e, RT_VALUE, 0, "role must be 'client' or 'server', got '%s'", role);
 		return -1;
 	}
-	if ((iters > 0) == (duration_s > 0.0) || iters < 0 || duration_s < 0.0 || duration_s > 1e6) {
-		rt_set(e, RT_VALUE, 0, "give exactly one of iters > 0 or duration_s > 0");
+	/* duration_s inf: until the tick asks the run to stop (Ctrl-C) */
+	if ((iters > 0) == (duration_s > 0.0) || iters < 0 || duration_s < 0.0 ||
+	    (duration_s > 1e6 && !isinf(duration_s))) {
+		rt_set(e, RT_VALUE, 0, "give exactly one of iters > 0 or duration_s > 0 (at most 1e6, or inf)");
 		return -1;
 	}
 	if (warmup < 0 || max_samples < 0 || timeout_ms <= 0) {
@@ -76,7 +80,8 @@ int run_setup(struct run *r, Endpoint *ep, const char *test, const char *role, i
 	r->timeout_ms = timeout_ms;
 	r->timeout_ticks = ns_to_ticks((uint64_t)timeout_ms * 1000000ull);
 	r->first_corrupt = -1;
-	r->dur_ticks = duration_s > 0 ? ns_to_ticks((uint64_t)(duration_s * 1e9)) : 0;
+	r->dur_ticks = isinf(duration_s) ? UINT64_MAX / 4
+		       : duration_s > 0 ? ns_to_ticks((uint64_t)(duration_s * 1e9)) : 0;
 	if (!r->client && !bidir &&
 	    ((t == T_WRITE_BW && !validate) || t == T_READ_BW || t == T_READ_LAT || t >= T_ATOMIC_BW)) {
 		r->passive = 1;
@@ -119,13 +124,17 @@ int run_loop(struct run *r, struct rt_err *e)
 	for (int q = 0; q < r->ep->nqps; q++)
 		r->ep->q[q].data_done = 0;
 	if (r->test >= T_ATOMIC_BW)
-		return atomic_run(r, e);
-	if (r->is_lat)
-		return lat_run(r, r->dur_ticks, e);
-	if (r->warmup)
-		rc = bw_phase(r, r->warmup, 0, 0, e);
+		rc = atomic_run(r, e);
+	else if (r->is_lat)
+		rc = lat_run(r, r->dur_ticks, e);
+	else {
+		if (r->warmup)
+			rc = bw_phase(r, r->warmup, 0, 0, e);
+		if (rc == 0)
+			rc = bw_phase(r, r->dur_ticks ? 0 : r->warmup + r->iters, r->dur_ticks, 1, e);
+	}
 	if (rc == 0)
-		rc = bw_phase(r, r->dur_ticks ? 0 : r->warmup + r->iters, r->dur_ticks, 1, e);
+		win_end(r);
 	return rc;
 }
 
@@ -135,6 +144,11 @@ void run_free(struct run *r)
 	free(r->c_ops);
 	free(r->samp);
 	free(r->s);
+	free(r->w);
+	free(r->hist);
+	free(r->win_hist);
+	r->w = NULL;
+	r->hist = r->win_hist = NULL;
 	r->c_t = r->c_ops = NULL;
 	r->samp = NULL;
 	r->s = NULL;

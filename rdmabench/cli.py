@@ -211,6 +211,13 @@ def _peer(text: str) -> tuple[str, int]:
 @click.option("--sizes", metavar="LOW:HIGH|A,B,..", help="A sweep: 2:8M is every power of two from 2 B to 8 MiB.")
 @click.option("--iters", "-n", type=click.IntRange(1), help="Iterations [perftest's: 5000 write_bw, 1000 others].")
 @click.option("--duration", "-D", type=click.FloatRange(0.1), help="Seconds per test instead of iterations.")
+@click.option("--until-stopped", is_flag=True,
+              help="Run one test at one size until Ctrl-C (perftest's --run_infinitely), a line per --interval; "
+                   "Ctrl-C ends it cleanly and the result file is written.")
+@click.option("--interval", type=click.FloatRange(0.01, 86400), metavar="SECONDS",
+              help="Print a line per SECONDS while a test runs (bandwidth, or latency p50/p99/max) and make the "
+                   "windows SECONDS long [1 s windows, no lines; lines every 1 s with --until-stopped]. Every row "
+                   "keeps its windows and their min/median/max.")
 @click.option("--warmup", type=click.IntRange(0), default=0, show_default=True, help="Unmeasured iterations first.")
 @click.option("--depth", type=click.IntRange(1), default=128, show_default=True, help="WRs in flight per QP.")
 @click.option("--cq-mod", type=click.IntRange(1), default=100, show_default=True, help="Signal every Nth WR.")
@@ -254,7 +261,7 @@ def _peer(text: str) -> tuple[str, int]:
               help="Seconds to keep trying while the server is not listening yet.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
               help="Result file [results/verbs-HOST-TIME.json].")
-def run_cmd(tests_, device, peer, size, sizes, iters, duration, warmup, depth, cq_mod, qps, bidir, gid_index,
+def run_cmd(tests_, device, peer, size, sizes, iters, duration, until_stopped, interval, warmup, depth, cq_mod, qps, bidir, gid_index,
             mtu, connect, validate, inline_size, slots, engine, tclass, sl, cpu, no_numa, hugepages, atomic, repeat,
             timeout_ms, config_path, config_scale, config_reps, config_dir, wait, output):
     """Measure RDMA write/read/send bandwidth and latency against `rdmabench serve`.
@@ -263,6 +270,13 @@ def run_cmd(tests_, device, peer, size, sizes, iters, duration, warmup, depth, c
     and per process), exact latency percentiles and raw samples, written as one
     JSON result file under results/ with the run's full context. Ends with a
     table in perftest's column order.
+
+    Duration runs (--duration, --until-stopped) are first-class: the same exact
+    percentiles and raw samples as an iterations run (perftest gives only an
+    average latency there), and every run keeps its windows (1 s, or
+    --interval): bandwidth min/median/max over them, a latency run's p50/p99
+    per window. Past max_samples the percentiles come from a histogram of every
+    sample (within 0.4 %), and the row says so.
 
     RoCE knobs, recorded in the result: --tclass/--sl put every QP (both ends)
     in the fabric's lossless class; each end pins its thread and buffers to
@@ -279,6 +293,8 @@ def run_cmd(tests_, device, peer, size, sizes, iters, duration, warmup, depth, c
       rdmabench run --peer 10.0.0.2 -d mlx5_0 -t write_lat -t read_lat -n 10000
       rdmabench run -d rxe0 -t all --validate          (both ends on this host)
       rdmabench run --peer 10.0.0.2 -d mlx5_0 -t write_bw,atomic_bw --tclass 106 --sl 3
+      rdmabench run --peer 10.0.0.2 -d mlx5_0 -t write_lat -D 60 --interval 5
+      rdmabench run --peer 10.0.0.2 -d mlx5_0 -t write_bw -s 1M --until-stopped
       rdmabench run --config configs/default.toml --peer 10.77.2.1
     """
     from .perf import table
@@ -311,7 +327,7 @@ def run_cmd(tests_, device, peer, size, sizes, iters, duration, warmup, depth, c
                              cq_mod=cq_mod, qps=qps, bidir=bidir, gid_index=gid_index, mtu=int(mtu) if mtu else None,
                              connect=connect, validate=validate, engine=engine, repeat=repeat, inline_size=inline_size,
                              slots=slots, tclass=tclass, sl=sl, cpu=cpu, numa=not no_numa, hugepages=hugepages,
-                             atomic=atomic)
+                             atomic=atomic, until_stopped=until_stopped, interval=interval)
     except ValueError as err:
         raise click.UsageError(str(err)) from None
     dev = devices.choose(device)
@@ -322,10 +338,13 @@ def run_cmd(tests_, device, peer, size, sizes, iters, duration, warmup, depth, c
     else:
         result = run_local(options, dev.name, timeout_ms=timeout_ms, progress=progress)
     path = result.publish(output)
-    click.echo(table.render(result.rows))
-    click.echo(_line_rate_note(result.rows))
+    if result.rows:
+        click.echo(table.render(result.rows))
+        click.echo(_line_rate_note(result.rows))
     click.echo(f"\nenvironment: {result.context['environment']}")
     click.echo(f"result file: {path}")
+    if result.options.get("interrupted"):
+        ctx.exit(130)  # as a shell reports Ctrl-C, once the result is safe
 
 
 def _line_rate_note(rows: list[dict]) -> str:

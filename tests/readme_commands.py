@@ -37,6 +37,12 @@ COVERAGE = {
     "rdmabench serve --bind 10.0.0.1 -d mlx5_0": ("storage", f"rdmabench serve --bind $RDMABENCH_IP -d {DEV}"),
     "rdmabench run --peer 10.0.0.1 -d mlx5_0 -t all --sizes 2:8M":
         ("lab-two", f"rdmabench run --peer {PEER} -d {DEV} -t all --sizes 2:8M".replace(" --sizes 2:8M", LAB_RUN)),
+    "rdmabench run --peer 10.0.0.1 -d mlx5_0 -t write_lat -D 60 --interval 5":
+        ("lab-two", f"rdmabench run --peer {PEER} -d {DEV} -t write_lat -D 3 --interval 1"),
+    # Ctrl-C after 25 s (SIGINT, as a terminal sends it): the run ends cleanly, writes its file, exits 130
+    "rdmabench run --peer 10.0.0.1 -d mlx5_0 -t write_bw -s 1M --until-stopped":
+        ("lab-two", f"timeout --preserve-status -s INT 25 rdmabench run --peer {PEER} -d {DEV} -t write_bw -s 1M "
+                    "--until-stopped -o {result}; test $? -eq 130"),
     "rdmabench crosscheck --peer 10.0.0.1 -d mlx5_0":
         ("lab-two", f"rdmabench crosscheck --peer {PEER} -d {DEV}" + LAB_CROSSCHECK),
     "rdmabench run --config configs/sealing-32g.toml --peer 10.0.0.1 --scale 1/65536 --repetitions 1 --dir /tmp/rb":

@@ -17,7 +17,7 @@ from ..errors import RdmabenchError
 from ..results import context, row
 from ..results.model import Result
 from ..engines import tests
-from . import engine, metrics, preflight
+from . import engine, metrics, preflight, table
 from ..wire import Channel, Server
 from .options import RunOptions
 from .server import VerbsService, endpoint_spec, jsonable, run_kwargs
@@ -28,7 +28,8 @@ CM_PORT = 18516
 class Client:
     def __init__(self, options: RunOptions, device: str, peer: str, port: int, timeout_ms: int = 10000,
                  wait: float = 5.0, progress: Callable[[str], None] | None = None,
-                 warn: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr, flush=True)):
+                 warn: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr, flush=True),
+                 live: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr, flush=True)):
         self.o = options
         self.dev = devices.require(device)
         self.gid_index = options.gid_index if options.gid_index is not None else self.dev.ports[0].recommended_gid_index
@@ -38,6 +39,8 @@ class Client:
         self.far: dict = {}  # the server's "connected" message: its QP's knobs and its placement
         self.wait = wait
         self.progress = progress or (lambda msg: None)
+        self.live = live  # --interval's lines
+        self.line: dict | None = None  # the path's physical limit, once the server's context is known
         preflight.check(options, self.dev, both_ends_here=peer in ("127.0.0.1", "localhost"), warn=warn)
         self.place = placement.plan(self.dev.name, options.cpu, options.numa)
         self.context = context.collect(self.dev.name, self.gid_index)
@@ -52,12 +55,21 @@ class Client:
                                      "placement": self.place.to_dict()})
             line = linerate.path((self.context.get("device") or {}).get("line_rate"),
                                  ((peer_ctx or {}).get("device") or {}).get("line_rate"))
-            with placement.pinned(self.place):  # this thread runs the C loops
-                for test, size in self.o.plan():
-                    for rep in range(self.o.repeat):
-                        self.progress(f"{test} {size} B" + (f" repetition {rep + 1}/{self.o.repeat}"
-                                                           if self.o.repeat > 1 else ""))
-                        result.rows.append(with_line_rate(self._one(chan, test, size, rep), line))
+            self.line = line
+            try:
+                with placement.pinned(self.place):  # this thread runs the C loops
+                    for test, size in self.o.plan():
+                        for rep in range(self.o.repeat):
+                            self.progress(f"{test} {size} B" + (f" repetition {rep + 1}/{self.o.repeat}"
+                                                               if self.o.repeat > 1 else ""))
+                            r = with_line_rate(self._one(chan, test, size, rep), line)
+                            result.rows.append(r)
+                            if r["detail"].get("interrupted"):
+                                raise KeyboardInterrupt  # the run stopped cleanly at Ctrl-C: no further test
+            except KeyboardInterrupt:
+                result.options["interrupted"] = interrupted_note(result.rows)
+                self.progress(f"interrupted: {result.options['interrupted']}")
+                return result  # the far end sees the connection close and frees its side
             chan.send("bye")
             return result
         finally:
@@ -74,7 +86,14 @@ class Client:
             "cm_port": CM_PORT, "cm_bind": self.cm_addr,
             "tclass": o.tclass, "sl": o.sl, "hugepages": o.hugepages, "atomic": o.atomic,
             "placement": "off" if self.place.mode == "off" else "nic",  # the server places itself on its own NIC's node
+            "interval": o.interval, "until_stopped": o.until_stopped,
         }
+
+    def _live(self, test: str, size: int) -> Callable[[dict], None] | None:
+        """A line per window while the test runs, when --interval or --until-stopped asked for them."""
+        if self.o.interval is None and not self.o.until_stopped:
+            return None
+        return lambda w: self.live(table.window_line(test, size, w, self.line))
 
     def _connect(self, chan: Channel, setup: dict):
         ready = chan.recv(60, "ready")
@@ -111,7 +130,7 @@ class Client:
             chan.recv(60, "started")
             meter = CpuMeter()
             with keepalive(chan):
-                raw = ep.run(**run_kwargs(setup, "client"))
+                raw = ep.run(**run_kwargs(setup, "client", self._live(test, size)))
             cpu = meter.stop(raw.get("bytes") or None)
             chan.send("done")
             server = chan.recv(self.timeout_ms / 1000 + 60, "result")
@@ -120,6 +139,14 @@ class Client:
         chan.send("teardown")
         chan.recv(60, "closed")
         return make_row(test, size, rep, setup, jsonable(raw), cpu, server["raw"], server["cpu"])
+
+
+def interrupted_note(rows: list[dict]) -> str:
+    """What a Ctrl-C left in the result: how many rows, and whether the last one ran to a clean stop."""
+    clean = bool(rows) and rows[-1]["detail"].get("interrupted")
+    return (f"stopped by Ctrl-C after {len(rows)} row(s); "
+            + ("the last one was ended cleanly at the Ctrl-C and covers the run until then" if clean
+               else "the test running then was abandoned and has no row"))
 
 
 def keepalive(chan: Channel):
@@ -147,7 +174,12 @@ def make_row(test: str, size: int, rep: int, setup: dict, raw: dict, cpu: dict, 
                              f"(first bad sequence {raw.get('first_corrupt_seq', sraw.get('first_corrupt_seq'))})")
     seconds = None
     if kind.latency:
-        d.update(metrics.latency(raw["samples_ns"], raw.get("sample", "")))
+        hist = raw.get("lat_hist")
+        if raw.get("samples_truncated") and hist:  # a long run: percentiles over every sample, not the first N
+            d.update(metrics.latency_from_histogram(hist["ns"], hist["count"], raw.get("sample", "")))
+        else:
+            d.update(metrics.latency(raw["samples_ns"], raw.get("sample", "")))
+            d["percentiles_from"] = "every sample"
         d["samples_us"] = [v / 1000 for v in raw["samples_ns"]]
         d["samples_truncated"] = bool(raw.get("samples_truncated"))
         moved = raw.get("bytes") or 0
@@ -181,6 +213,15 @@ def make_row(test: str, size: int, rep: int, setup: dict, raw: dict, cpu: dict, 
                 peak = None  # the far end kept no completion times: no two-way figure to give
         if peak:
             d.update(peak)
+    if raw.get("windows") is not None:
+        d.update(metrics.windows(raw["windows"], size))
+        d["window_interval_s"] = raw.get("interval_s")
+        if setup["bidir"]:
+            d["windows_direction"] = "client to server only (each end keeps its own)"
+    if setup.get("until_stopped"):
+        d["until_stopped"] = True
+    if raw.get("interrupted"):
+        d["interrupted"] = True  # ended by Ctrl-C, cleanly: every figure covers what ran until then
     metric = "lat_p50_us" if kind.latency else "bw_avg_MiBps"
     measured = {"test": test, "op": setup.get("atomic") or "fetch_add", "size": size} if kind.op == "atomic" else \
         {"test": test, "size": size}

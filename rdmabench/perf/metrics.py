@@ -97,3 +97,69 @@ def latency(samples_ns: Sequence[float], sample: str, trim_largest: int = 0) -> 
     for p in PERCENTILES:
         out[f"lat_p{str(p).replace('.', '_')}_us"] = percentile(us, p)
     return out
+
+
+def latency_from_histogram(bucket_ns: Sequence[float], counts: Sequence[int], sample: str) -> dict:
+    """metrics.latency's figures from the engine's histogram of every sample (native/ep_window.c: each
+    bucket's middle is within 1/256 of its samples), for a run whose raw samples stopped at max_samples."""
+    pairs = sorted((v, c) for v, c in zip(bucket_ns, counts) if c)
+    n = sum(c for _, c in pairs)
+    if not n:
+        raise ValueError("no latency samples")
+    mean = sum(v * c for v, c in pairs) / n
+    var = sum(c * (v - mean) ** 2 for v, c in pairs) / (n - 1) if n > 1 else 0.0
+    out = {"samples": n, "sample": sample, "trimmed": "none",
+           "percentiles_from": "the histogram of every sample (each figure within 0.4 %): the raw samples "
+                               "stopped at max_samples",
+           "lat_min_us": pairs[0][0] / 1000, "lat_max_us": pairs[-1][0] / 1000, "lat_mean_us": mean / 1000,
+           "lat_stdev_us": math.sqrt(var) / 1000}
+    for p in PERCENTILES:
+        rank, seen = max(1, math.ceil(p / 100 * n)), 0
+        for v, c in pairs:
+            seen += c
+            if seen >= rank:
+                out[f"lat_p{str(p).replace('.', '_')}_us"] = v / 1000
+                break
+    return out
+
+
+WINDOW_RULE = ("a window closes at the loop's first check after the interval is up (never shorter); min, median "
+               "and max are over the full windows: the last one, cut short by the run's end, is listed but not "
+               "counted")
+
+
+def windows(raw: dict, size: int) -> dict:
+    """Per-window figures of a run (the engine's raw windows: end times in ns since the first operation,
+    cumulative operations) and, over the full windows, min/median/max bandwidth (bandwidth runs) or of
+    the windows' p50 and p99 (latency runs)."""
+    t_ns, ops, last = list(raw.get("t_ns") or []), list(raw.get("ops") or []), list(raw.get("last") or [])
+    latency = "lat_p50_ns" in raw
+    out_w, starts = [], [0] + t_ns[:-1]
+    prev_ops = [0] + ops[:-1]
+    for k, (t0, t1) in enumerate(zip(starts, t_ns)):
+        seconds = (t1 - t0) / 1e9
+        if seconds <= 0:
+            continue
+        w = {"t_s": round(t1 / 1e9, 6), "seconds": round(seconds, 6), "ops": ops[k] - prev_ops[k],
+             "full": not (last[k] if k < len(last) else False)}
+        if latency:
+            w.update({"samples": raw["samples"][k]} if "samples" in raw else {})
+            for key in ("lat_min_ns", "lat_p50_ns", "lat_p99_ns", "lat_max_ns"):
+                w[key.replace("_ns", "_us")] = raw[key][k] / 1000
+        else:
+            w["MiBps"] = w["ops"] * size / seconds / MIB
+        out_w.append(w)
+    full = [w for w in out_w if w["full"]]
+    out: dict = {"windows": out_w, "windows_full": len(full), "window_rule": WINDOW_RULE}
+    if not full:
+        return out
+    if latency:
+        for key in ("lat_p50_us", "lat_p99_us"):
+            vals = [w[key] for w in full if w.get("samples", 1)]
+            if vals:
+                out[f"window_{key}"] = {"min": min(vals), "median": statistics.median(vals), "max": max(vals)}
+    else:
+        rates = [w["MiBps"] for w in full]
+        out.update({"bw_window_min_MiBps": min(rates), "bw_window_median_MiBps": statistics.median(rates),
+                    "bw_window_max_MiBps": max(rates)})
+    return out

@@ -40,6 +40,8 @@ class RunOptions:
     sizes: list[int] | None = None  # None: each test's default size
     iters: int | None = None  # None: each test's default (unless duration is set)
     duration: float | None = None
+    until_stopped: bool = False  # run the one test until Ctrl-C (perftest's --run_infinitely), then write the result
+    interval: float | None = None  # seconds per window, and a live line per window; None: 1 s windows, no lines
     warmup: int = 0
     depth: int = 128
     cq_mod: int = 100
@@ -74,6 +76,16 @@ class RunOptions:
             raise ValueError("a message size must be at least 1 byte")
         if self.iters is not None and self.duration is not None:
             raise ValueError("give --iters or --duration, not both")
+        if self.until_stopped:
+            if self.iters is not None or self.duration is not None:
+                raise ValueError("--until-stopped runs until Ctrl-C: drop --iters and --duration")
+            if len(self.plan()) != 1 or self.repeat != 1:
+                raise ValueError("--until-stopped runs one test at one size, once: give one test and one size")
+        if self.interval is not None and not 0.01 <= self.interval <= 86400:
+            raise ValueError(f"--interval {self.interval:g}: 0.01 to 86400 seconds")
+        if self.engine != "native" and (self.until_stopped or self.interval is not None):
+            raise ValueError(f"the {self.engine} engine keeps no windows: --until-stopped and --interval need "
+                             "--engine native")
         if self.mtu is not None and self.mtu not in (256, 512, 1024, 2048, 4096):
             raise ValueError(f"MTU {self.mtu}: use 256, 512, 1024, 2048 or 4096")
         if self.slots is not None and self.slots < 1:
@@ -113,7 +125,7 @@ class RunOptions:
                 for s in ([tests.ATOMIC_SIZE] if tests.is_atomic(t) else self.sizes or [tests.get(t).default_size])]
 
     def iterations(self, test: str) -> int:
-        if self.duration is not None:
+        if self.duration is not None or self.until_stopped:
             return 0
         return self.iters or tests.get(test).default_iters
 

@@ -8,6 +8,7 @@ that connection; the next client is served either way.
 
 from __future__ import annotations
 
+import math
 import threading
 from array import array
 
@@ -36,14 +37,26 @@ SETUP = {
     # RoCE knobs (absent from an older client: the defaults)
     "tclass": Opt(Int(0, 255)), "sl": Opt(Int(0, 15)), "hugepages": Opt(Bool()),
     "placement": Opt(Str(choices=("nic", "off"))), "atomic": Opt(Str(choices=tests.ATOMIC_OPS)),
+    # windows, and a run until the client's Ctrl-C (absent from an older client: 1 s windows, no)
+    "interval": Opt(Num(0.01, 86400)), "until_stopped": Opt(Bool()),
 }
+WINDOW_S = 1.0  # a run's windows when the client gives no --interval
 PERFTEST = {"v": Int(), "type": Str(), "test": Str(max_len=64), "size": Int(1, 1 << 40), "iters": Int(0, 1 << 40),
             "duration": Opt(Int(1, 3600)), "cq_mod": Opt(Int(1, 1 << 16))}
 
 
 def jsonable(raw: dict) -> dict:
-    return {k: (list(v) if isinstance(v, (array, bytes, memoryview, list, tuple)) and not isinstance(v, str) else v)
-            for k, v in raw.items()}
+    """An engine's record for the wire and the result file: arrays as lists, and a run until stopped's
+    duration_s (inf) as None (JSON has no infinity)."""
+    def one(v):
+        if isinstance(v, (array, bytes, memoryview, list, tuple)):
+            return list(v)
+        if isinstance(v, dict):
+            return jsonable(v)
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        return v
+    return {k: one(v) for k, v in raw.items()}
 
 
 def endpoint_spec(setup: dict) -> dict:
@@ -54,13 +67,20 @@ def endpoint_spec(setup: dict) -> dict:
     }
 
 
-def run_kwargs(setup: dict, role: str) -> dict:
-    return {
-        "test": setup["test"], "role": role, "iters": setup["iters"], "duration_s": setup["duration"] or 0.0,
+def run_kwargs(setup: dict, role: str, on_window=None) -> dict:
+    """ep.run's arguments. A run until stopped is a duration run of infinite length: it ends, as a timed run
+    does at its end, when the client's tick asks it to (Ctrl-C). Windows are the native engine's."""
+    until_stopped = bool(setup.get("until_stopped"))
+    kw = {
+        "test": setup["test"], "role": role, "iters": setup["iters"],
+        "duration_s": float("inf") if until_stopped else setup["duration"] or 0.0,
         "warmup": setup["warmup"], "bidir": setup["bidir"], "validate": setup["validate"],
         "max_samples": setup["max_samples"], "timeout_ms": int(setup["timeout_ms"]),
         **({"atomic": setup.get("atomic") or "fetch_add"} if tests.is_atomic(setup["test"]) else {}),
     }
+    if setup.get("engine", "native") == "native":
+        kw.update(interval_s=float(setup.get("interval") or WINDOW_S), on_window=on_window)
+    return kw
 
 
 def _knobs(ep, place, setup: dict) -> dict:
@@ -170,6 +190,7 @@ class VerbsService:
             raw = ep.run(**run_kwargs(setup, "server"))
         else:
             chan.send("started")
+        # each wait is bounded: the client says "running" every KEEPALIVE_S however long the run lasts
         chan.recv_after("running", setup["timeout_ms"] / 1000 + (setup["duration"] or 0) + QUIET_S, "done")
         cpu = meter.stop(raw.get("bytes") or None)
         chan.send("result", raw=jsonable(raw), cpu=cpu)

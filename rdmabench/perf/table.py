@@ -7,14 +7,17 @@ where t_typical is the median (p50), then our p99.99. CPU: cores busy at each
 end, system-wide (qperf's count) and in the rdmabench process; system-wide "n/a" where the
 test ran too briefly for /proc/stat's ticks to mean anything (the process figure is exact).
 "% of line": BW average over the path's physical limit (rdmabench.linerate), "-" where none is known.
+"windows": the bandwidth of the run's full windows (1 s, or --interval), min/median/max.
 """
 
 from __future__ import annotations
 
 from itertools import groupby
 
+from ..linerate import share
+
 BW_HEAD = ["#bytes", "#iterations", "BW best window[MiB/sec]", "BW average[MiB/sec]", "MsgRate[Mpps]",
-           "CPU client sys/proc", "CPU server sys/proc", "% of line"]
+           "CPU client sys/proc", "CPU server sys/proc", "% of line", "windows min/median/max[MiB/sec]"]
 LAT_HEAD = ["#bytes", "#iterations", "t_min[usec]", "t_max[usec]", "t_typical[usec]", "t_avg[usec]",
             "t_stdev[usec]", "99% percentile[usec]", "99.9% percentile[usec]", "99.99%[usec]",
             "CPU client sys/proc", "CPU server sys/proc"]
@@ -31,6 +34,13 @@ def _cpu(row: dict, side: str) -> str:
 def _share(share: float | None) -> str:
     """The share of the path's physical limit reached (detail share_of_line_rate); "-" where none is known."""
     return "-" if share is None else f"{share * 100:.1f}%"
+
+
+def _windows(d: dict) -> str:
+    """Bandwidth over the run's full windows (metrics.windows): "-" for a run shorter than two windows."""
+    if d.get("bw_window_median_MiBps") is None:
+        return "-"
+    return "/".join(f"{d[k]:.2f}" for k in ("bw_window_min_MiBps", "bw_window_median_MiBps", "bw_window_max_MiBps"))
 
 
 def _fmt(rows: list[list[str]]) -> list[str]:
@@ -63,6 +73,21 @@ def render(rows: list[dict]) -> str:
                 peak = r.get("bw_best_window_MiBps")
                 table.append([size, n, f"{peak:.2f}" if peak else "-", f"{r['bw_avg_MiBps']:.2f}",
                               f"{r['msg_rate_Mpps']:.6f}", _cpu(row, "client"), _cpu(row, "server"),
-                              _share(r.get("share_of_line_rate"))])
+                              _share(r.get("share_of_line_rate")), _windows(r)])
         out.extend(_fmt(table))
     return "\n".join(out)
+
+
+def window_line(test: str, size: int, w: dict, line_rate: dict | None = None) -> str:
+    """The live line for one window (ep.run's on_window dict): its bandwidth, or its latency percentiles."""
+    head = f"  {test} {size} B  t={w['t_s']:8.1f} s"
+    if w.get("latency"):
+        if not w["samples"]:
+            return f"{head}  no operation completed in the last {w['seconds']:.1f} s"
+        return (f"{head}  {w['samples']:>9} ops  p50 {w['lat_p50_ns'] / 1000:8.2f} us  "
+                f"p99 {w['lat_p99_ns'] / 1000:8.2f} us  max {w['lat_max_ns'] / 1000:8.2f} us")
+    seconds = w["seconds"] or float("nan")
+    mibps = w["ops"] * size / seconds / (1 << 20)
+    part = share(mibps * (1 << 20) * 8 / 1e9, line_rate)
+    return (f"{head}  {mibps:10.2f} MiB/s  {w['ops'] / seconds / 1e6:.6f} Mpps"
+            + (f"  {_share(part)} of line" if part is not None else ""))

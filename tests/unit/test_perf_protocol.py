@@ -40,7 +40,8 @@ class FakeEndpoint:
         assert len(remote) == self.spec["qps"]
         self.remote = remote
 
-    def run(self, test, role, iters, duration_s, warmup, bidir, validate, max_samples, timeout_ms):
+    def run(self, test, role, iters, duration_s, warmup, bidir, validate, max_samples, timeout_ms, interval_s=1.0,
+            on_window=None):
         size = self.spec["size"]
         receiver = (role == "client") == test.startswith("read")  # who checks payloads, as the real engine
         if test.endswith("_lat"):
