@@ -378,10 +378,10 @@ def crosscheck_cmd(device, peer, sizes, only, atomic, repeat, bw_duration, bw_it
     Its length is bounded by time, whatever the link's speed. The defaults:
     2 bandwidth tests x 2 sizes x 3 pairs = 24 bandwidth runs and 3 pairs of
     atomic_bw, each measuring 5 s (perftest's take 9 s with its margins),
-    then 3 pairs of 1000-iteration runs of each latency test: about 4 minutes
-    of runs plus each run's start (measured on soft-RoCE under emulation in
-    one guest: 4.5 minutes without the atomic pairs, which add about one;
-    -t write_bw,read_bw,write_lat leaves them out).
+    then 3 pairs of 1000-iteration runs of each latency test: about 3.5
+    minutes of runs plus each run's start, 4.75 minutes in all (measured on
+    soft-RoCE under emulation in one guest; the atomic pairs took about one
+    of them: -t write_bw,read_bw,write_lat leaves them out).
     """
     from .perf import crosscheck
     from .perf.options import parse_sweep
