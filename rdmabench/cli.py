@@ -359,10 +359,14 @@ def _line_rate_note(rows: list[dict]) -> str:
 @click.option("--device", "-d", envvar="RDMABENCH_DEVICE", metavar="NAME", help="RDMA device [the only one].")
 @click.option("--peer", metavar="HOST[:PORT]", help="Where `rdmabench serve` runs [both ends on this host].")
 @click.option("--sizes", default="64K,1M", show_default=True, help="Bandwidth message sizes.")
-@click.option("--tests", "-t", "only", multiple=True, default=["write_bw,read_bw,write_lat"], show_default=True,
+@click.option("--tests", "-t", "only", multiple=True,
+              default=["write_bw,read_bw,write_lat,atomic_bw,atomic_lat"], show_default="all five",
               metavar="TEST[,TEST...]", callback=names_option(lambda: [t for t, _ in __import__(
                   "rdmabench.perf.crosscheck", fromlist=["PLAN"]).PLAN]),
-              help="Which of perftest's tools to compare; repeat the option or separate with commas.")
+              help="Which of perftest's tools to compare: write_bw, read_bw, write_lat, atomic_bw, atomic_lat (-t "
+                   "atomic_bw,atomic_lat: the atomic pairs alone); repeat the option or separate with commas.")
+@click.option("--atomic", type=click.Choice(["fetch_add", "cmp_swap"]), default="fetch_add", show_default=True,
+              help="The atomic pairs' 8-byte operation (perftest's -A FETCH_AND_ADD | CMP_AND_SWAP).")
 @click.option("--repeat", type=click.IntRange(1), default=3, show_default=True,
               help="Pairs per test and size, run back to back in alternating order; the verdict is their median ratio.")
 @click.option("--bw-duration", type=click.IntRange(1, 3600), metavar="SECONDS",
@@ -377,21 +381,26 @@ def _line_rate_note(rows: list[dict]) -> str:
 @click.option("--timeout-ms", type=click.IntRange(100), default=30000, show_default=True,
               help="Longest wait for any one completion in our runs.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Result file.")
-def crosscheck_cmd(device, peer, sizes, only, repeat, bw_duration, bw_iters, lat_iters, timeout_ms, output):
+def crosscheck_cmd(device, peer, sizes, only, atomic, repeat, bw_duration, bw_iters, lat_iters, timeout_ms, output):
     """Run perftest and rdmabench back to back on the same device and print the ratios.
 
-    ib_write_bw, ib_read_bw and ib_write_lat against rdmabench's native
-    write_bw, read_bw and write_lat, with the same sizes, length, queue
-    depth and CQ moderation. Targets: bandwidth >= 0.95x perftest's, write
-    latency p50 <= 1.10x perftest's t_typical. With --peer, `rdmabench serve`
-    there starts perftest's server side when asked.
+    ib_write_bw, ib_read_bw, ib_write_lat, ib_atomic_bw and ib_atomic_lat
+    against rdmabench's native write_bw, read_bw, write_lat, atomic_bw and
+    atomic_lat, with the same sizes, length, queue depth, CQ moderation and
+    outstanding READs or atomics. Targets: bandwidth >= 0.95x perftest's,
+    atomic_bw's operations per second >= 0.95x, latency p50 <= 1.10x
+    perftest's t_typical (write_lat half the round trip, atomic_lat all of
+    it). The atomic pairs are 8-byte --atomic operations whatever --sizes.
+    With --peer, `rdmabench serve` there starts perftest's server side.
 
     
     Its length is bounded by time, whatever the link's speed. The defaults:
-    2 bandwidth tests x 2 sizes x 3 pairs = 24 bandwidth runs, each measuring
-    5 s (perftest's take 9 s with its margins), then 3 pairs of 1000-iteration
-    latency runs: about 3 minutes of runs plus each run's start (4.5 minutes
-    in all, measured on soft-RoCE under emulation in one guest).
+    2 bandwidth tests x 2 sizes x 3 pairs = 24 bandwidth runs and 3 pairs of
+    atomic_bw, each measuring 5 s (perftest's take 9 s with its margins),
+    then 3 pairs of 1000-iteration runs of each latency test: about 3.5
+    minutes of runs plus each run's start, 4.75 minutes in all (measured on
+    soft-RoCE under emulation in one guest; the atomic pairs took about one
+    of them: -t write_bw,read_bw,write_lat leaves them out).
     """
     from .perf import crosscheck
     from .perf.options import parse_sweep
@@ -406,7 +415,7 @@ def crosscheck_cmd(device, peer, sizes, only, repeat, bw_duration, bw_iters, lat
     dev = devices.choose(device)
     result = crosscheck.run(dev.name, _peer(peer) if peer else None, size_list, repeat=repeat, bw_iters=bw_iters,
                             bw_duration=bw_duration,
-                            lat_iters=lat_iters, timeout_ms=timeout_ms, only=chosen,
+                            lat_iters=lat_iters, timeout_ms=timeout_ms, only=chosen, atomic=atomic,
                             progress=lambda m: click.echo(f"running {m} ...", err=True))
     summary = crosscheck.ratios(result)
     result.options["ratios"] = summary

@@ -4,7 +4,9 @@ Same device, GID, sizes, length, queue depth and CQ moderation; each
 repetition is a pair run back to back, the order alternating. The ratios say
 how close our measurements are to the reference: bandwidth ours/perftest
 (target >= 0.95), write latency p50 ours/perftest t_typical (target <= 1.10),
-each the median of the paired ratios.
+each the median of the paired ratios. The atomic pairs (8-byte fetch-and-add or
+compare-and-swap, perftest's -A) compare operations per second (>= 0.95) and the
+p50 of the whole round trip against ib_atomic_lat's t_typical (<= 1.10).
 
 A bandwidth run lasts a duration by default (BW_DURATION_S measured seconds), so the
 cross-check's length does not grow as the link slows down: perftest's own default,
@@ -21,6 +23,7 @@ from .. import linerate
 from ..errors import RdmabenchError
 from ..results import context, row
 from ..results.model import Result
+from ..engines import tests
 from . import perftest
 from .client import Client, keepalive, run_local
 from ..wire import Channel
@@ -31,20 +34,28 @@ BW_WARMUP = 128  # our runs' unmeasured messages first (one queue depth), as per
 SIGNAL_BYTES = 1 << 20  # duration runs: a signaled completion at least every MiB moved (see bw_cq_mod)
 BW_TARGET = 0.95
 LAT_TARGET = 1.10
-PLAN = (("write_bw", "bw"), ("read_bw", "bw"), ("write_lat", "lat"))
+# every pair the cross-check knows, in the order it runs them; kind "rate": judged by operations per second
+PLAN = (("write_bw", "bw"), ("read_bw", "bw"), ("write_lat", "lat"), ("atomic_bw", "rate"), ("atomic_lat", "lat"))
+# what runs without --tests: every pair. The two atomic pairs add about a minute to the default run (63 s
+# measured in the one-guest lab under TCG, 3 pairs each: 5 s atomic_bw runs, 1000-iteration atomic_lat runs;
+# the whole default run took 285 s there, under the 10 minutes it must stay within)
+DEFAULT_TESTS = tuple(t for t, _ in PLAN)
 # the figure compared, per kind of test and tool
 FIGURE = {("bw", "perftest"): "bw_avg_MiBps", ("bw", "rdmabench"): "bw_avg_MiBps",
+          ("rate", "perftest"): "ops_per_s", ("rate", "rdmabench"): "ops_per_s",
           ("lat", "perftest"): "t_typical_us", ("lat", "rdmabench"): "lat_p50_us"}
 
 
 def _perftest_remote(host: str, port: int, test: str, size: int, iters: int, dev: str, gid: int,
-                     duration: int | None = None, cq_mod: int = 100) -> dict:
+                     duration: int | None = None, cq_mod: int = 100, atomic: str = "fetch_add") -> dict:
     chan = Channel.connect(host, port, "verbs", timeout=10, wait=5)
     try:
         chan.send("perftest", test=test, size=size, iters=iters,
-                  **({"duration": duration, "cq_mod": cq_mod} if duration else {}))
+                  **({"duration": duration, "cq_mod": cq_mod} if duration else {}),
+                  **({"atomic": atomic} if tests.is_atomic(test) else {}))
         chan.recv(60, "perftest_ready")
-        args = perftest.argv(test, dev, gid, size, iters, server=host, duration=duration, cq_mod=cq_mod)
+        args = perftest.argv(test, dev, gid, size, iters, server=host, duration=duration, cq_mod=cq_mod,
+                             atomic=atomic)
         try:
             with keepalive(chan):
                 out = perftest.run_client(args, timeout=900)
@@ -58,9 +69,11 @@ def _perftest_remote(host: str, port: int, test: str, size: int, iters: int, dev
 
 
 def _perftest_local(test: str, size: int, iters: int, dev: str, gid: int, duration: int | None = None,
-                    cq_mod: int = 100) -> dict:
-    server = perftest.start_server(perftest.argv(test, dev, gid, size, iters, duration=duration, cq_mod=cq_mod))
-    args = perftest.argv(test, dev, gid, size, iters, server="127.0.0.1", duration=duration, cq_mod=cq_mod)
+                    cq_mod: int = 100, atomic: str = "fetch_add") -> dict:
+    server = perftest.start_server(perftest.argv(test, dev, gid, size, iters, duration=duration, cq_mod=cq_mod,
+                                                 atomic=atomic))
+    args = perftest.argv(test, dev, gid, size, iters, server="127.0.0.1", duration=duration, cq_mod=cq_mod,
+                         atomic=atomic)
     try:
         out = perftest.run_client(args, timeout=900)
     finally:
@@ -92,12 +105,13 @@ def _measure(what: str, fn: Callable[[], dict]) -> dict:
 def run(device: str, peer: tuple[str, int] | None, sizes: list[int], lat_size: int = 2, repeat: int = 1,
         bw_iters: int | None = None, lat_iters: int = 1000, timeout_ms: int = 30000,
         progress: Callable[[str], None] = lambda m: None, only: list[str] | None = None,
-        bw_duration: int | None = None) -> Result:
+        bw_duration: int | None = None, atomic: str = "fetch_add") -> Result:
     """perftest and rdmabench on the same settings, as pairs run back to back.
 
-    A bandwidth run measures ``bw_duration`` seconds (BW_DURATION_S when neither it nor ``bw_iters`` is
-    given), or ``bw_iters`` messages; latency runs ``lat_iters`` round trips (perftest's duration mode
-    reports only an average latency).
+    ``only``: the tests of PLAN to run, DEFAULT_TESTS when not given. A bandwidth run (atomic_bw included)
+    measures ``bw_duration`` seconds (BW_DURATION_S when neither it nor ``bw_iters`` is given), or
+    ``bw_iters`` messages; latency runs ``lat_iters`` round trips (perftest's duration mode reports only an
+    average latency). The atomic pairs run ``atomic`` (fetch_add or cmp_swap) on 8 bytes, whatever the sizes.
 
     The order inside a pair alternates (perftest first in even repetitions, ours first in odd
     ones) so that whatever drifts in the machine -- page cache, another tenant, the emulator's
@@ -114,34 +128,43 @@ def run(device: str, peer: tuple[str, int] | None, sizes: list[int], lat_size: i
         raise RdmabenchError("give the bandwidth runs iterations or a duration, not both")
     if not bw_iters and not bw_duration:
         bw_duration = BW_DURATION_S
+    if atomic not in perftest.ATOMIC_TYPES:
+        raise RdmabenchError(f"atomic operation {atomic!r}: use {' or '.join(perftest.ATOMIC_TYPES)}")
+    chosen = [t for t, _ in PLAN if t in (only or DEFAULT_TESTS)]
     rows = []
     for test, kind in PLAN:
-        if only and test not in only:
+        if test not in chosen:
             continue
-        for size in (sizes if kind == "bw" else [lat_size]):
-            duration = bw_duration if kind == "bw" else None
+        is_atomic = tests.is_atomic(test)
+        for size in ([tests.ATOMIC_SIZE] if is_atomic else sizes if kind == "bw" else [lat_size]):
+            duration = bw_duration if kind != "lat" else None
             iters = 0 if duration else (lat_iters if kind == "lat" else bw_iters)
             cq_mod = bw_cq_mod(size, duration)
+            op = {"atomic": atomic} if is_atomic else {}
             opts = (RunOptions(tests=[test], sizes=[size], duration=float(duration), warmup=BW_WARMUP,
-                               cq_mod=cq_mod, gid_index=gid) if duration
-                    else RunOptions(tests=[test], sizes=[size], iters=iters, gid_index=gid))
+                               cq_mod=cq_mod, gid_index=gid, **op) if duration
+                    else RunOptions(tests=[test], sizes=[size], iters=iters, gid_index=gid, **op))
+            measured = {"test": test, "op": atomic, "size": size} if is_atomic else {"test": test, "size": size}
 
             def reference(rep):
-                figures = (_perftest_remote(*peer, test, size, iters, device, gid, duration, cq_mod) if peer
-                           else _perftest_local(test, size, iters, device, gid, duration, cq_mod))
+                figures = (_perftest_remote(*peer, test, size, iters, device, gid, duration, cq_mod, **op) if peer
+                           else _perftest_local(test, size, iters, device, gid, duration, cq_mod, **op))
                 key = FIGURE[kind, "perftest"]
                 length = {"duration_s": duration, "cq_mod": cq_mod} if duration else {"iterations": iters}
-                return row.make({"tool": "perftest", "test": test, "size": size}, key, figures.get(key) or 0,
+                return row.make({"tool": "perftest", **measured}, key, figures.get(key) or 0,
                                 repetition=rep, detail={**length, **figures})
 
             def ours(rep):
                 r = (Client(opts, device, *peer, timeout_ms=timeout_ms).run() if peer
                      else run_local(opts, device, timeout_ms=timeout_ms)).rows[0]
-                return row.make({"tool": "rdmabench", **r["measured"]}, r["metric"], r["value"], repetition=rep,
-                                bytes=r["bytes"], seconds=r["seconds"], cpu=r["cpu"], detail=r["detail"])
+                key = FIGURE[kind, "rdmabench"]  # the row's own figure, or one its detail keeps (ops_per_s)
+                return row.make({"tool": "rdmabench", **r["measured"]}, key, row.figure(r, key) or 0,
+                                repetition=rep, bytes=r["bytes"], seconds=r["seconds"], cpu=r["cpu"],
+                                detail=r["detail"])
 
-            tools = {"perftest": (f"perftest {perftest.TOOLS[test]} {size} B", reference),
-                     "rdmabench": (f"rdmabench {test} {size} B", ours)}
+            named = f"{' ' + atomic if is_atomic else ''} {size} B"
+            tools = {"perftest": (f"perftest {perftest.TOOLS[test]}{named}", reference),
+                     "rdmabench": (f"rdmabench {test}{named}", ours)}
             for rep in range(repeat):
                 pair = {}
                 for tool in (("perftest", "rdmabench") if rep % 2 == 0 else ("rdmabench", "perftest")):
@@ -153,8 +176,8 @@ def run(device: str, peer: tuple[str, int] | None, sizes: list[int], lat_size: i
                   options={"device": device, "peer": f"{peer[0]}:{peer[1]}" if peer else "local", "sizes": sizes,
                            "lat_size": lat_size, "repeat": repeat, "gid_index": gid, "lat_iters": lat_iters,
                            "bw_iters": bw_iters, "bw_duration_s": bw_duration,
-                           "bw_warmup": BW_WARMUP if bw_duration else 0,
-                           "tests": [t for t, _ in PLAN if not only or t in only]},
+                           "bw_warmup": BW_WARMUP if bw_duration else 0, "tests": chosen,
+                           **({"atomic": atomic} if any(tests.is_atomic(t) for t in chosen) else {})},
                   rows=rows)
 
 
@@ -180,12 +203,13 @@ def ratios(result: Result) -> list[dict]:
         kind = dict(PLAN)[test]
         ref = [row.figure(p["perftest"], FIGURE[kind, "perftest"]) for p in pairs]
         ours = [row.figure(p["rdmabench"], FIGURE[kind, "rdmabench"]) for p in pairs]
-        what, target = (("BW average MiB/s (ours / perftest)", f">= {BW_TARGET}") if kind == "bw" else
-                        ("latency p50 us (ours / perftest t_typical)", f"<= {LAT_TARGET}"))
+        what, target = MEASURES[kind]
         paired = [b / a for a, b in zip(ref, ours)]
         ratio = statistics.median(paired)
-        ok = ratio >= BW_TARGET if kind == "bw" else ratio <= LAT_TARGET
-        out.append({"test": test, "size": size, "measure": what, "perftest": statistics.median(ref),
+        ok = ratio <= LAT_TARGET if kind == "lat" else ratio >= BW_TARGET
+        op = pairs[0]["rdmabench"]["measured"].get("op")
+        out.append({"test": test, **({"op": op} if op else {}), "size": size, "measure": what,
+                    "perftest": statistics.median(ref),
                     "rdmabench": statistics.median(ours), "ratio": ratio, "paired_ratios": paired,
                     "ratio_of_means": statistics.fmean(ours) / statistics.fmean(ref),
                     "target": target, "meets_target": ok, "repetitions": len(pairs),
@@ -193,6 +217,11 @@ def ratios(result: Result) -> list[dict]:
     if not out:
         raise RdmabenchError("the cross-check produced no pairs")
     return out
+
+
+MEASURES = {"bw": ("BW average MiB/s (ours / perftest)", f">= {BW_TARGET}"),
+            "rate": ("operations per second (ours / perftest)", f">= {BW_TARGET}"),
+            "lat": ("latency p50 us (ours / perftest t_typical)", f"<= {LAT_TARGET}")}
 
 
 def _shares(pairs: list[dict], ref: list[float], ours: list[float]) -> dict | None:
@@ -216,7 +245,14 @@ def render(rows: list[dict]) -> str:
         lines.append(f"{r['test']:<10} {r['size']:>8} {r['perftest']:>12.2f} {r['rdmabench']:>12.2f} "
                      f"{r['ratio']:>7.3f} {r['ratio_of_means']:>8.3f} {r['repetitions']:>5}  {r['target']:<7}  "
                      f"{'meets' if r['meets_target'] else 'MISSES':<7}  {_line_cell(r)}")
-    lines.append("bandwidth: BW average in MiB/s; latency: p50 (perftest's t_typical) in us, half round trip;")
+    if any(not r.get("op") for r in rows):
+        lines.append("bandwidth: BW average in MiB/s; latency: p50 (perftest's t_typical) in us, half round trip;")
+    ops = sorted({r["op"] for r in rows if r.get("op")})
+    if ops:
+        lines.append(f"atomic_bw: operations per second; atomic_lat: p50 (perftest's t_typical) in us, whole round "
+                     f"trip (post to completion);")
+        lines.append(f"  both 8-byte {' and '.join(ops)} (perftest -A "
+                     f"{' and '.join(perftest.ATOMIC_TYPES[o] for o in ops)});")
     lines.append("figures are medians over the pairs; ratio: median of the paired ratios ours/perftest, "
                  "the verdict's; means: ratio of the two tools' means")
     return "\n".join(lines)

@@ -1,8 +1,8 @@
 """Running perftest (the reference) and reading its output.
 
-Only three tools, with arguments built here from validated numbers: the server
-side may be asked to start them by a client, so no client-supplied text ever
-reaches a command line.
+Five tools, with arguments built here from validated numbers and a fixed table
+of atomic operations: the server side may be asked to start them by a client,
+so no client-supplied text ever reaches a command line.
 """
 
 from __future__ import annotations
@@ -14,23 +14,33 @@ import subprocess
 import time
 from pathlib import Path
 
+from ..engines import tests
 from ..errors import RdmabenchError
 
-TOOLS = {"write_bw": "ib_write_bw", "read_bw": "ib_read_bw", "write_lat": "ib_write_lat"}
+TOOLS = {"write_bw": "ib_write_bw", "read_bw": "ib_read_bw", "write_lat": "ib_write_lat",
+         "atomic_bw": "ib_atomic_bw", "atomic_lat": "ib_atomic_lat"}
+ATOMIC_TYPES = {"fetch_add": "FETCH_AND_ADD", "cmp_swap": "CMP_AND_SWAP"}  # our --atomic -> perftest's -A
 PERFTEST_PORT = 18525  # not 18515: rdmabench serve may hold that one
 MARGIN_S = 2  # perftest's -f in duration mode (its default, passed explicitly): unmeasured seconds before and after
 
 
 def argv(test: str, device: str, gid_index: int, size: int, iters: int, port: int = PERFTEST_PORT,
-         server: str | None = None, depth: int = 128, cq_mod: int = 100, duration: int | None = None) -> list[str]:
+         server: str | None = None, depth: int = 128, cq_mod: int = 100, duration: int | None = None,
+         atomic: str = "fetch_add") -> list[str]:
     """One perftest command line. ``duration`` (bandwidth tests, whole seconds) instead of ``iters``: -D
-    duration + 2 margins, so that perftest measures ``duration`` seconds after a MARGIN_S warm-up."""
+    duration + 2 margins, so that perftest measures ``duration`` seconds after a MARGIN_S warm-up.
+    ``atomic`` (the atomic tests): one of ATOMIC_TYPES' keys, given to perftest as -A by that table."""
     if test not in TOOLS:
         raise RdmabenchError(f"perftest cross-check covers {', '.join(TOOLS)}, not {test!r}")
     if duration and not test.endswith("_bw"):
         raise RdmabenchError(f"{TOOLS[test]} reports only an average latency in duration mode: give iterations")
     if not duration and int(iters) < 1:
         raise RdmabenchError("perftest needs iterations >= 1 or a duration")
+    if tests.is_atomic(test):
+        if atomic not in ATOMIC_TYPES:
+            raise RdmabenchError(f"atomic operation {atomic!r}: use {' or '.join(ATOMIC_TYPES)}")
+        if int(size) != tests.ATOMIC_SIZE:  # perftest exits: "Message size cannot be changed for Atomic tests"
+            raise RdmabenchError(f"{TOOLS[test]} moves {tests.ATOMIC_SIZE} bytes an operation, not {int(size)}")
     tool = shutil.which(TOOLS[test])
     if not tool:
         raise RdmabenchError(f"{TOOLS[test]} not found: install Debian's perftest (`make install` does)")
@@ -44,6 +54,12 @@ def argv(test: str, device: str, gid_index: int, size: int, iters: int, port: in
         reads = outstanding_reads(device)
         if reads:
             args += ["-o", str(reads)]
+    if test == "atomic_bw":
+        atoms = outstanding_atomics(device, int(depth))
+        if atoms:
+            args += ["-o", str(atoms)]
+    if tests.is_atomic(test):
+        args += ["-A", ATOMIC_TYPES[atomic]]
     if server:
         args.append(server)
     return args
@@ -63,6 +79,16 @@ def outstanding_reads(device: str) -> int | None:
 
     most = devices.describe(device).max_qp_rd_atom
     return min(most, 255) if most else None
+
+
+def outstanding_atomics(device: str, depth: int) -> int | None:
+    """Atomics in flight per QP as the native engine's atomic_bw keeps them (ep_atomic.c's atomic_depth): the
+    QP's max_rd_atomic (the device's maximum, at most 255), no more than the queue depth.
+
+    Passed to ib_atomic_bw as -o: perftest posts up to -t WRs and the QP holds -o of them in flight, so both
+    tools keep the same number of atomics on the wire."""
+    most = outstanding_reads(device)
+    return min(most, depth) if most else None
 
 
 def listening(port: int) -> bool:
@@ -115,13 +141,16 @@ _NUM = r"([0-9]+(?:\.[0-9]+)?|-?inf|-?nan)"
 
 
 def parse(test: str, text: str) -> dict:
-    """The result line of a perftest report: BW in MiB/s (perftest's MB/sec is 2^20 bytes) or latency in us."""
+    """The result line of a perftest report: BW in MiB/s (perftest's MB/sec is 2^20 bytes) and the message
+    rate (ops_per_s too: the atomic pair's figure; 8-byte BW in MiB/s has two decimals, 0.44 or 0.45), or
+    latency in us (ib_atomic_lat's is the whole round trip, post to completion, as ib_read_lat's; ib_write_lat
+    halves its ping-pong's)."""
     if test.endswith("_bw"):
         m = re.search(rf"^\s*(\d+)\s+(\d+)\s+{_NUM}\s+{_NUM}\s+{_NUM}\s*$", text, re.M)
         if not m:
             raise RdmabenchError(f"no bandwidth line in perftest's output:\n{text}")
         return {"size": int(m[1]), "iterations": int(m[2]), "bw_peak_MiBps": float(m[3]),
-                "bw_avg_MiBps": float(m[4]), "msg_rate_Mpps": float(m[5])}
+                "bw_avg_MiBps": float(m[4]), "msg_rate_Mpps": float(m[5]), "ops_per_s": float(m[5]) * 1e6}
     m = re.search(rf"^\s*(\d+)\s+(\d+)\s+{_NUM}\s+{_NUM}\s+{_NUM}\s+{_NUM}\s+{_NUM}\s+{_NUM}\s+{_NUM}\s*$", text, re.M)
     if not m:
         raise RdmabenchError(f"no latency line in perftest's output:\n{text}")

@@ -42,7 +42,9 @@ SETUP = {
 }
 WINDOW_S = 1.0  # a run's windows when the client gives no --interval
 PERFTEST = {"v": Int(), "type": Str(), "test": Str(max_len=64), "size": Int(1, 1 << 40), "iters": Int(0, 1 << 40),
-            "duration": Opt(Int(1, 3600)), "cq_mod": Opt(Int(1, 1 << 16))}
+            "duration": Opt(Int(1, 3600)), "cq_mod": Opt(Int(1, 1 << 16)),
+            # the atomic tests' operation, one of a fixed set; perftest.argv maps it to -A through its own table
+            "atomic": Opt(Str(choices=tests.ATOMIC_OPS))}
 
 
 def jsonable(raw: dict) -> dict:
@@ -129,11 +131,13 @@ class VerbsService:
                 ep.close()
 
     def _perftest(self, chan: Channel, msg: dict) -> None:
-        """Start perftest's server side for a cross-check; its arguments are built here, from numbers."""
+        """Start perftest's server side for a cross-check; its arguments are built here, from numbers and a
+        fixed choice of atomic operation (the client's test name only picks an entry of perftest.TOOLS)."""
         try:
             self._need_device()
             args = perftest.argv(msg["test"], self.dev.name, self.gid_index, int(msg["size"]), int(msg["iters"]),
-                                 duration=msg.get("duration"), cq_mod=msg.get("cq_mod") or 100)
+                                 duration=msg.get("duration"), cq_mod=msg.get("cq_mod") or 100,
+                                 atomic=msg.get("atomic") or "fetch_add")
             proc = perftest.start_server(args)
         except (RdmabenchError, ValueError) as err:
             chan.send("error", message=str(err))

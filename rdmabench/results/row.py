@@ -30,6 +30,7 @@ LATENCY_FIGURES = ("lat_min_us", "lat_max_us", "lat_mean_us", "lat_stdev_us", "l
                    "lat_p99_9_us", "lat_p99_99_us")
 # metric -> (unit, higher is better)
 METRICS = {"bw_avg_MiBps": ("MiB/s", True), "throughput_MiBps": ("MiB/s", True), "t_typical_us": ("µs", False),
+           "ops_per_s": ("ops/s", True),  # crosscheck's atomic_bw pair: 8-byte operations, compared by their rate
            **{m: ("µs", False) for m in LATENCY_FIGURES}}
 KEYS = ("measured", "repetition", "metric", "unit", "value", "higher_is_better", "bytes", "seconds", "cpu", "detail")
 # the order rows are listed in: by these measured keys, each in its registry's order where it has one

@@ -75,15 +75,19 @@ def _recording(monkeypatch):
     calls = []
     monkeypatch.setattr(crosscheck.context, "collect", lambda *a: {"device": {"gid_index": 1}})
 
-    def reference(test, size, iters, dev, gid, duration=None, cq_mod=100):
-        calls.append(("perftest", test, iters, duration, cq_mod))
-        return {"bw_avg_MiBps": 40.0, "t_typical_us": 20.0, "command": "ib_..."}
+    def reference(test, size, iters, dev, gid, duration=None, cq_mod=100, atomic="fetch_add"):
+        calls.append(("perftest", test, iters, duration, cq_mod) + ((size, atomic) if "atomic" in test else ()))
+        return {"bw_avg_MiBps": 40.0, "t_typical_us": 20.0, "ops_per_s": 50000.0, "command": "ib_..."}
 
     def ours(opts, dev, **kw):
-        calls.append(("rdmabench", opts.tests[0], opts.iters, opts.duration, opts.warmup, opts.cq_mod))
-        metric = "lat_p50_us" if opts.tests[0].endswith("_lat") else "bw_avg_MiBps"
-        r = make({"test": opts.tests[0], "size": opts.sizes[0]}, metric, 39.0, bytes=1, seconds=1.0,
-                 cpu={}, detail={})
+        test = opts.tests[0]
+        calls.append(("rdmabench", test, opts.iters, opts.duration, opts.warmup, opts.cq_mod)
+                     + ((opts.sizes[0], opts.atomic) if "atomic" in test else ()))
+        metric = "lat_p50_us" if test.endswith("_lat") else "bw_avg_MiBps"
+        measured = {"test": test, "op": opts.atomic, "size": 8} if "atomic" in test else \
+            {"test": test, "size": opts.sizes[0]}
+        r = make(measured, metric, 39.0 if metric == "lat_p50_us" else 0.37, bytes=1, seconds=1.0, cpu={},
+                 detail={"ops_per_s": 48000.0} if test == "atomic_bw" else {})
         return Result(kind="verbs", context={}, options={}, rows=[r])
 
     monkeypatch.setattr(crosscheck, "_perftest_local", reference)
@@ -117,3 +121,102 @@ def test_bandwidth_iterations_replace_the_duration(monkeypatch):
 def test_duration_runs_signal_at_least_every_mib():
     assert [crosscheck.bw_cq_mod(size, 5) for size in (2, 4096, 65536, 1 << 20, 8 << 20)] == [100, 100, 16, 1, 1]
     assert crosscheck.bw_cq_mod(1 << 20, None) == 100  # iterations: perftest's default, as before
+
+
+def test_the_remote_perftest_service_builds_atomic_commands_from_numbers_and_a_fixed_op(monkeypatch):
+    """`rdmabench serve` starts ib_atomic_bw / ib_atomic_lat for a client: its test name picks a tool, its
+    op one of two -A values; nothing it sends is copied onto the command line."""
+    from types import SimpleNamespace
+
+    from rdmabench.perf import perftest, server
+    from rdmabench.wirecheck import BadMessage, fields
+
+    monkeypatch.setattr(perftest.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(perftest, "outstanding_reads", lambda device: 128)
+    started = []
+
+    def start(args):
+        started.append(perftest.shown(args))
+        raise perftest.RdmabenchError("not here")  # the service answers with an error and carries on
+
+    monkeypatch.setattr(perftest, "start_server", start)
+    sent = []
+    chan = SimpleNamespace(send=lambda kind, **kw: sent.append((kind, kw)))
+    service = server.VerbsService(SimpleNamespace(name="rxe0"), 1, "127.0.0.1")
+    for msg in ({"v": 1, "type": "perftest", "test": "atomic_bw", "size": 8, "iters": 0, "duration": 5,
+                 "cq_mod": 100, "atomic": "cmp_swap"},
+                {"v": 1, "type": "perftest", "test": "atomic_lat", "size": 8, "iters": 1000}):  # an older client: no op
+        service._perftest(chan, fields(msg, server.PERFTEST, "perftest"))
+    assert started == ["ib_atomic_bw -d rxe0 -x 1 -s 8 -D 9 -f 2 -p 18525 -F -t 128 -Q 100 -o 128 -A CMP_AND_SWAP",
+                       "ib_atomic_lat -d rxe0 -x 1 -s 8 -n 1000 -p 18525 -F -A FETCH_AND_ADD"]
+    assert [kind for kind, _ in sent] == ["error", "error"]
+    with pytest.raises(BadMessage, match="not one of fetch_add, cmp_swap"):
+        fields({"v": 1, "type": "perftest", "test": "atomic_bw", "size": 8, "iters": 5, "atomic": "x; reboot"},
+               server.PERFTEST, "perftest")
+    service._perftest(chan, fields({"v": 1, "type": "perftest", "test": "atomic_bw", "size": 64, "iters": 5},
+                                   server.PERFTEST, "perftest"))
+    assert len(started) == 2 and "8 bytes an operation, not 64" in sent[-1][1]["message"]
+
+
+def test_atomic_pairs_run_8_bytes_of_the_chosen_op_and_compare_operations_per_second(monkeypatch):
+    calls = _recording(monkeypatch)
+    d, w = crosscheck.BW_DURATION_S, crosscheck.BW_WARMUP
+    result = crosscheck.run("rxe0", None, [65536, 1 << 20], lat_size=2, repeat=1, only=["atomic_lat", "atomic_bw"],
+                            atomic="cmp_swap")
+    # PLAN's order; 8 bytes whatever the sizes; atomic_bw lasts a duration like the other bandwidth pairs
+    assert calls == [("perftest", "atomic_bw", 0, d, 100, 8, "cmp_swap"),
+                     ("rdmabench", "atomic_bw", None, float(d), w, 100, 8, "cmp_swap"),
+                     ("perftest", "atomic_lat", 1000, None, 100, 8, "cmp_swap"),
+                     ("rdmabench", "atomic_lat", 1000, None, 0, 100, 8, "cmp_swap")]
+    assert [(r["measured"], r["metric"], r["value"]) for r in result.rows] == [
+        ({"tool": "perftest", "test": "atomic_bw", "op": "cmp_swap", "size": 8}, "ops_per_s", 50000.0),
+        ({"tool": "rdmabench", "test": "atomic_bw", "op": "cmp_swap", "size": 8}, "ops_per_s", 48000.0),
+        ({"tool": "perftest", "test": "atomic_lat", "op": "cmp_swap", "size": 8}, "t_typical_us", 20.0),
+        ({"tool": "rdmabench", "test": "atomic_lat", "op": "cmp_swap", "size": 8}, "lat_p50_us", 39.0)]
+    assert result.options["tests"] == ["atomic_bw", "atomic_lat"] and result.options["atomic"] == "cmp_swap"
+    out = crosscheck.ratios(result)
+    assert [(r["test"], r["op"], r["size"]) for r in out] == [("atomic_bw", "cmp_swap", 8),
+                                                              ("atomic_lat", "cmp_swap", 8)]
+    assert out[0]["ratio"] == pytest.approx(0.96) and out[0]["meets_target"] is True
+    assert out[0]["measure"] == "operations per second (ours / perftest)" and out[0]["share_of_line_rate"] is None
+    assert out[1]["ratio"] == pytest.approx(1.95) and out[1]["meets_target"] is False
+    with pytest.raises(RdmabenchError, match="atomic operation 'swap'"):
+        crosscheck.run("rxe0", None, [65536], only=["atomic_bw"], atomic="swap")
+
+
+def test_every_pair_runs_by_default_and_a_choice_runs_only_those(monkeypatch):
+    calls = _recording(monkeypatch)
+    result = crosscheck.run("rxe0", None, [65536], repeat=1, bw_iters=100)
+    assert [c[1] for c in calls if c[0] == "perftest"] == ["write_bw", "read_bw", "write_lat", "atomic_bw",
+                                                           "atomic_lat"]
+    assert result.options["tests"] == list(crosscheck.DEFAULT_TESTS) and result.options["atomic"] == "fetch_add"
+    calls.clear()
+    result = crosscheck.run("rxe0", None, [65536], repeat=1, bw_iters=100, only=["write_lat", "read_bw"])
+    assert [c[1] for c in calls if c[0] == "perftest"] == ["read_bw", "write_lat"]  # PLAN's order
+    assert "atomic" not in result.options
+    from rdmabench.cli import crosscheck_cmd
+
+    tests_option = next(p for p in crosscheck_cmd.params if p.name == "only")
+    assert tests_option.default == [",".join(crosscheck.DEFAULT_TESTS)]  # the CLI's default is the module's
+
+
+def test_the_table_shows_the_atomic_pairs_and_says_what_they_compare():
+    rows = (_pair("write_lat", 2, 0, 10.0, 10.5)
+            + [make({"tool": "perftest", "test": "atomic_bw", "op": "fetch_add", "size": 8}, "ops_per_s", 59076.0),
+               make({"tool": "rdmabench", "test": "atomic_bw", "op": "fetch_add", "size": 8}, "ops_per_s", 57000.0),
+               make({"tool": "perftest", "test": "atomic_lat", "op": "fetch_add", "size": 8}, "t_typical_us", 17.2),
+               make({"tool": "rdmabench", "test": "atomic_lat", "op": "fetch_add", "size": 8}, "lat_p50_us", 17.41)])
+    out = crosscheck.ratios(Result(kind="crosscheck", context={}, options={}, rows=rows))
+    assert [r["test"] for r in out] == ["write_lat", "atomic_bw", "atomic_lat"]
+    text = crosscheck.render(out)
+    lines = text.splitlines()
+    bw = next(line for line in lines if line.startswith("atomic_bw"))
+    assert bw.split()[:6] == ["atomic_bw", "8", "59076.00", "57000.00", "0.965", "0.965"] and "meets" in bw
+    lat = next(line for line in lines if line.startswith("atomic_lat"))
+    assert lat.split()[:5] == ["atomic_lat", "8", "17.20", "17.41", "1.012"] and "meets" in lat
+    assert "atomic_bw: operations per second; atomic_lat: p50 (perftest's t_typical) in us, whole round trip" in text
+    assert "8-byte fetch_add (perftest -A FETCH_AND_ADD)" in text and "half round trip" in text
+    # without atomic rows the table reads as before
+    assert "atomic" not in crosscheck.render(out[:1])
+    only_atomic = crosscheck.render(out[1:])
+    assert "half round trip" not in only_atomic and "BW average in MiB/s" not in only_atomic

@@ -55,6 +55,11 @@ def test_crosscheck_through_the_remote_server(peer, tmp_path):
     result = json.loads(out.read_text())
     assert {r["measured"]["tool"] for r in result["rows"]} == {"perftest", "rdmabench"}
     ratios = result["options"]["ratios"]
-    assert [(r["test"], r["size"]) for r in ratios] == [("write_bw", 65536), ("read_bw", 65536), ("write_lat", 2)]
+    # every pair by default, the atomic ones too: serve's perftest service starts ib_atomic_bw / ib_atomic_lat
+    assert [(r["test"], r["size"]) for r in ratios] == [("write_bw", 65536), ("read_bw", 65536), ("write_lat", 2),
+                                                        ("atomic_bw", 8), ("atomic_lat", 8)]
     assert all(r["ratio"] > 0 for r in ratios)
-    assert "ratio" in done.stdout and "write_lat" in done.stdout
+    assert "ratio" in done.stdout and "write_lat" in done.stdout and "atomic_lat" in done.stdout
+    atomic = [r for r in result["rows"] if r["measured"]["test"].startswith("atomic")]
+    assert all(r["measured"]["op"] == "fetch_add" and r["value"] > 0 for r in atomic)
+    assert all("-A FETCH_AND_ADD" in r["detail"]["command"] for r in atomic if r["measured"]["tool"] == "perftest")
