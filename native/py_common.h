@@ -1,0 +1,20 @@
+/* py_common.h: what the files of the binding layer (bindings.c and py_*.c, the only code that
+ * converts Python objects) share: the Python object around the core's Endpoint and the helpers
+ * every one of them calls (py_common.c). Python.h before this. */
+#ifndef RDMABENCH_PY_COMMON_H
+#define RDMABENCH_PY_COMMON_H
+#include "endpoint.h"
+
+/* An rdmabench._native.Endpoint: the core's Endpoint inside a Python object. */
+typedef struct {
+	PyObject_HEAD
+	Endpoint ep;
+} EpObject;
+
+/* The core's error record raised as the exception bindings.c's header lists for its kind; NULL. */
+PyObject *rt_raise(const struct rt_err *e);
+/* 1 when the endpoint is open, idle (and connected if asked), else a RuntimeError set and 0. */
+int ep_usable(Endpoint *ep, int need_connected);
+/* An array.array of typecode holding a copy of the bytes; NULL with an error set. */
+PyObject *make_array(char typecode, const void *data, size_t bytes);
+#endif
