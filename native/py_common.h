@@ -11,10 +11,22 @@ typedef struct {
 	Endpoint ep;
 } EpObject;
 
+/* The Endpoint type (rdmabench._native.Endpoint; bindings.c). */
+extern PyTypeObject EndpointType;
+
 /* The core's error record raised as the exception bindings.c's header lists for its kind; NULL. */
 PyObject *rt_raise(const struct rt_err *e);
 /* 1 when the endpoint is open, idle (and connected if asked), else a RuntimeError set and 0. */
 int ep_usable(Endpoint *ep, int need_connected);
 /* An array.array of typecode holding a copy of the bytes; NULL with an error set. */
 PyObject *make_array(char typecode, const void *data, size_t bytes);
+
+/* Module functions that live beside what they wrap; bindings.c puts them in the module's table.
+ * py_files.c: the file loops and the digest build. */
+PyObject *py_fx_push(PyObject *m, PyObject *a, PyObject *k);
+PyObject *py_fx_recv(PyObject *m, PyObject *a, PyObject *k);
+PyObject *py_fx_serve(PyObject *m, PyObject *a, PyObject *k);
+PyObject *py_fx_pull(PyObject *m, PyObject *a, PyObject *k);
+PyObject *py_fx_null(PyObject *m, PyObject *args, PyObject *kwargs);
+PyObject *py_digest_impl(PyObject *m, PyObject *unused);
 #endif
