@@ -21,6 +21,10 @@ int ep_usable(Endpoint *ep, int need_connected);
 /* An array.array of typecode holding a copy of the bytes; NULL with an error set. */
 PyObject *make_array(char typecode, const void *data, size_t bytes);
 
+/* The Endpoint's methods that live in a file of their own; the type's method table lists them.
+ * py_run.c: ep.run(). */
+PyObject *py_ep_run(EpObject *o, PyObject *args, PyObject *kwargs);
+
 /* Module functions that live beside what they wrap; bindings.c puts them in the module's table.
  * py_files.c: the file loops and the digest build. */
 PyObject *py_fx_push(PyObject *m, PyObject *a, PyObject *k);
