@@ -11,7 +11,7 @@ typedef struct {
 	Endpoint ep;
 } EpObject;
 
-/* The Endpoint type (rdmabench._native.Endpoint; bindings.c). */
+/* The Endpoint type (rdmabench._native.Endpoint; py_endpoint.c). */
 extern PyTypeObject EndpointType;
 
 /* The core's error record raised as the exception bindings.c's header lists for its kind; NULL. */
