@@ -1,10 +1,18 @@
 /*
- * rdmabench._native's binding layer: with py_windows.c, the only code that converts Python objects. It wraps the C
- * core's Endpoint (endpoint.h) as the Python type rdmabench._native.Endpoint, exposes the file
- * loops (fx_push, fx_recv, fx_serve, fx_pull: filexfer.c; fx_null: pipeline.c), the payload pattern (pattern) and the hot
- * loops' clock, calibrated once
- * when the module loads (TSC_HZ, TIMER, CLOCK_READ_NS). Every core call runs without the GIL where it
- * waits on the wire; its error record (struct rt_err) is raised here, once the GIL is back:
+ * rdmabench._native: the module, and the map of its binding layer, the only code that converts
+ * Python objects (bindings.c and the py_*.c/h files; the C core below it never includes Python.h):
+ *   bindings.c     the module: its functions' table, the payload pattern (pattern) and the hot
+ *                  loops' clock, calibrated once when the module loads (TSC_HZ, TIMER, CLOCK_READ_NS)
+ *   py_common.h/c  what every binding file shares: EpObject, rt_raise, ep_usable, make_array
+ *   py_endpoint.c  the Python type rdmabench._native.Endpoint around the core's Endpoint (endpoint.h):
+ *                  construction (and cm_listen/cm_connect), close, knobs, attributes, the type object
+ *   py_connect.c   ep.local_info() and ep.connect(), the out-of-band connection
+ *   py_run.c       ep.run() and the dict it returns
+ *   py_windows.c/h a run's tick (on_window, Ctrl-C) and its windows and histogram in that dict
+ *   py_files.c     the file loops (fx_push, fx_recv, fx_serve, fx_pull: filexfer.c; fx_null: pipeline.c)
+ *                  and digest_impl
+ * Every core call runs without the GIL where it waits on the wire; its error record (struct rt_err)
+ * is raised by rt_raise once the GIL is back:
  *   OSError(errno, msg)  a verbs/rdma_cm call or a completion failed
  *   TimeoutError         no progress before the deadline
  *   ValueError           a bad argument;  LookupError: no device of that name;  MemoryError

@@ -21,8 +21,9 @@ int ep_usable(Endpoint *ep, int need_connected);
 /* An array.array of typecode holding a copy of the bytes; NULL with an error set. */
 PyObject *make_array(char typecode, const void *data, size_t bytes);
 
-/* The Endpoint's methods that live in a file of their own; the type's method table lists them.
- * py_connect.c: ep.local_info() and ep.connect(); py_run.c: ep.run(). */
+/* The Endpoint's methods that live in a file of their own; the type's method table lists them
+ * (py_ in their names: not the core's ep_* functions). py_connect.c: ep.local_info() and
+ * ep.connect(); py_run.c: ep.run(). */
 PyObject *py_ep_local_info(EpObject *o, PyObject *unused);
 PyObject *py_ep_connect(EpObject *o, PyObject *args, PyObject *kwargs);
 PyObject *py_ep_run(EpObject *o, PyObject *args, PyObject *kwargs);
