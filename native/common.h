@@ -1,8 +1,9 @@
 /*
- * Shared by the C core of rdmabench._native (no Python.h: only bindings.c converts Python
- * objects): the error record every core function fills in (bindings.c raises it as a Python
- * exception), the clocks (rdtsc calibrated against CLOCK_MONOTONIC_RAW once per process), the
- * payload pattern used for validation and small verbs helpers.
+ * Shared by the C core of rdmabench._native (no Python.h: only the binding layer, bindings.c and
+ * py_*.c, converts Python objects): the error record every core function fills in (py_common.c's
+ * rt_raise raises it as a Python exception), the clocks (rdtsc calibrated against
+ * CLOCK_MONOTONIC_RAW once per process), the payload pattern used for validation and small verbs
+ * helpers.
  */
 #ifndef RDMABENCH_COMMON_H
 #define RDMABENCH_COMMON_H

@@ -4,8 +4,10 @@
  * ep_bw.c and ep_lat.c: the bandwidth and latency loops; ep_atomic.c: the atomic tests; ep_mem.c:
  * the buffer (NUMA node, huge pages); ep_knobs.c: traffic class and SL; ep_run.c: one run's setup and loop;
  * ep_window.c: windows and the latency histogram; filexfer.c: the file loops, on pipeline.c's file side).
- * bindings.c wraps it as the Python type below; it and py_windows.c (a run's tick and windows) are the
- * only code that converts Python objects.
+ * The binding layer, the only code that converts Python objects, wraps it as the Python type below:
+ * bindings.c (the module; its header comment maps the layer), py_common.h/c (what they share),
+ * py_endpoint.c (the type), py_connect.c (local_info, connect), py_run.c (run), py_windows.c (a run's
+ * tick and windows) and py_files.c (the file loops).
  *
  * rdmabench._native.Endpoint: verbs resources held open across runs, connected to a peer
  * (QP info exchanged by the caller, or through rdma_cm), and the benchmark loops in C.

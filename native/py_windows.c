@@ -2,6 +2,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include "py_common.h"
 #include "py_windows.h"
 
 /* With the GIL, for one closed window: the callback gets a dict of the window's own figures; Ctrl-C
@@ -43,25 +44,6 @@ int py_tick(void *arg, const struct run *r, const struct win *w)
 	t->prev_ops = w->ops;
 	PyGILState_Release(g);
 	return stop;
-}
-
-/* An array.array of typecode holding a copy of the bytes (shared with bindings.c). */
-PyObject *make_array(char typecode, const void *data, size_t bytes)
-{
-	PyObject *mod, *b, *arr;
-
-	mod = PyImport_ImportModule("array");
-	if (!mod)
-		return NULL;
-	b = PyBytes_FromStringAndSize(data ? (const char *)data : "", (Py_ssize_t)bytes);
-	if (!b) {
-		Py_DECREF(mod);
-		return NULL;
-	}
-	arr = PyObject_CallMethod(mod, "array", "CO", (int)typecode, b);
-	Py_DECREF(b);
-	Py_DECREF(mod);
-	return arr;
 }
 
 static int set_array(PyObject *d, const char *key, char typecode, const void *data, size_t bytes)

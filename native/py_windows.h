@@ -12,7 +12,6 @@ struct py_tick {
 	PyObject *exc_type, *exc_value, *exc_tb; /* anything else the callback raised */
 };
 
-PyObject *make_array(char typecode, const void *data, size_t bytes);
 int py_tick(void *arg, const struct run *r, const struct win *w);
 /* windows, windows_truncated, interval_s, lat_hist and interrupted into res: 0, or -1 with an error set */
 int window_keys(PyObject *res, const struct run *r, const struct py_tick *t, double interval_s);
