@@ -76,13 +76,13 @@ def doctor_cmd(device, peer, as_json):
       rdmabench doctor -d mlx5_0 --peer 10.0.0.1
       rdmabench lab -- rdmabench doctor
     """
-    from .cli import _peer
+    from .cli_types import parse_peer
 
     name, results = doctor.run(device)
     out = {"device": name, "checks": results}
     lines = [f"rdmabench doctor: {name or 'no RDMA device'}"] + [c.line() for c in results]
     if peer:
-        host, port = _peer(peer)
+        host, port = parse_peer(peer)
         peer_name, peer_results = _peer_checks(host, port)
         out["peer"] = {"host": f"{host}:{port}", "device": peer_name, "checks": peer_results}
         lines += [f"peer {host}:{port}: {peer_name or '?'}"] + [c.line("peer: ") for c in peer_results]

@@ -194,7 +194,7 @@ def test_every_pair_runs_by_default_and_a_choice_runs_only_those(monkeypatch):
     result = crosscheck.run("rxe0", None, [65536], repeat=1, bw_iters=100, only=["write_lat", "read_bw"])
     assert [c[1] for c in calls if c[0] == "perftest"] == ["read_bw", "write_lat"]  # PLAN's order
     assert "atomic" not in result.options
-    from rdmabench.cli import crosscheck_cmd
+    from rdmabench.cli_verbs import crosscheck_cmd
 
     tests_option = next(p for p in crosscheck_cmd.params if p.name == "only")
     assert tests_option.default == [",".join(crosscheck.DEFAULT_TESTS)]  # the CLI's default is the module's

@@ -4,7 +4,7 @@ and the spellings of -t and --sizes (each case failed before: issue "What a new 
 import click
 import pytest
 
-from rdmabench.cli import names_option
+from rdmabench.cli_types import names_option
 from rdmabench.devices import Device, Gid, Port
 from rdmabench.errors import RdmabenchError
 from rdmabench.perf import preflight
