@@ -31,6 +31,11 @@ BW_WARMUP = 128  # our runs' unmeasured messages first (one queue depth), as per
 SIGNAL_BYTES = 1 << 20  # duration runs: a signaled completion at least every MiB moved (see bw_cq_mod)
 BW_TARGET = 0.95
 LAT_TARGET = 1.10
+# Latency pairs of a cross-check by default. One 1000-round-trip run lasts ~20 ms: a snapshot of a machine whose
+# latency switches between modes (one guest, rxe under TCG: ~9 and ~13 us, both tools alike, for tens of ms to
+# seconds at a time; docs/write-lat-one-guest.md). Paired ratios then spread +-30 %, and a median of 3 pairs
+# missed 1.10 about one time in six by chance alone; 9 pairs cost ~1.5 minutes more in one guest.
+LAT_PAIRS = 9
 PLAN = (("write_bw", "bw"), ("read_bw", "bw"), ("write_lat", "lat"))
 # the figure compared, per kind of test and tool
 FIGURE = {("bw", "perftest"): "bw_avg_MiBps", ("bw", "rdmabench"): "bw_avg_MiBps",
@@ -92,12 +97,12 @@ def _measure(what: str, fn: Callable[[], dict]) -> dict:
 def run(device: str, peer: tuple[str, int] | None, sizes: list[int], lat_size: int = 2, repeat: int = 1,
         bw_iters: int | None = None, lat_iters: int = 1000, timeout_ms: int = 30000,
         progress: Callable[[str], None] = lambda m: None, only: list[str] | None = None,
-        bw_duration: int | None = None) -> Result:
+        bw_duration: int | None = None, lat_repeat: int | None = None) -> Result:
     """perftest and rdmabench on the same settings, as pairs run back to back.
 
     A bandwidth run measures ``bw_duration`` seconds (BW_DURATION_S when neither it nor ``bw_iters`` is
     given), or ``bw_iters`` messages; latency runs ``lat_iters`` round trips (perftest's duration mode
-    reports only an average latency).
+    reports only an average latency). ``lat_repeat`` pairs for the latency test (None: ``repeat``).
 
     The order inside a pair alternates (perftest first in even repetitions, ours first in odd
     ones) so that whatever drifts in the machine -- page cache, another tenant, the emulator's
@@ -142,7 +147,7 @@ def run(device: str, peer: tuple[str, int] | None, sizes: list[int], lat_size: i
 
             tools = {"perftest": (f"perftest {perftest.TOOLS[test]} {size} B", reference),
                      "rdmabench": (f"rdmabench {test} {size} B", ours)}
-            for rep in range(repeat):
+            for rep in range(repeat if kind == "bw" or lat_repeat is None else lat_repeat):
                 pair = {}
                 for tool in (("perftest", "rdmabench") if rep % 2 == 0 else ("rdmabench", "perftest")):
                     what, fn = tools[tool]
@@ -152,6 +157,7 @@ def run(device: str, peer: tuple[str, int] | None, sizes: list[int], lat_size: i
     return Result(kind="crosscheck", context=ctx,
                   options={"device": device, "peer": f"{peer[0]}:{peer[1]}" if peer else "local", "sizes": sizes,
                            "lat_size": lat_size, "repeat": repeat, "gid_index": gid, "lat_iters": lat_iters,
+                           "lat_repeat": repeat if lat_repeat is None else lat_repeat,
                            "bw_iters": bw_iters, "bw_duration_s": bw_duration,
                            "bw_warmup": BW_WARMUP if bw_duration else 0,
                            "tests": [t for t, _ in PLAN if not only or t in only]},

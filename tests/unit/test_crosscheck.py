@@ -117,3 +117,36 @@ def test_bandwidth_iterations_replace_the_duration(monkeypatch):
 def test_duration_runs_signal_at_least_every_mib():
     assert [crosscheck.bw_cq_mod(size, 5) for size in (2, 4096, 65536, 1 << 20, 8 << 20)] == [100, 100, 16, 1, 1]
     assert crosscheck.bw_cq_mod(1 << 20, None) == 100  # iterations: perftest's default, as before
+
+
+def test_latency_gets_its_own_number_of_pairs(monkeypatch):
+    """A latency run is a ~20 ms snapshot of a machine whose latency switches modes (one guest: both tools
+    alike): its verdict takes lat_repeat pairs, bandwidth keeps repeat (docs/write-lat-one-guest.md)."""
+    calls = _recording(monkeypatch)
+    result = crosscheck.run("rxe0", None, [65536], repeat=2, only=["write_bw", "write_lat"], lat_repeat=5)
+    tools = [(c[0], c[1]) for c in calls]
+    assert tools.count(("perftest", "write_bw")) == tools.count(("rdmabench", "write_bw")) == 2
+    assert tools.count(("perftest", "write_lat")) == tools.count(("rdmabench", "write_lat")) == 5
+    assert [r["repetitions"] for r in crosscheck.ratios(result)] == [2, 5]
+    assert result.options["lat_repeat"] == 5
+    calls.clear()
+    crosscheck.run("rxe0", None, [65536], repeat=2, only=["write_lat"])  # not given: as many as repeat
+    assert len(calls) == 4
+
+
+def test_the_command_runs_more_latency_pairs_unless_repeat_is_given(monkeypatch):
+    from click.testing import CliRunner
+
+    from rdmabench import cli as cli_mod
+
+    seen = []
+
+    def run(*a, **kw):
+        seen.append((kw["repeat"], kw["lat_repeat"]))
+        raise RdmabenchError("stop here")
+
+    monkeypatch.setattr(crosscheck, "run", run)
+    monkeypatch.setattr(cli_mod.devices, "choose", lambda name: type("D", (), {"name": "rxe0"})())
+    for args in ([], ["--repeat", "2"], ["--repeat", "2", "--lat-repeat", "4"], ["--lat-repeat", "1"]):
+        CliRunner().invoke(cli_mod.cli, ["crosscheck", "-t", "write_lat", *args])
+    assert seen == [(3, crosscheck.LAT_PAIRS), (2, 2), (2, 4), (3, 1)]
