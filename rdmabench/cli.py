@@ -376,8 +376,9 @@ def crosscheck_cmd(device, peer, sizes, only, repeat, bw_duration, bw_iters, lat
     Its length is bounded by time, whatever the link's speed. The defaults:
     2 bandwidth tests x 2 sizes x 3 pairs = 24 bandwidth runs, each measuring
     5 s (perftest's take 9 s with its margins), then 9 pairs of 1000-iteration
-    latency runs: about 3 minutes of runs plus each run's start (about 6
-    minutes in all on soft-RoCE under emulation in one guest).
+    latency runs, whose starts outweigh their ~20 ms of measuring. With 3
+    latency pairs that took 4.5 minutes in all on soft-RoCE under emulation in
+    one guest; each further latency pair adds about 10 s there.
     """
     from .perf import crosscheck
     from .perf.options import parse_sweep

@@ -34,7 +34,7 @@ LAT_TARGET = 1.10
 # Latency pairs of a cross-check by default. One 1000-round-trip run lasts ~20 ms: a snapshot of a machine whose
 # latency switches between modes (one guest, rxe under TCG: ~9 and ~13 us, both tools alike, for tens of ms to
 # seconds at a time; docs/write-lat-one-guest.md). Paired ratios then spread +-30 %, and a median of 3 pairs
-# missed 1.10 about one time in six by chance alone; 9 pairs cost ~1.5 minutes more in one guest.
+# missed 1.10 about one time in six by chance alone. A latency pair costs about 10 s in one guest.
 LAT_PAIRS = 9
 PLAN = (("write_bw", "bw"), ("read_bw", "bw"), ("write_lat", "lat"))
 # the figure compared, per kind of test and tool
