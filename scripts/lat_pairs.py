@@ -9,6 +9,7 @@ variants:
   perftest-c0s1/-c1s0  pinned with taskset (client CPU, server CPU)
   local             rdmabench run -t write_lat, no --peer (before 940f883: far end a thread of this process)
   local-nonuma      same with --no-numa
+  local-cqmod1      same with --cq-mod 1 (every WRITE signaled, as ib_write_lat)
   local-cpu0        same with --cpu 0
   local-cpu1        same with --cpu 1
   peer              rdmabench run --peer 127.0.0.1 against a background `rdmabench serve`
@@ -84,6 +85,7 @@ VARIANTS = {
     "perftest-c1s0": lambda: perftest((1, 0)),
     "local": lambda: ours([]),
     "local-nonuma": lambda: ours(["--no-numa"]),
+    "local-cqmod1": lambda: ours(["--cq-mod", "1"]),
     "local-cpu0": lambda: ours(["--cpu", "0"]),
     "local-cpu1": lambda: ours(["--cpu", "1"]),
     "peer": lambda: ours(["--peer", "127.0.0.1"]),
