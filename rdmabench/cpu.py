@@ -76,6 +76,7 @@ class CpuMeter:
                 **{f"{k}_s": delta[k] for k in _FIELDS},
             },
             "process": {
+                "pid": self._proc.pid,  # whose figure this is: a local run's two ends are two processes
                 "user_s": end.proc_user - self._start.proc_user,
                 "system_s": end.proc_system - self._start.proc_system,
                 "cpu_s": proc_s,

@@ -17,10 +17,10 @@ from ..errors import RdmabenchError
 from ..results import context, row
 from ..results.model import Result
 from ..engines import tests
-from . import engine, metrics, preflight, table
-from ..wire import Channel, Server
+from . import engine, far_end, metrics, preflight, table
+from ..wire import Channel
 from .options import RunOptions
-from .server import VerbsService, endpoint_spec, jsonable, run_kwargs
+from .server import endpoint_spec, jsonable, run_kwargs
 
 CM_PORT = 18516
 
@@ -266,16 +266,15 @@ def with_line_rate(r: dict, line: dict | None) -> dict:
 
 
 def run_local(options: RunOptions, device: str, **kw) -> Result:
-    """No --peer: a server on this host's loopback, both endpoints on the same device (labelled as such)."""
+    """No --peer: a far end on this host's loopback, both endpoints on the same device (labelled as such).
+
+    The far end is a process of its own (far_end.start), as perftest's server is: as a thread of this
+    process, both ends' per-process CPU read this one process, each counting the other end's loop."""
     dev = devices.require(device)
     gid_index = options.gid_index if options.gid_index is not None else dev.ports[0].recommended_gid_index
-    far_end = VerbsService(dev, gid_index, "127.0.0.1")
-    far_log: list[str] = []  # the far end's reasons, shown when the run fails (no serve output to read here)
-    server = Server("127.0.0.1", 0, {"verbs": (far_end.handle, lambda: {"context": context.collect(dev.name, gid_index),
-                                                                        **far_end.greeting()})},
-                    log=far_log.append)
+    far = far_end.start(dev.name, gid_index)
     try:
-        client = Client(options, device, "127.0.0.1", server.port, **kw)
+        client = Client(options, device, "127.0.0.1", far.port, **kw)
         gid = next((g for g in client.dev.ports[0].gids if g.index == client.gid_index), None)
         if options.connect == "cm":
             if not (gid and gid.ipv4):
@@ -283,11 +282,11 @@ def run_local(options: RunOptions, device: str, **kw) -> Result:
             client.cm_addr = gid.ipv4  # rdma_cm cannot use 127.0.0.1 with RoCE
         result = client.run()
     except RdmabenchError as err:
-        dropped = [msg for msg in far_log if " dropped: " in msg]
+        dropped = far.dropped()  # the far end's reason, shown when the run fails (no serve output to read here)
         if dropped:
-            raise RdmabenchError(f"{err} (the far end, in this process: {dropped[-1]})") from err
+            raise RdmabenchError(f"{err} (the far end, process {far.pid}: {dropped})") from err
         raise
     finally:
-        server.close()
-    result.options["peer"] = "local (both endpoints on this host)"
+        far.close()
+    result.options["peer"] = "local (both endpoints on this host, the far end a process of its own)"
     return result

@@ -34,6 +34,11 @@ BW_WARMUP = 128  # our runs' unmeasured messages first (one queue depth), as per
 SIGNAL_BYTES = 1 << 20  # duration runs: a signaled completion at least every MiB moved (see bw_cq_mod)
 BW_TARGET = 0.95
 LAT_TARGET = 1.10
+# Latency pairs of a cross-check by default. One 1000-round-trip run lasts ~20 ms: a snapshot of a machine whose
+# latency switches between modes (one guest, rxe under TCG: ~9 and ~13 us, both tools alike, for tens of ms to
+# seconds at a time; docs/write-lat-one-guest.md). Paired ratios then spread +-30 %, and a median of 3 pairs
+# missed 1.10 about one time in six by chance alone. A latency pair costs about 10 s in one guest.
+LAT_PAIRS = 9
 # every pair the cross-check knows, in the order it runs them; kind "rate": judged by operations per second
 PLAN = (("write_bw", "bw"), ("read_bw", "bw"), ("write_lat", "lat"), ("atomic_bw", "rate"), ("atomic_lat", "lat"))
 # what runs without --tests: every pair. The two atomic pairs add about a minute to the default run (63 s
@@ -105,13 +110,14 @@ def _measure(what: str, fn: Callable[[], dict]) -> dict:
 def run(device: str, peer: tuple[str, int] | None, sizes: list[int], lat_size: int = 2, repeat: int = 1,
         bw_iters: int | None = None, lat_iters: int = 1000, timeout_ms: int = 30000,
         progress: Callable[[str], None] = lambda m: None, only: list[str] | None = None,
-        bw_duration: int | None = None, atomic: str = "fetch_add") -> Result:
+        bw_duration: int | None = None, atomic: str = "fetch_add",
+        lat_repeat: int | None = None) -> Result:
     """perftest and rdmabench on the same settings, as pairs run back to back.
 
     ``only``: the tests of PLAN to run, DEFAULT_TESTS when not given. A bandwidth run (atomic_bw included)
     measures ``bw_duration`` seconds (BW_DURATION_S when neither it nor ``bw_iters`` is given), or
     ``bw_iters`` messages; latency runs ``lat_iters`` round trips (perftest's duration mode reports only an
-    average latency). The atomic pairs run ``atomic`` (fetch_add or cmp_swap) on 8 bytes, whatever the sizes.
+    average latency); ``lat_repeat`` pairs for each latency test (None: ``repeat``). The atomic pairs run ``atomic`` (fetch_add or cmp_swap) on 8 bytes, whatever the sizes.
 
     The order inside a pair alternates (perftest first in even repetitions, ours first in odd
     ones) so that whatever drifts in the machine -- page cache, another tenant, the emulator's
@@ -165,7 +171,7 @@ def run(device: str, peer: tuple[str, int] | None, sizes: list[int], lat_size: i
             named = f"{' ' + atomic if is_atomic else ''} {size} B"
             tools = {"perftest": (f"perftest {perftest.TOOLS[test]}{named}", reference),
                      "rdmabench": (f"rdmabench {test}{named}", ours)}
-            for rep in range(repeat):
+            for rep in range(repeat if kind != "lat" or lat_repeat is None else lat_repeat):
                 pair = {}
                 for tool in (("perftest", "rdmabench") if rep % 2 == 0 else ("rdmabench", "perftest")):
                     what, fn = tools[tool]
@@ -175,6 +181,7 @@ def run(device: str, peer: tuple[str, int] | None, sizes: list[int], lat_size: i
     return Result(kind="crosscheck", context=ctx,
                   options={"device": device, "peer": f"{peer[0]}:{peer[1]}" if peer else "local", "sizes": sizes,
                            "lat_size": lat_size, "repeat": repeat, "gid_index": gid, "lat_iters": lat_iters,
+                           "lat_repeat": repeat if lat_repeat is None else lat_repeat,
                            "bw_iters": bw_iters, "bw_duration_s": bw_duration,
                            "bw_warmup": BW_WARMUP if bw_duration else 0, "tests": chosen,
                            **({"atomic": atomic} if any(tests.is_atomic(t) for t in chosen) else {})},
@@ -250,7 +257,7 @@ def render(rows: list[dict]) -> str:
     ops = sorted({r["op"] for r in rows if r.get("op")})
     if ops:
         lines.append(f"atomic_bw: operations per second; atomic_lat: p50 (perftest's t_typical) in us, whole round "
-                     f"trip (post to completion);")
+                     "trip (post to completion);")
         lines.append(f"  both 8-byte {' and '.join(ops)} (perftest -A "
                      f"{' and '.join(perftest.ATOMIC_TYPES[o] for o in ops)});")
     lines.append("figures are medians over the pairs; ratio: median of the paired ratios ours/perftest, "

@@ -220,3 +220,38 @@ def test_the_table_shows_the_atomic_pairs_and_says_what_they_compare():
     assert "atomic" not in crosscheck.render(out[:1])
     only_atomic = crosscheck.render(out[1:])
     assert "half round trip" not in only_atomic and "BW average in MiB/s" not in only_atomic
+
+
+def test_latency_gets_its_own_number_of_pairs(monkeypatch):
+    """A latency run is a ~20 ms snapshot of a machine whose latency switches modes (one guest: both tools
+    alike): its verdict takes lat_repeat pairs, bandwidth keeps repeat (docs/write-lat-one-guest.md)."""
+    calls = _recording(monkeypatch)
+    result = crosscheck.run("rxe0", None, [65536], repeat=2, only=["write_bw", "write_lat"], lat_repeat=5)
+    tools = [(c[0], c[1]) for c in calls]
+    assert tools.count(("perftest", "write_bw")) == tools.count(("rdmabench", "write_bw")) == 2
+    assert tools.count(("perftest", "write_lat")) == tools.count(("rdmabench", "write_lat")) == 5
+    assert [r["repetitions"] for r in crosscheck.ratios(result)] == [2, 5]
+    assert result.options["lat_repeat"] == 5
+    calls.clear()
+    crosscheck.run("rxe0", None, [65536], repeat=2, only=["write_lat"])  # not given: as many as repeat
+    assert len(calls) == 4
+
+
+def test_the_command_runs_more_latency_pairs_unless_repeat_is_given(monkeypatch):
+    from click.testing import CliRunner
+
+    from rdmabench import cli as cli_mod
+
+    seen = []
+
+    def run(*a, **kw):
+        seen.append((kw["repeat"], kw["lat_repeat"]))
+        raise RdmabenchError("stop here")
+
+    monkeypatch.setattr(crosscheck, "run", run)
+    from rdmabench import cli_verbs
+
+    monkeypatch.setattr(cli_verbs.devices, "choose", lambda name: type("D", (), {"name": "rxe0"})())
+    for args in ([], ["--repeat", "2"], ["--repeat", "2", "--lat-repeat", "4"], ["--lat-repeat", "1"]):
+        CliRunner().invoke(cli_mod.cli, ["crosscheck", "-t", "write_lat", *args])
+    assert seen == [(3, crosscheck.LAT_PAIRS), (2, 2), (2, 4), (3, 1)]

@@ -120,11 +120,11 @@ def test_an_exception_in_the_window_callback_stops_the_run_and_is_raised():
 
 
 def _interrupt(args, tmp_path, after_lines):
-    """Start `rdmabench run ARGS`, send it SIGINT once it has printed after_lines live lines, and return
+    """Start `rdmabench run ARGS` in a process group of its own, send the group SIGINT once it has printed after_lines live lines, and return
     (exit code, stdout, stderr, result path)."""
     out = tmp_path / "result.json"
     proc = subprocess.Popen([sys.executable, "-m", "rdmabench.cli", "run", *args, "-o", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     err_lines = []
 
     def read_stderr():
@@ -138,7 +138,7 @@ def _interrupt(args, tmp_path, after_lines):
         assert proc.poll() is None, "".join(err_lines)
         assert time.monotonic() < deadline, "no live line within 180 s:\n" + "".join(err_lines)
         time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
+    os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: to the whole process group, far end included
     stdout = proc.stdout.read()
     proc.wait(timeout=120)
     reader.join(10)

@@ -50,7 +50,7 @@ def test_every_test_type_across_the_link(peer, lab_env, tmp_path, connect):
 def test_crosscheck_through_the_remote_server(peer, tmp_path):
     out = tmp_path / "c.json"
     done = rdmabench("crosscheck", "--peer", peer, "--sizes", "64K", "--bw-iters", "50", "--lat-iters", "50",
-                     "-o", str(out))
+                     "--lat-repeat", "3", "-o", str(out))
     assert done.returncode == 0, done.stdout + done.stderr
     result = json.loads(out.read_text())
     assert {r["measured"]["tool"] for r in result["rows"]} == {"perftest", "rdmabench"}
