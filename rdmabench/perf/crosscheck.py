@@ -256,7 +256,7 @@ def render(rows: list[dict]) -> str:
         lines.append("bandwidth: BW average in MiB/s; latency: p50 (perftest's t_typical) in us, half round trip;")
     ops = sorted({r["op"] for r in rows if r.get("op")})
     if ops:
-        lines.append(f"atomic_bw: operations per second; atomic_lat: p50 (perftest's t_typical) in us, whole round "
+        lines.append("atomic_bw: operations per second; atomic_lat: p50 (perftest's t_typical) in us, whole round "
                      "trip (post to completion);")
         lines.append(f"  both 8-byte {' and '.join(ops)} (perftest -A "
                      f"{' and '.join(perftest.ATOMIC_TYPES[o] for o in ops)});")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as _dt
 import gzip
 import json
+import math
 import os
 import secrets
 import socket
@@ -107,7 +108,10 @@ class Result:
         """Write to a temporary file beside the target, read it back, then rename: never a half-written file."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        data = json.dumps(self.to_dict(), indent=1, allow_nan=False).encode()
+        doc, replaced = finite(self.to_dict())
+        if replaced:  # JSON has no NaN or infinity: such a figure is kept as null, and the file says where
+            doc["options"] = {**(doc.get("options") or {}), "not_a_number": replaced}
+        data = json.dumps(doc, indent=1, allow_nan=False).encode()
         if path.suffix == ".gz":
             data = gzip.compress(data)
         tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
@@ -123,6 +127,27 @@ class Result:
             Path(tmp).unlink(missing_ok=True)
             raise
         return path
+
+
+def finite(value, where: str = "") -> tuple:
+    """``value`` with every NaN or infinite float replaced by None, and where each was ("rows[3].detail.x"):
+    a tool's misfiring figure (perftest prints -nan when its clock misreads) must not cost the whole file."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None, [f"{where or '.'} was {value!r}"]
+    if isinstance(value, dict):
+        out, notes = {}, []
+        for k, v in value.items():
+            out[k], n = finite(v, f"{where}.{k}" if where else str(k))
+            notes += n
+        return out, notes
+    if isinstance(value, (list, tuple)):
+        out, notes = [], []
+        for i, v in enumerate(value):
+            item, n = finite(v, f"{where}[{i}]")
+            out.append(item)
+            notes += n
+        return out, notes
+    return value, []
 
 
 def load(path: Path, gz: bool | None = None) -> Result:

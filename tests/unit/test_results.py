@@ -25,12 +25,13 @@ def test_save_and_load_round_trip(tmp_path, name):
     assert [p.name for p in tmp_path.iterdir()] == [name]  # no temporary file left beside it
 
 
-def test_nan_is_refused_and_nothing_is_written(tmp_path):
+def test_a_nan_value_is_written_as_null_and_named_not_refused(tmp_path):
     r = sample()
-    r.rows[0]["value"] = float("nan")  # not JSON: perftest's old output is what we avoid
-    with pytest.raises(ValueError):
-        r.save(tmp_path / "r.json")
-    assert list(tmp_path.iterdir()) == []
+    r.rows[0]["value"] = float("nan")  # not JSON: kept as null, and the file says where, the other rows intact
+    path = r.save(tmp_path / "r.json")
+    back = load(path)
+    assert back.rows[0]["value"] is None and back.options["not_a_number"] == ["rows[0].value was nan"]
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
 
 
 def test_load_errors_name_the_file(tmp_path):
@@ -132,3 +133,17 @@ def test_a_too_short_interval_gives_no_system_rate_never_an_impossible_one():
     row = make({"test": "send_bw", "size": 2}, "bw_avg_MiBps", 1.0, cpu={"client": cpu, "server": cpu},
                detail={"ops": 5, "bw_avg_MiBps": 1.0, "msg_rate_Mpps": 0.1})
     assert "n/a/" in table.render([row])
+
+
+def test_a_nan_figure_is_saved_as_null_and_named_not_a_lost_file(tmp_path):
+    # perftest prints -nan when its clock misreads; one such figure once cost a whole cross-check's file
+    from rdmabench.results import row as row_mod
+    from rdmabench.results.model import Result, load
+
+    r = row_mod.make({"test": "write_bw", "size": 65536}, "bw_avg_MiBps", 10.0,
+                     detail={"bw_peak_MiBps": float("nan"), "each": [1.0, float("inf")]})
+    path = Result(kind="verbs", context={}, options={"a": 1}, rows=[r]).save(tmp_path / "r.json")
+    back = load(path)
+    assert back.rows[0]["detail"]["bw_peak_MiBps"] is None and back.rows[0]["detail"]["each"] == [1.0, None]
+    assert back.rows[0]["value"] == 10.0
+    assert back.options["not_a_number"] == ["rows[0].detail.bw_peak_MiBps was nan", "rows[0].detail.each[1] was inf"]
