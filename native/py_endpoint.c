@@ -21,6 +21,20 @@ static EpObject *ep_alloc(PyTypeObject *type)
 
 /* ------------------------------------------------------------------ construction */
 
+/* A new, unopened Endpoint holding the RoCE knobs its open will apply. */
+static EpObject *ep_alloc_knobs(PyTypeObject *type, int tclass, int sl, int numa_node, int hugepages)
+{
+	EpObject *o = ep_alloc(type);
+
+	if (o) {
+		o->ep.tclass = tclass;
+		o->ep.sl = sl;
+		o->ep.numa_node = numa_node;
+		o->ep.hugepages = hugepages;
+	}
+	return o;
+}
+
 static PyObject *ep_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
 	static char *kwlist[] = { "device", "gid_index", "port", "qps", "size", "depth", "slots",
@@ -36,13 +50,9 @@ static PyObject *ep_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 					 &gid_index, &port, &qps, &size, &depth, &slots, &mtu,
 					 &cq_mod, &inline_size, &tclass, &sl, &numa_node, &hugepages))
 		return NULL;
-	o = ep_alloc(type);
+	o = ep_alloc_knobs(type, tclass, sl, numa_node, hugepages);
 	if (!o)
 		return NULL;
-	o->ep.tclass = tclass;
-	o->ep.sl = sl;
-	o->ep.numa_node = numa_node;
-	o->ep.hugepages = hugepages;
 	memset(&err, 0, sizeof(err));
 	if (ep_open(&o->ep, device, gid_index, port, qps, size, depth, slots, mtu, cq_mod, inline_size,
 		    &err)) {
@@ -72,13 +82,9 @@ static PyObject *ep_cm(PyTypeObject *type, PyObject *args, PyObject *kwargs, int
 					 &depth, &slots, &cq_mod, &inline_size, &timeout_ms, &tclass, &sl,
 					 &numa_node, &hugepages))
 		return NULL;
-	o = ep_alloc(type);
+	o = ep_alloc_knobs(type, tclass, sl, numa_node, hugepages);
 	if (!o)
 		return NULL;
-	o->ep.tclass = tclass;
-	o->ep.sl = sl;
-	o->ep.numa_node = numa_node;
-	o->ep.hugepages = hugepages;
 	memset(&err, 0, sizeof(err));
 	Py_BEGIN_ALLOW_THREADS
 	rc = ep_cm_open(&o->ep, listen, ip, port, qps, size, depth, slots, cq_mod, inline_size,
