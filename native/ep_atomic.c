@@ -112,7 +112,7 @@ static int atomic_phase(struct run *r, uint64_t target, uint64_t dur_ticks, int 
 {
 	Endpoint *ep = r->ep;
 	uint64_t phase_base[MAX_QPS];
-	uint64_t t0 = ticks(), deadline = t0 + dur_ticks;
+	uint64_t t0 = ticks(), deadline = t0 + dur_ticks, now;
 	uint32_t q, nq = (uint32_t)ep->nqps;
 	int time_up = 0, all_done;
 
@@ -158,8 +158,6 @@ static int atomic_phase(struct run *r, uint64_t target, uint64_t dur_ticks, int 
 		}
 		if (poll_send(r, e) < 0)
 			return -1;
-		if (record)
-			win_poll(r, ticks(), r->tot_done - r->done0);
 		all_done = 1;
 		for (q = 0; q < nq; q++) {
 			struct bwq *s = &r->s[q];
@@ -172,7 +170,10 @@ static int atomic_phase(struct run *r, uint64_t target, uint64_t dur_ticks, int 
 		}
 		if (all_done)
 			return 0;
-		if (ticks() - r->last_progress > r->timeout_ticks) {
+		now = ticks(); /* one clock read for the window and the progress check */
+		if (record)
+			win_poll(r, now, r->tot_done - r->done0);
+		if (now - r->last_progress > r->timeout_ticks) {
 			for (q = 0; q < nq && r->s[q].send_finished && ep->q[q].data_done >= r->s[q].sent; q++)
 				;
 			q = q < nq ? q : 0;

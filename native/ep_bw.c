@@ -19,7 +19,7 @@ int bw_phase(struct run *r, uint64_t target, uint64_t dur_ticks, int record, str
 	const int marker = r->test == T_SEND_BW || (r->test == T_WRITE_BW && r->validate);
 	const int fill = r->validate && (r->test == T_SEND_BW || r->test == T_WRITE_BW);
 	uint64_t phase_base[MAX_QPS];
-	uint64_t t0 = ticks(), deadline = t0 + dur_ticks; /* ticks: rdtsc is cheap, an HPET read is not */
+	uint64_t t0 = ticks(), deadline = t0 + dur_ticks, now; /* ticks: rdtsc is cheap, an HPET read is not */
 	uint32_t q, nq = (uint32_t)ep->nqps;
 	int all_done, time_up = 0;
 
@@ -104,8 +104,6 @@ int bw_phase(struct run *r, uint64_t target, uint64_t dur_ticks, int record, str
 		}
 		if (sends && poll_send(r, e) < 0)
 			return -1;
-		if (record && sends)
-			win_poll(r, ticks(), r->tot_done - r->done0);
 		if (recvs || credits) {
 			if (poll_recv(r, e) < 0)
 				return -1;
@@ -139,7 +137,10 @@ int bw_phase(struct run *r, uint64_t target, uint64_t dur_ticks, int record, str
 		}
 		if (all_done)
 			break;
-		if (ticks() - r->last_progress > r->timeout_ticks) {
+		now = ticks(); /* one clock read for the window and the progress check */
+		if (record && sends)
+			win_poll(r, now, r->tot_done - r->done0);
+		if (now - r->last_progress > r->timeout_ticks) {
 			for (q = 0; q < nq; q++) {
 				struct bwq *s = &r->s[q];
 

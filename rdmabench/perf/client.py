@@ -53,16 +53,15 @@ class Client:
                             options={**self.o.to_dict(), "device": self.dev.name, "gid_index": self.gid_index,
                                      "peer": f"{self.peer}:{self.port}", "timeout_ms": self.timeout_ms,
                                      "placement": self.place.to_dict()})
-            line = linerate.path((self.context.get("device") or {}).get("line_rate"),
-                                 ((peer_ctx or {}).get("device") or {}).get("line_rate"))
-            self.line = line
+            self.line = linerate.path((self.context.get("device") or {}).get("line_rate"),
+                                      ((peer_ctx or {}).get("device") or {}).get("line_rate"))
             try:
                 with placement.pinned(self.place):  # this thread runs the C loops
                     for test, size in self.o.plan():
                         for rep in range(self.o.repeat):
                             self.progress(f"{test} {size} B" + (f" repetition {rep + 1}/{self.o.repeat}"
                                                                if self.o.repeat > 1 else ""))
-                            r = with_line_rate(self._one(chan, test, size, rep), line)
+                            r = with_line_rate(self._one(chan, test, size, rep), self.line)
                             result.rows.append(r)
                             if r["detail"].get("interrupted"):
                                 raise KeyboardInterrupt  # the run stopped cleanly at Ctrl-C: no further test

@@ -70,12 +70,20 @@ def best_window(completions_ns: Sequence[float], completions_ops: Sequence[int],
                            "of the run's operations, ending at each completion; the best of those"}
 
 
+def rank(p: float, n: int) -> int:
+    """The nearest-rank method's 1-based rank of percentile p among n samples."""
+    return max(1, math.ceil(p / 100 * n))
+
+
+def percentile_key(p: float) -> str:
+    return f"lat_p{str(p).replace('.', '_')}_us"
+
+
 def percentile(sorted_values: Sequence[float], p: float) -> float:
     """Nearest-rank percentile of an ascending sequence."""
     if not sorted_values:
         raise ValueError("no samples")
-    rank = max(1, math.ceil(p / 100 * len(sorted_values)))
-    return sorted_values[rank - 1]
+    return sorted_values[rank(p, len(sorted_values)) - 1]
 
 
 def latency(samples_ns: Sequence[float], sample: str, trim_largest: int = 0) -> dict:
@@ -95,7 +103,7 @@ def latency(samples_ns: Sequence[float], sample: str, trim_largest: int = 0) -> 
         "lat_stdev_us": statistics.stdev(us) if len(us) > 1 else 0.0,
     }
     for p in PERCENTILES:
-        out[f"lat_p{str(p).replace('.', '_')}_us"] = percentile(us, p)
+        out[percentile_key(p)] = percentile(us, p)
     return out
 
 
@@ -114,11 +122,11 @@ def latency_from_histogram(bucket_ns: Sequence[float], counts: Sequence[int], sa
            "lat_min_us": pairs[0][0] / 1000, "lat_max_us": pairs[-1][0] / 1000, "lat_mean_us": mean / 1000,
            "lat_stdev_us": math.sqrt(var) / 1000}
     for p in PERCENTILES:
-        rank, seen = max(1, math.ceil(p / 100 * n)), 0
+        seen = 0
         for v, c in pairs:
             seen += c
-            if seen >= rank:
-                out[f"lat_p{str(p).replace('.', '_')}_us"] = v / 1000
+            if seen >= rank(p, n):
+                out[percentile_key(p)] = v / 1000
                 break
     return out
 
