@@ -17,6 +17,7 @@ import errno
 import os
 import shutil
 import stat
+import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,6 +103,33 @@ def open_file(path: Path | str, write: bool, direct: bool = False) -> int:
             raise DirectIORefused(f"the file system holding {Path(path).parent} refuses O_DIRECT "
                                   "(ramfs, and tmpfs before Linux 6.6, do)") from None
         raise
+
+
+_SHARED_LOCK = threading.Lock()
+_SHARED_USERS: dict[Path, int] = {}
+
+
+@contextlib.contextmanager
+def shared_temp_dir(path: Path | str) -> Iterator[Path]:
+    """A folder that several transfers of this process land in at once (Lotus's ``<type>/fetching/``): made
+    on entry, removed on exit once empty and no other transfer of this process is in it. Removing it
+    as soon as one fetch ended raced with another fetch creating its temporary inside it (two workers
+    pushing into one storage host: FileExistsError from mkdir, the folder gone between its two checks)."""
+    path = Path(path)
+    with _SHARED_LOCK:
+        _SHARED_USERS[path] = _SHARED_USERS.get(path, 0) + 1
+        path.mkdir(parents=True, exist_ok=True)
+    try:
+        yield path
+    finally:
+        with _SHARED_LOCK:
+            _SHARED_USERS[path] -= 1
+            if not _SHARED_USERS[path]:
+                del _SHARED_USERS[path]
+                try:
+                    path.rmdir()  # Lotus leaves it; we tidy it when empty
+                except OSError:
+                    pass
 
 
 def drop_cached_pages(path: Path | str) -> None:

@@ -223,38 +223,35 @@ def fetch(url_base: str, token: str, type: str, id: str, dest_root: Path | str, 
     sock, netloc, prefix = _connect(url_base, timeout)
     got = 0
     try:
-        _request(sock, netloc, f"{prefix}/remote/{type}/{id}", token)
-        s = _Stream(sock, bufsize)
-        status, headers = _response_head(s)
-        if status != 200:
-            detail = ""
-            if headers.get("content-length", "0").isdigit() and 0 < int(headers["content-length"]) < 4096:
-                detail = ": " + s.read(int(headers["content-length"])).decode(errors="replace").strip()
-            what = {401: "the token was refused", 404: f"the server has no {type} for {id}",
-                    400: "the server refused the request"}.get(status, "request failed")
-            raise FetchError(f"GET {url_base}/remote/{type}/{id}: HTTP {status}, {what}{detail}")
-        ctype = headers.get("content-type", "")
-        with integrity.atomic_destination(final, expected=expected, temp=temp) as dest:
-            if ctype.startswith("application/x-tar"):
-                if headers.get("transfer-encoding", "").lower() != "chunked":
-                    raise FetchError("a directory must come chunked (the end of the tar is otherwise unknowable)")
-                got, dest.digest = _untar(_Chunked(s), temp, lotus_names, progress)
-                kind = "dir"
-            else:
-                if "content-length" not in headers:
-                    raise FetchError("a file response without Content-Length")
-                integrity.check_free_space(typedir, int(headers["content-length"]))
-                got, dest.digest = _receive_file(s, int(headers["content-length"]), temp, progress)
-                kind = "file"
-        return TransferRecord(transport=transport, item=f"{type}/{id}", bytes=got,
-                              verified=dest.verified, digest=dest.digest, wire_bytes=s.wire,
-                              extra={"kind": kind, "destination": str(final)})
+        with integrity.shared_temp_dir(typedir / "fetching"):  # made here, tidied when no fetch is in it
+            _request(sock, netloc, f"{prefix}/remote/{type}/{id}", token)
+            s = _Stream(sock, bufsize)
+            status, headers = _response_head(s)
+            if status != 200:
+                detail = ""
+                if headers.get("content-length", "0").isdigit() and 0 < int(headers["content-length"]) < 4096:
+                    detail = ": " + s.read(int(headers["content-length"])).decode(errors="replace").strip()
+                what = {401: "the token was refused", 404: f"the server has no {type} for {id}",
+                        400: "the server refused the request"}.get(status, "request failed")
+                raise FetchError(f"GET {url_base}/remote/{type}/{id}: HTTP {status}, {what}{detail}")
+            ctype = headers.get("content-type", "")
+            with integrity.atomic_destination(final, expected=expected, temp=temp) as dest:
+                if ctype.startswith("application/x-tar"):
+                    if headers.get("transfer-encoding", "").lower() != "chunked":
+                        raise FetchError("a directory must come chunked (the end of the tar is otherwise unknowable)")
+                    got, dest.digest = _untar(_Chunked(s), temp, lotus_names, progress)
+                    kind = "dir"
+                else:
+                    if "content-length" not in headers:
+                        raise FetchError("a file response without Content-Length")
+                    integrity.check_free_space(typedir, int(headers["content-length"]))
+                    got, dest.digest = _receive_file(s, int(headers["content-length"]), temp, progress)
+                    kind = "file"
+            return TransferRecord(transport=transport, item=f"{type}/{id}", bytes=got,
+                                  verified=dest.verified, digest=dest.digest, wire_bytes=s.wire,
+                                  extra={"kind": kind, "destination": str(final)})
     finally:
         sock.close()
-        try:
-            (typedir / "fetching").rmdir()  # Lotus leaves it; we tidy it when empty
-        except OSError:
-            pass
 
 
 def _writer(fd: int, h, counter: list, progress):

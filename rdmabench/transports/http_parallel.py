@@ -61,27 +61,24 @@ def fetch(url_base: str, token: str, type: str, id: str, dest_root: Path | str, 
     cancel, prog = Cancel(), Progress(progress)
     pool, buffers = Pool(url_base, token, timeout, cancel, prog), Buffers(chunk)
     try:
-        is_dir, files = _what(pool, item, type, id, lotus_names)
-        total = sum(f["size"] for f in files)
-        integrity.check_free_space(typedir, total)
-        with integrity.atomic_destination(final, expected=expected, temp=temp) as dest:
-            if is_dir:
-                os.mkdir(temp)
-                dest.digest = integrity.combine(_fetch_all(files, temp, parallel, pool, buffers, item, streams))
-            else:
-                dest.digest = _fetch_one(files[0], temp, pool, buffers, item, streams)
-        pool.close()
-        return TransferRecord(transport=transport, item=f"{type}/{id}", bytes=total, verified=dest.verified,
-                              digest=dest.digest, wire_bytes=prog.wire,
-                              extra={"kind": "dir" if is_dir else "file", "destination": str(final),
-                                     "protocol": PROTOCOL, "streams": streams, "parallel": parallel, "chunk": chunk,
-                                     "files": len(files) if is_dir else 1})
+        with integrity.shared_temp_dir(typedir / "fetching"):  # made here, tidied when no fetch is in it
+            is_dir, files = _what(pool, item, type, id, lotus_names)
+            total = sum(f["size"] for f in files)
+            integrity.check_free_space(typedir, total)
+            with integrity.atomic_destination(final, expected=expected, temp=temp) as dest:
+                if is_dir:
+                    os.mkdir(temp)
+                    dest.digest = integrity.combine(_fetch_all(files, temp, parallel, pool, buffers, item, streams))
+                else:
+                    dest.digest = _fetch_one(files[0], temp, pool, buffers, item, streams)
+            pool.close()
+            return TransferRecord(transport=transport, item=f"{type}/{id}", bytes=total, verified=dest.verified,
+                                  digest=dest.digest, wire_bytes=prog.wire,
+                                  extra={"kind": "dir" if is_dir else "file", "destination": str(final),
+                                         "protocol": PROTOCOL, "streams": streams, "parallel": parallel, "chunk": chunk,
+                                         "files": len(files) if is_dir else 1})
     finally:
         pool.close()
-        try:
-            (typedir / "fetching").rmdir()
-        except OSError:
-            pass
 
 
 def _what(pool: Pool, item: str, type: str, id: str, lotus_names: bool) -> tuple[bool, list[dict]]:
