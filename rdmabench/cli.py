@@ -175,6 +175,7 @@ from .cli_baselines import baseline_cmd, pipeline_cmd  # noqa: E402  (what our f
 from .cli_live import live_cmd  # noqa: E402  (a running Lotus or Curio's own fetch)
 from .cli_doctor import doctor_cmd  # noqa: E402  (a preflight of this host and a peer)
 from .cli_verbs import crosscheck_cmd, run_cmd  # noqa: E402  (verbs tests, transfer scenarios, perftest side by side)
+from .cli_cluster import cluster_cmd  # noqa: E402  (many hosts at once, under MPI)
 
 cli.add_command(run_cmd)
 cli.add_command(crosscheck_cmd)
@@ -187,6 +188,7 @@ cli.add_command(baseline_cmd)
 cli.add_command(pipeline_cmd)
 cli.add_command(live_cmd)
 cli.add_command(doctor_cmd)
+cli.add_command(cluster_cmd)
 
 
 def main():

@@ -165,11 +165,16 @@ def _unknown(where: str, prefix: str, table: dict, known) -> None:
 
 
 def loads(text: str, path: Path | str = "<string>") -> Scenario:
-    where = str(path)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{where}: not valid TOML: {err}") from None
+        raise ConfigError(f"{path}: not valid TOML: {err}") from None
+    return from_table(data, str(path), Path(path))
+
+
+def from_table(data: dict, where: str, path: Path) -> Scenario:
+    """A scenario from its parsed table; errors read "<where>: <key>: <problem>" (``where``: the file, or the
+    file and the table a scenario is part of, as for a cluster file's [fan_in])."""
     _unknown(where, "", data, _TOP)
     for key in _REQUIRED:
         if key not in data:
@@ -254,7 +259,7 @@ def loads(text: str, path: Path | str = "<string>") -> Scenario:
         if key in data and not data[key]:
             raise ConfigError(f"{where}: {key}: empty")
     return Scenario(
-        name=data.get("name") or Path(where).stem, path=Path(where), handoffs=handoffs, transports=used,
+        name=data.get("name") or path.stem, path=path, handoffs=handoffs, transports=used,
         transports_for={h: per_handoff.get(h, transports) for h in handoffs},  # `transports` where none is given
         shapes=tuple(shapes), repetitions=reps, miner=miner, token=token,
         storage_dir=Path(data.get("storage_dir", "/tmp/rdmabench/storage")),

@@ -2,7 +2,7 @@
 
     {"schema": "rdmabench-result", "schema_version": 2,
      "tool": {"name": "rdmabench", "version": ...}, "created": ISO-8601 UTC,
-     "kind": "verbs" | "transfer" | "crosscheck" | "baseline",
+     "kind": "verbs" | "transfer" | "crosscheck" | "baseline" | "cluster",
      "context": {...}          # host, kernel, device, ...: see context.py
      "peer_context": {...}     # the other end's, when there is one
      "options": {...}          # exactly what was asked for
@@ -33,7 +33,7 @@ from . import row
 SCHEMA = "rdmabench-result"
 SCHEMA_VERSION = 2
 READS = (1, 2)  # schema versions this rdmabench reads: 1 by converting its rows
-KINDS = ("verbs", "transfer", "crosscheck", "baseline")
+KINDS = ("verbs", "transfer", "crosscheck", "baseline", "cluster")
 
 
 class ResultFileError(RdmabenchError):

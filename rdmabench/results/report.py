@@ -20,7 +20,7 @@ import pandas as pd
 
 from .. import __version__
 from ..engines.tests import TESTS
-from . import decision, efficiency, whatif_section
+from . import cluster_section, decision, efficiency, whatif_section
 from .frames import ASIDE, Tables, column
 from .page import Section, Table
 from .plots import Plot, all_plots
@@ -56,6 +56,8 @@ def _tests(latency: bool) -> str:
 def build(t: Tables, jobs: pd.DataFrame | None = None, sector: int | None = None, logs: int = 0) -> Report:
     """``jobs``: Lotus job tracker logs (logparse.read(...).jobs; ``logs`` of them) for the what-if at ``sector``
     (default: the biggest real sector size the transfers were measured for)."""
+    cluster = cluster_section.section(t)
+    t = cluster_section.without_cluster_rows(t)
     runs = list(t.runs["run"])
     rec = t.runs.set_index("run")
     context = [(label, [_cell(rec.at[r, col]) for r in runs]) for label, col in CONTEXT_ROWS]
@@ -81,6 +83,7 @@ def build(t: Tables, jobs: pd.DataFrame | None = None, sector: int | None = None
         Section("cpu", "CPU-seconds per GB per transport", p["cpu"],
                 "" if p["cpu"] else "No transfer rows with CPU figures in these files: no CPU-per-GB plot."
                 if not has_transfer else "The transfer rows carry no CPU-per-GB figures."),
+        cluster,
     ]
     notes = [f"{n} {kind} rows are not plotted: {ASIDE[kind]}."
              for kind, n in (t.aside["kind"].value_counts(sort=False).items() if not t.aside.empty else ())]

@@ -34,8 +34,9 @@ METRICS = {"bw_avg_MiBps": ("MiB/s", True), "throughput_MiBps": ("MiB/s", True),
            **{m: ("µs", False) for m in LATENCY_FIGURES}}
 KEYS = ("measured", "repetition", "metric", "unit", "value", "higher_is_better", "bytes", "seconds", "cpu", "detail")
 # the order rows are listed in: by these measured keys, each in its registry's order where it has one
-ORDER = (("tool", ()), ("test", tuple(tests.TESTS)), ("handoff", config.HANDOFFS), ("sector", ()),
-         ("transport", TRANSPORTS), ("variant", ()), ("size", ()))
+ORDER = (("scenario", ()), ("tool", ()), ("test", tuple(tests.TESTS)), ("from", ()), ("to", ()),
+         ("handoff", config.HANDOFFS), ("sector", ()), ("transport", TRANSPORTS), ("variant", ()), ("size", ()),
+         ("workers", ()), ("host", ()))
 
 
 def make(measured: dict, metric: str, value: float, *, repetition: int = 0, bytes: int | None = None,
@@ -61,8 +62,21 @@ def figure(row: dict, metric: str):
 
 
 def label(measured: dict) -> str:
-    """What was measured, for people: "write_bw 64 KiB", "pc1-pc2 http 32GiB", "pc1-pc2 nfs-tcp 8MiB v3 nconnect=4"."""
-    return " ".join(format_size(int(v)) if k == "size" else str(v) for k, v in measured.items())
+    """What was measured, for people: "write_bw 64 KiB", "pc1-pc2 http 32GiB", "pc1-pc2 nfs-tcp 8MiB v3 nconnect=4",
+    a cluster's "fan-in pc1-pc2 http 32GiB 2 workers aggregate" and "all-pairs a -> b write_bw 64 KiB"."""
+    return " ".join(_part(k, v) for k, v in measured.items())
+
+
+def _part(key: str, v) -> str:
+    if key == "size":
+        return format_size(int(v))
+    if key == "workers":
+        return f"{v} worker" + ("" if v == 1 else "s")
+    if key == "host":
+        return "aggregate" if v == "all" else f"at {v}"
+    if key == "from":
+        return f"{v} ->"
+    return str(v)
 
 
 def series(measured: dict) -> str | None:
@@ -76,8 +90,9 @@ def sort_key(measured: dict) -> tuple:
     for key, order in ORDER:
         if key in measured:
             v = measured[key]
-            out += [order.index(v) if v in order else len(order),
-                    v if key == "size" else natural_key(str(v)) if key == "variant" else str(v)]
+            value = (v if key == "size" else f"{int(v):09d}" if key == "workers" else
+                     natural_key(str(v)) if key == "variant" else str(v))
+            out += [order.index(v) if v in order else len(order), value]
     return tuple(out)
 
 

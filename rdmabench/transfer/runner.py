@@ -71,7 +71,11 @@ def _ends(caps: transports.Capabilities, kind: str, source, dest, worker, storag
 
 
 def _transfer(handoff, shape, transport, rep, descs, source, dest, worker, storage, options, variant=None,
-              raw=None) -> dict:
+              raw=None, sync: Callable[[str], None] | None = None) -> dict:
+    """One verified transfer and its row. ``sync("ready")`` is called once both ends are set up, just before
+    the meters start, and ``sync("moved")`` once they stopped: a cluster run starts several workers' moves
+    together there (cluster.fanin)."""
+    sync = sync or (lambda point: None)
     caps = transports.capabilities(transport)
     if variant is not None:  # an [nfs] combination: its version and mount options for this transfer alone
         options = {**options, **variant.options()}
@@ -83,11 +87,13 @@ def _transfer(handoff, shape, transport, rep, descs, source, dest, worker, stora
     try:
         if options.get("cold"):  # every transport alike: the source's pages dropped before the clock starts
             source.drop_cache(descs)
+        sync("ready")
         for host in (worker, storage):
             host.meter_start()
         records = active.move(transport, descs, info, options)
         moved = sum(r["bytes"] for r in records)
         cpu = {"client": worker.meter_stop(moved), "server": storage.meter_stop(moved)}
+        sync("moved")
     finally:
         observed = passive.stop_passive() if passive else {}
     received = {o["item"]: o for o in observed.get("received", [])}

@@ -80,7 +80,8 @@ def test_headings(full):
                                           "Sectors a day: today and with each transport", "Bandwidth vs message size",
                                           "Latency distribution", "Transfer time per hand-off, as measured",
                                           "RDMA transfers against the link's raw bandwidth",
-                                          "CPU-seconds per GB per transport", "Context"]
+                                          "CPU-seconds per GB per transport", "Cluster: fan-in and all pairs",
+                                          "Context"]
 
 
 def test_every_plot_has_a_table_of_its_numbers_below_it(full):
