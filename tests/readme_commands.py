@@ -8,7 +8,8 @@ README gains a command this table does not cover, or the table keeps one the REA
 
 Where: "host" (tests/unit/test_readme.py), "lab-one" (tests/lab/one_host/test_readme_commands.py),
 "lab-two" (the worker guest: tests/lab/two_hosts/test_readme_commands.py), "storage" (the storage
-guest's servers, started by the Makefile's test-lab-two exactly as written here), "make" (a Makefile
+guest's servers, started by the Makefile's test-lab-two exactly as written here), "lab-three" (the storage
+guest of the three-guest lab: tests/lab/three_hosts/test_cluster.py), "make" (a Makefile
 target that `make test` runs, or `make test` itself), "hardware" (cannot run here, with the reason;
 its small form is another entry), "by hand" (run before a release, with the reason it is not in CI).
 """
@@ -72,6 +73,9 @@ COVERAGE = {
         ("hardware", "448 GiB per PC1 -> PC2 transfer; its --scale dry run is the lab-two entry"),
     "rdmabench report results/live.json results/transfers.json -o report/":
         ("host", "rdmabench report {L} {T} -o {out}/report/"),
+    "mpirun -H storage,worker1,worker2 -x RDMABENCH_SECRET .venv/bin/rdmabench cluster --config configs/cluster.toml":
+        ("lab-three", "mpirun -H storage,worker1,worker2 -x RDMABENCH_SECRET .venv/bin/rdmabench cluster "
+                      "--config {config} -o {out}"),
     "rdmabench lab -- CMD": ("make", "test-lab-one"),
     "rdmabench lab --hosts 2 --storage CMD --worker CMD": ("make", "test-lab-two"),
 }
@@ -87,7 +91,7 @@ def readme() -> list[str]:
         if not inside:
             continue
         cmd = re.sub(r"\s+#.*$", "", line).strip()
-        if re.match(r"^(rdmabench|\.venv/bin/rdmabench|make) ", cmd):
+        if re.match(r"^(rdmabench|\.venv/bin/rdmabench|make|mpirun) ", cmd):
             out.append(cmd)
     return out
 

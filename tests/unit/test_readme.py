@@ -29,7 +29,7 @@ def test_every_readme_command_has_an_entry_and_no_entry_is_stale():
     assert shown - set(rc.COVERAGE) == set(), "README commands that no test runs: add them to tests/readme_commands.py"
     assert set(rc.COVERAGE) - shown == set(), "entries for commands the README no longer shows"
     for cmd, (kind, how) in rc.COVERAGE.items():
-        assert kind in ("host", "lab-one", "lab-two", "storage", "make", "hardware", "by hand"), cmd
+        assert kind in ("host", "lab-one", "lab-two", "lab-three", "storage", "make", "hardware", "by hand"), cmd
         if kind == "hardware":
             assert "dry run" in how  # a command that cannot run here names the small form that does
         if kind == "by hand":
