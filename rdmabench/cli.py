@@ -75,13 +75,17 @@ def devices_cmd(as_json: bool, device: str | None):
 
 
 @cli.command("lab", context_settings={"ignore_unknown_options": True})
-@click.option("--hosts", type=click.IntRange(1, 2), default=1, show_default=True,
-              help="1: one guest with rxe on a dummy netdev. 2: 'storage' and 'worker' guests joined by a link.")
-@click.option("--storage", "storage_cmd", metavar="CMD", help="With --hosts 2: shell command for the storage guest.")
-@click.option("--worker", "worker_cmd", metavar="CMD", help="With --hosts 2: shell command for the worker guest.")
-@click.option("--cpus", type=click.IntRange(1, 64), default=2, show_default=True, help="vCPUs per guest.")
+@click.option("--hosts", type=click.IntRange(1, 3), default=1, show_default=True,
+              help="1: one guest with rxe on a dummy netdev. 2: 'storage' and 'worker' guests joined by a link. "
+                   "3: 'storage', 'worker1' and 'worker2' on one link, with sshd and Open MPI.")
+@click.option("--storage", "storage_cmd", metavar="CMD",
+              help="With --hosts 2 or 3: shell command for the storage guest (with 3, the same as -- CMD).")
+@click.option("--worker", "worker_cmd", metavar="CMD",
+              help="With --hosts 2: shell command for the worker guest. With 3: for worker1 and worker2 (optional).")
+@click.option("--cpus", type=click.IntRange(1, 64), help="vCPUs per guest [2; 1 with --hosts 3].")
 @click.option("--memory", default="2G", show_default=True, help="Memory per guest.")
-@click.option("--boot-timeout", type=click.FloatRange(1), help="Seconds a guest has to come up [240 under TCG, 60 with KVM].")
+@click.option("--boot-timeout", type=click.FloatRange(1),
+              help="Seconds the guests have to come up [240 under TCG (420 with --hosts 3), 60 with KVM].")
 @click.option("--timeout", type=click.FloatRange(1), help="Seconds the whole command may run; stopped after.")
 @click.option("--grace", type=click.FloatRange(0), default=15.0, show_default=True,
               help="With --hosts 2: seconds storage may keep running after the worker is done.")
@@ -98,17 +102,30 @@ def lab_cmd(hosts, storage_cmd, worker_cmd, cpus, memory, boot_timeout, timeout,
       rdmabench lab -- 'rdmabench devices && rdmabench roundtrip'
       rdmabench lab --hosts 2 --storage 'rdmabench serve --bind $RDMABENCH_IP' \\
                     --worker 'pytest tests/lab/two_hosts'
+      rdmabench lab --hosts 3 -- 'mpirun -H $RDMABENCH_MPI_HOSTS -np 3 hostname'
 
     Each guest boots Debian's kernel with this host's root filesystem (read-only;
     /tmp and the results folder are writable), loads rdma_rxe on a netdev with
     MTU 9000 and runs the command from the current directory with this venv on
     PATH. Inside, these are set (and written to /tmp/rdmabench-lab.env):
     RDMABENCH_DEVICE, RDMABENCH_IP, RDMABENCH_GID_INDEX, RDMABENCH_ROLE
-    (single, storage or worker), RDMABENCH_PEER_IP (two hosts), RDMABENCH_RESULTS.
+    (single, storage or worker), RDMABENCH_PEER_IP (two hosts; a worker's with
+    three), RDMABENCH_RESULTS, RDMABENCH_HOSTNAME (three hosts).
 
     One argument is a whole shell line; several are quoted and joined. With
     --hosts 2 and a plain COMMAND, it runs on both guests. No guest outlives
     this command, Ctrl-C included.
+
+    \b
+    --hosts 3: storage 10.77.3.1, worker1 10.77.3.2, worker2 10.77.3.3 (those
+    names resolve in every guest), each with sshd and a key made for this run.
+    COMMAND (or --storage) runs in storage once both workers' sshd answer; its
+    exit status is the lab's, and the workers stop when it ends. Open MPI is
+    set up by environment (OMPI_MCA_*), so in storage
+      mpirun -H $RDMABENCH_MPI_HOSTS -np 3 python -c '...'
+    starts one rank per guest over ssh; `ssh worker1 CMD` works too. A rank or
+    an ssh command gets its own guest's RDMABENCH_* values and the lab's
+    RDMABENCH_SECRET and PATH (no -x needed). 1 vCPU per guest unless --cpus.
     """
     from .lab.runner import LabOptions, run
 
@@ -117,11 +134,19 @@ def lab_cmd(hosts, storage_cmd, worker_cmd, cpus, memory, boot_timeout, timeout,
         line = command[0] if len(command) == 1 else shlex.join(command)
     if hosts == 1:
         if storage_cmd or worker_cmd:
-            raise click.UsageError("--storage and --worker need --hosts 2")
+            raise click.UsageError("--storage and --worker need --hosts 2 or 3")
         if not line:
             raise click.UsageError("give the command to run: rdmabench lab -- CMD...")
-    elif not (line or worker_cmd):
+    elif hosts == 2 and not (line or worker_cmd):
         raise click.UsageError("give a command: rdmabench lab --hosts 2 --worker CMD [--storage CMD], or -- CMD for both")
+    elif hosts == 3:
+        if line and storage_cmd:
+            raise click.UsageError("with --hosts 3, -- CMD and --storage CMD both name storage's command: give one")
+        if not (line or storage_cmd):
+            raise click.UsageError("give a command: rdmabench lab --hosts 3 -- CMD (it runs in the storage guest, "
+                                   "where mpirun starts ranks in all three)")
+    if cpus is None:
+        cpus = 1 if hosts == 3 else 2  # three guests of 2 vCPUs on a 2-core machine crawl under TCG
     options = LabOptions(cpus=cpus, memory=memory, boot_timeout=boot_timeout, timeout=timeout, grace=grace,
                          results=results, kvm=kvm)
     try:

@@ -18,6 +18,9 @@ PACKAGES=(
   nginx curl
   # a headless browser: tests/unit/test_report_browser.py renders the report and checks what a reader would see
   chromium-headless-shell
+  # the three-guest lab (rdmabench lab --hosts 3): Open MPI's mpirun in the storage guest starts ranks in all
+  # three guests over ssh, so each guest runs sshd; mpi4py lets the ranks (and the tests) talk MPI from Python
+  openmpi-bin python3-mpi4py openssh-server openssh-client
 )
 
 missing=()

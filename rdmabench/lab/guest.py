@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from .. import devices
+from . import ssh
 from .vm import PREFIX_LEN, GuestSpec
 
 READY_MARKER = "rdmabench-lab: ready"
@@ -69,6 +70,8 @@ def bring_up(spec: GuestSpec) -> dict[str, str]:
         env["RDMABENCH_PEER_IP"] = spec.peer_ip
     if spec.results:
         env["RDMABENCH_RESULTS"] = spec.results
+    if spec.hostname:
+        env["RDMABENCH_HOSTNAME"] = spec.hostname
     return env
 
 
@@ -76,15 +79,22 @@ def main(argv: list[str]) -> int:
     spec = GuestSpec.read(argv[0])
     lab_env = bring_up(spec)
     ENV_FILE.write_text("".join(f"{k}={v}\n" for k, v in lab_env.items()))
+
+    ours = dict(spec.env)
+    ours.update(lab_env)
+    ours["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+    ours["PYTHONDONTWRITEBYTECODE"] = "1"  # the host's tree is read-only in here
+    ours["MPLCONFIGDIR"] = "/tmp/matplotlib"  # the host's ~/.config is read-only in here
+    if spec.ssh_keys:  # the three-guest lab: sshd, whose sessions (mpirun's ranks) get this guest's variables
+        ours.update(ssh.mpi_env())
+        ssh.setup_guest(spec.hostname or spec.role, spec.ip, spec.ssh_keys, ours)
     print(READY_MARKER + " " + " ".join(f"{k.removeprefix('RDMABENCH_').lower()}={v}" for k, v in lab_env.items()), flush=True)
+    if spec.wait_for:
+        ssh.wait_for_sshd(spec.wait_for, spec.wait_timeout)
 
     env = dict(os.environ)
-    env.update(spec.env)
-    env.update(lab_env)
-    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-    env["PYTHONDONTWRITEBYTECODE"] = "1"  # the host's tree is read-only in here
+    env.update(ours)
     env.setdefault("HOME", "/tmp")
-    env["MPLCONFIGDIR"] = "/tmp/matplotlib"  # the host's ~/.config is read-only in here
     return subprocess.run(["/bin/sh", "-c", spec.command], cwd=spec.cwd, env=env).returncode
 
 

@@ -4,6 +4,8 @@ One guest: the command runs there and its exit status comes back unchanged.
 Two guests: "storage" boots first (it owns the link's socket), then "worker";
 the worker's command decides the outcome; storage gets a grace period to
 finish after it, then is stopped (a server is expected to run forever).
+Three guests (three_hosts.py): storage, worker1 and worker2 with sshd and
+Open MPI; storage's command (mpirun's home) decides the outcome.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from .guest import READY_MARKER
 class LabOptions:
     cpus: int = 2
     memory: str = "2G"
-    boot_timeout: float | None = None  # None: 240 s under TCG, 60 s with KVM
+    boot_timeout: float | None = None  # None: 240 s under TCG (420 s for three guests), 60 s with KVM
     timeout: float | None = None  # for the whole command; None: no limit
     grace: float = 15.0  # storage's time to finish after the worker has
     results: Path = Path("results")
@@ -232,6 +234,12 @@ def run(options: LabOptions, command: str | None = None, storage: str | None = N
     try:
         if hosts == 1:
             return lab.run_one(command or "")
+        if hosts == 3:
+            from .three_hosts import BOOT_TIMEOUT_TCG, run_three
+
+            if options.boot_timeout is None and not lab.kvm:
+                lab.boot_timeout = BOOT_TIMEOUT_TCG
+            return run_three(lab, storage or command or "", worker)
         if storage is None and command is None:
             options.grace = 0.0  # an idle storage guest: stop it as soon as the worker is done
         return lab.run_two(storage or command or IDLE, worker or command or IDLE)

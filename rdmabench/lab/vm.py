@@ -45,6 +45,12 @@ class GuestSpec:
     mtu: int = LAB_MTU
     results: str | None = None
     env: dict[str, str] = field(default_factory=dict)
+    # the three-guest lab: the guest's name, the host folder with the run's ssh keys (sshd starts when
+    # given), the addresses whose sshd must answer before the command starts, and for how long
+    hostname: str | None = None
+    ssh_keys: str | None = None
+    wait_for: list[str] = field(default_factory=list)
+    wait_timeout: float = 300.0
 
     def write(self, path: Path) -> Path:
         """Into a file only its owner reads (it carries the lab's shared secret), for the guest to load.
@@ -148,3 +154,15 @@ def link_opts(socket_path: str, *, server: bool, mac: str) -> str:
         f"-netdev stream,id=rl,server={side},addr.type=unix,addr.path={socket_path} "
         f"-device virtio-net-pci,netdev=rl,mac={mac}"
     )
+
+
+def hub_opts(sockets: list[str], *, mac: str) -> str:
+    """QEMU options for the storage guest of the three-guest lab: a hub in its QEMU, with storage's NIC and
+    one unix-socket stream server per worker on it (each worker connects with `link_opts(server=False)`).
+
+    Not QEMU's multicast netdev: it lost about a third of the frames under RDMA load."""
+    parts = [f"-netdev hubport,id=h0,hubid=0 -device virtio-net-pci,netdev=h0,mac={mac}"]
+    for i, path in enumerate(sockets, 1):
+        parts.append(f"-netdev stream,id=s{i},server=on,addr.type=unix,addr.path={path} "
+                     f"-netdev hubport,id=hp{i},hubid=0,netdev=s{i}")
+    return " ".join(parts)
