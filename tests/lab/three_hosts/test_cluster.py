@@ -130,7 +130,7 @@ scale = "1/65536"
 
 
 def test_a_worker_killed_mid_run_stops_the_run_naming_it_and_nothing_is_half_written(tmp_path):
-    config = tmp_path / "fault.toml"
+    config = RESULTS / f"cluster-fault-{os.getpid()}.toml"  # every guest reads it: the results folder is shared
     config.write_text(FAULT)
     out = RESULTS / f"cluster-fault-{os.getpid()}.json"
     proc = mpirun(config, out)
