@@ -42,7 +42,7 @@ demo: install
 	    rdmabench report $$RDMABENCH_RESULTS/demo-transfers.json $$RDMABENCH_RESULTS/demo-verbs.json \
 	      -o $$RDMABENCH_RESULTS/demo-report'
 
-test: install test-unit test-lab-one test-lab-two
+test: install test-unit test-lab-one test-lab-two test-lab-three
 
 test-unit: install
 	$(PY) -m pytest tests/unit
@@ -64,7 +64,8 @@ test-lab-two: install
 	  --worker 'python -m pytest tests/lab/two_hosts'
 
 # Three guests (storage, worker1, worker2) with sshd and Open MPI: the tests run in storage and reach the
-# workers over ssh and mpirun (docs/lab-three-hosts.md). Not part of `make test` yet: it costs minutes of CI.
+# workers over ssh and mpirun (docs/lab-three-hosts.md): the lab itself, then `rdmabench cluster` as the
+# README starts it (a two-worker fan-in over rdma-write and http, the all-pairs matrix, a worker killed).
 test-lab-three: install
 	$(RDMABENCH) lab --hosts 3 --timeout $(LAB_TIMEOUT) -- 'python -m pytest tests/lab/three_hosts'
 

@@ -78,6 +78,7 @@ COVERAGE = {
                       "--config {config} -o {out}"),
     "rdmabench lab -- CMD": ("make", "test-lab-one"),
     "rdmabench lab --hosts 2 --storage CMD --worker CMD": ("make", "test-lab-two"),
+    "rdmabench lab --hosts 3 -- CMD": ("make", "test-lab-three"),
 }
 
 

@@ -136,3 +136,4 @@ def test_make_targets_the_readme_names_are_what_ci_runs():
         assert target in test_deps, f"`make test` does not run `make {target}`"
     assert "$(RDMABENCH) lab --timeout" in makefile and " -- '" in makefile  # rdmabench lab -- CMD
     assert "lab --hosts 2" in makefile and "--storage '" in makefile and "--worker '" in makefile
+    assert "lab --hosts 3 --timeout $(LAB_TIMEOUT) -- '" in makefile  # rdmabench lab --hosts 3 -- CMD
