@@ -269,16 +269,17 @@ def run_local(options: RunOptions, device: str, **kw) -> Result:
 
     The far end is a process of its own (far_end.start), as perftest's server is: as a thread of this
     process, both ends' per-process CPU read this one process, each counting the other end's loop."""
-    dev = devices.require(device)
-    gid_index = options.gid_index if options.gid_index is not None else dev.ports[0].recommended_gid_index
-    far = far_end.start(dev.name, gid_index)
+    # the Client first: its preflight refuses what the device cannot do before anything starts, the far end
+    # included (a Python start and a context collection: seconds under the lab's emulation); its port after
+    client = Client(options, device, "127.0.0.1", 0, **kw)
+    gid = next((g for g in client.dev.ports[0].gids if g.index == client.gid_index), None)
+    if options.connect == "cm":
+        if not (gid and gid.ipv4):
+            raise RdmabenchError(f"rdma_cm needs an IPv4 address on {device}'s GID {client.gid_index}")
+        client.cm_addr = gid.ipv4  # rdma_cm cannot use 127.0.0.1 with RoCE
+    far = far_end.start(client.dev.name, client.gid_index)
     try:
-        client = Client(options, device, "127.0.0.1", far.port, **kw)
-        gid = next((g for g in client.dev.ports[0].gids if g.index == client.gid_index), None)
-        if options.connect == "cm":
-            if not (gid and gid.ipv4):
-                raise RdmabenchError(f"rdma_cm needs an IPv4 address on {device}'s GID {client.gid_index}")
-            client.cm_addr = gid.ipv4  # rdma_cm cannot use 127.0.0.1 with RoCE
+        client.port = far.port
         result = client.run()
     except RdmabenchError as err:
         dropped = far.dropped()  # the far end's reason, shown when the run fails (no serve output to read here)
