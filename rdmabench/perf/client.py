@@ -29,9 +29,12 @@ class Client:
     def __init__(self, options: RunOptions, device: str, peer: str, port: int, timeout_ms: int = 10000,
                  wait: float = 5.0, progress: Callable[[str], None] | None = None,
                  warn: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr, flush=True),
-                 live: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr, flush=True)):
+                 live: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr, flush=True),
+                 dev: devices.Device | None = None):
+        """``dev``: ``device`` as the caller has just described it (`run` has, choosing it): described once
+        per process, not three times (devices.describe: ~1.7 s under the lab's emulation)."""
         self.o = options
-        self.dev = devices.require(device)
+        self.dev = dev if dev is not None and dev.name == device else devices.require(device)
         self.gid_index = options.gid_index if options.gid_index is not None else self.dev.ports[0].recommended_gid_index
         self.peer, self.port = peer, port
         self.timeout_ms = timeout_ms
@@ -43,7 +46,7 @@ class Client:
         self.line: dict | None = None  # the path's physical limit, once the server's context is known
         preflight.check(options, self.dev, both_ends_here=peer in ("127.0.0.1", "localhost"), warn=warn)
         self.place = placement.plan(self.dev.name, options.cpu, options.numa)
-        self.context = context.collect(self.dev.name, self.gid_index)
+        self.context = context.collect(self.dev.name, self.gid_index, dev=self.dev)
 
     def run(self) -> Result:
         chan = Channel.connect(self.peer, self.port, "verbs", timeout=10, wait=self.wait)
