@@ -146,9 +146,10 @@ def run_cmd(tests_, device, peer, size, sizes, iters, duration, until_stopped, i
     progress = lambda msg: click.echo(f"running {msg} ...", err=True)  # noqa: E731
     if peer:
         host, port = parse_peer(peer)
-        result = Client(options, dev.name, host, port, timeout_ms=timeout_ms, wait=wait, progress=progress).run()
+        result = Client(options, dev.name, host, port, timeout_ms=timeout_ms, wait=wait, progress=progress,
+                        dev=dev).run()
     else:
-        result = run_local(options, dev.name, timeout_ms=timeout_ms, progress=progress)
+        result = run_local(options, dev.name, timeout_ms=timeout_ms, progress=progress, dev=dev)
     path = result.publish(output)
     if result.rows:
         click.echo(table.render(result.rows))

@@ -29,9 +29,12 @@ class Client:
     def __init__(self, options: RunOptions, device: str, peer: str, port: int, timeout_ms: int = 10000,
                  wait: float = 5.0, progress: Callable[[str], None] | None = None,
                  warn: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr, flush=True),
-                 live: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr, flush=True)):
+                 live: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr, flush=True),
+                 dev: devices.Device | None = None):
+        """``dev``: ``device`` as the caller has just described it (`run` has, choosing it): described once
+        per process, not three times (devices.describe: ~1.7 s under the lab's emulation)."""
         self.o = options
-        self.dev = devices.require(device)
+        self.dev = dev if dev is not None and dev.name == device else devices.require(device)
         self.gid_index = options.gid_index if options.gid_index is not None else self.dev.ports[0].recommended_gid_index
         self.peer, self.port = peer, port
         self.timeout_ms = timeout_ms
@@ -43,7 +46,7 @@ class Client:
         self.line: dict | None = None  # the path's physical limit, once the server's context is known
         preflight.check(options, self.dev, both_ends_here=peer in ("127.0.0.1", "localhost"), warn=warn)
         self.place = placement.plan(self.dev.name, options.cpu, options.numa)
-        self.context = context.collect(self.dev.name, self.gid_index)
+        self.context = context.collect(self.dev.name, self.gid_index, dev=self.dev)
 
     def run(self) -> Result:
         chan = Channel.connect(self.peer, self.port, "verbs", timeout=10, wait=self.wait)
@@ -269,16 +272,17 @@ def run_local(options: RunOptions, device: str, **kw) -> Result:
 
     The far end is a process of its own (far_end.start), as perftest's server is: as a thread of this
     process, both ends' per-process CPU read this one process, each counting the other end's loop."""
-    dev = devices.require(device)
-    gid_index = options.gid_index if options.gid_index is not None else dev.ports[0].recommended_gid_index
-    far = far_end.start(dev.name, gid_index)
+    # the Client first: its preflight refuses what the device cannot do before anything starts, the far end
+    # included (a Python start and a context collection: seconds under the lab's emulation); its port after
+    client = Client(options, device, "127.0.0.1", 0, **kw)
+    gid = next((g for g in client.dev.ports[0].gids if g.index == client.gid_index), None)
+    if options.connect == "cm":
+        if not (gid and gid.ipv4):
+            raise RdmabenchError(f"rdma_cm needs an IPv4 address on {device}'s GID {client.gid_index}")
+        client.cm_addr = gid.ipv4  # rdma_cm cannot use 127.0.0.1 with RoCE
+    far = far_end.start(client.dev.name, client.gid_index)
     try:
-        client = Client(options, device, "127.0.0.1", far.port, **kw)
-        gid = next((g for g in client.dev.ports[0].gids if g.index == client.gid_index), None)
-        if options.connect == "cm":
-            if not (gid and gid.ipv4):
-                raise RdmabenchError(f"rdma_cm needs an IPv4 address on {device}'s GID {client.gid_index}")
-            client.cm_addr = gid.ipv4  # rdma_cm cannot use 127.0.0.1 with RoCE
+        client.port = far.port
         result = client.run()
     except RdmabenchError as err:
         dropped = far.dropped()  # the far end's reason, shown when the run fails (no serve output to read here)

@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     dev = devices.require(args.device)
     gid_index = args.gid_index if args.gid_index is not None else dev.ports[0].recommended_gid_index
     far_end = VerbsService(dev, gid_index, "127.0.0.1")
-    greeting = lambda: {"context": context.collect(dev.name, gid_index), **far_end.greeting()}  # noqa: E731
+    greeting = lambda: {"context": context.collect(dev.name, gid_index, dev=dev), **far_end.greeting()}  # noqa: E731
     server = Server("127.0.0.1", 0, {"verbs": (far_end.handle, greeting)}, max_clients=1,
                     log=lambda msg: print(f"rdmabench far end: {msg}", file=sys.stderr, flush=True))
     def watch_stdin() -> None:  # the parent closes our stdin when it is done with us, or dies

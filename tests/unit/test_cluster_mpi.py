@@ -20,6 +20,7 @@ from rdmabench import integrity
 
 RDMABENCH = str(Path(sys.executable).parent / "rdmabench")
 NAMES = ("st", "w1", "w2")
+pytestmark = pytest.mark.slow  # three-rank mpirun runs, two of them with faults that take seconds to surface
 
 
 
@@ -70,7 +71,9 @@ def finish(proc: subprocess.Popen, timeout: float = 240) -> str:
     return out
 
 
-def rank_pid(name: str) -> int | None:
+def rank_pid(name: str, cfg: Path) -> int | None:
+    """The pid of this run's rank ``name``: its command line names ``cfg`` (the test's own file), so a run of
+    another test going at the same time (pytest -n) is never the one stopped, killed or counted."""
     for d in Path("/proc").iterdir():
         if d.name.isdigit():
             try:
@@ -78,7 +81,8 @@ def rank_pid(name: str) -> int | None:
                 cmd = (d / "cmdline").read_bytes()
             except OSError:
                 continue
-            if f"RDMABENCH_HOST_NAME={name}".encode() in env and b"cluster" in cmd and b"mpirun" not in cmd:
+            if (f"RDMABENCH_HOST_NAME={name}".encode() in env and b"cluster" in cmd and b"mpirun" not in cmd
+                    and str(cfg).encode() in cmd.split(b"\0")):
                 return int(d.name)
     return None
 
@@ -122,11 +126,12 @@ def test_a_rank_on_a_host_the_file_does_not_name_stops_the_run_naming_it(tmp_pat
 
 def test_a_worker_that_stops_answering_is_named_within_the_bound(tmp_path):
     out = tmp_path / "cluster.json"
-    proc = mpirun(config(tmp_path, reps=200, timeout=8), out)
+    cfg = config(tmp_path, reps=200, timeout=8)
+    proc = mpirun(cfg, out)
     deadline = time.monotonic() + 60
     pid = None
     while pid is None and time.monotonic() < deadline:
-        pid = rank_pid("w2")
+        pid = rank_pid("w2", cfg)
         time.sleep(0.2)
     assert pid, "the w2 rank never started"
     time.sleep(3)  # into the fan-in
@@ -147,11 +152,12 @@ def test_a_worker_that_stops_answering_is_named_within_the_bound(tmp_path):
 
 def test_a_worker_killed_mid_run_stops_every_rank_and_leaves_nothing_half_written(tmp_path):
     out = tmp_path / "cluster.json"
-    proc = mpirun(config(tmp_path, reps=200, scale="1/4096", timeout=30, handoffs=("finalize",)), out)
+    cfg = config(tmp_path, reps=200, scale="1/4096", timeout=30, handoffs=("finalize",))
+    proc = mpirun(cfg, out)
     deadline = time.monotonic() + 60
     pid = None
     while pid is None and time.monotonic() < deadline:
-        pid = rank_pid("w1")
+        pid = rank_pid("w1", cfg)
         time.sleep(0.2)
     assert pid
     time.sleep(4)
@@ -162,7 +168,7 @@ def test_a_worker_killed_mid_run_stops_every_rank_and_leaves_nothing_half_writte
     assert time.monotonic() - start < 45
     assert "w1" in text or "rank 1" in text, text[-3000:]
     assert not out.exists()
-    assert rank_pid("st") is None and rank_pid("w2") is None, "a rank outlived the run"
+    assert rank_pid("st", cfg) is None and rank_pid("w2", cfg) is None, "a rank outlived the run"
     # finalize pushes into the storage host's work root: whatever is at a final path there is whole
     landed = tmp_path / "root" / "st" / "serve" / "work"
     sources = tmp_path / "root" / "w1" / "storage"

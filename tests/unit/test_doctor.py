@@ -174,6 +174,7 @@ def test_no_device_fails(tmp_path):
     assert name is None and results[0].status == "FAIL" and "modprobe mlx5_ib" in results[0].fix
 
 
+@pytest.mark.slow
 def test_peer_checks_come_through_the_authenticated_service(host, monkeypatch):
     """The far end's checks travel over `rdmabench serve`'s "doctor" service (the shared secret proven first);
     the round trip is verbs.peer's and is stubbed here (the lab runs the real one)."""

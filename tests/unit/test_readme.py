@@ -80,7 +80,8 @@ def files(tmp_path_factory, nodes):
             **{k: nodes[k] for k in ("token", "secret", "curio_url")}}
 
 
-@pytest.mark.parametrize("shown", sorted(rc.where("host")))
+@pytest.mark.parametrize("shown", [pytest.param(s, marks=pytest.mark.slow) if "pipeline" in s or "baseline" in s else s
+                                   for s in sorted(rc.where("host"))])  # those two move GiBs: tens of seconds
 def test_host_commands_run_as_the_readme_shows(shown, files, nodes, tmp_path):
     cmd = rc.COVERAGE[shown][1].format(**{k: shlex.quote(str(v)) for k, v in files.items()})
     env = {"RDMABENCH_RESULTS": str(tmp_path / "results"),  # result files of commands run without -o

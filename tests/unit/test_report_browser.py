@@ -77,6 +77,7 @@ def page(tmp_path_factory):
     return report.write(report.build(frames.load(paths)), d / "out")
 
 
+@pytest.mark.slow
 def test_the_screenshot_is_not_blank(page, tmp_path):
     shot = tmp_path / "report.png"
     chromium(tmp_path, f"--screenshot={shot}", page.as_uri())

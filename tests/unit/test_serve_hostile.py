@@ -180,6 +180,7 @@ def test_the_server_proves_itself_to_the_client(world):
     impostor.close()
 
 
+@pytest.mark.slow
 def test_a_client_that_connects_and_never_speaks_delays_nobody(world):
     idle = [raw(world["port"]) for _ in range(5)]
     t0 = time.monotonic()

@@ -117,7 +117,8 @@ def test_bad_input_gets_clear_errors(lab_env):
     done = rdmabench("run", "--device", "mlx5_9")
     assert done.returncode == 1 and f"devices on this host: {lab_env['device']}" in done.stderr
     start = time.monotonic()
-    done = rdmabench("run", "--peer", lab_env["ip"] + ":18999", timeout=60)  # nobody listens there
+    # nobody listens there; --wait 1: the default keeps trying for 5 s, time this error is not about
+    done = rdmabench("run", "--peer", lab_env["ip"] + ":18999", "--wait", "1", timeout=60)
     assert done.returncode == 1 and "cannot reach rdmabench serve" in done.stderr
     assert time.monotonic() - start < 30
 
@@ -168,7 +169,9 @@ def test_a_server_killed_mid_run_gives_the_client_a_clear_error_soon(lab_env):
 def test_serve_survives_a_client_that_dies(lab_env):
     server = Server(lab_env["ip"], 18601)
     try:
-        doomed = client(lab_env["ip"], 18601, "-t", "send_bw", "--duration", "60")
+        # --timeout-ms 3000: serve, in send_bw's receive loop, finds its client gone when a completion is that
+        # late (the default waits 10 s for one): the drop this test is about, 7 s sooner
+        doomed = client(lab_env["ip"], 18601, "-t", "send_bw", "--duration", "60", "--timeout-ms", "3000")
         server.wait_for("connected")
         time.sleep(5)
         doomed.kill()
