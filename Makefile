@@ -32,7 +32,7 @@ $(VENV)/.installed: $(PY) pyproject.toml setup.py $(wildcard native/*.c native/*
 # The worker lists its device, proves a verified RDMA round trip, runs configs/default.toml (Lotus's
 # hand-offs over every transport, one result file) and writes the report, whose path it prints last.
 demo: install
-	$(RDMABENCH) lab --hosts 2 --timeout $(DEMO_TIMEOUT) --memory 3G \
+	$(RDMABENCH) lab --hosts 2 --timeout $(DEMO_TIMEOUT) --memory 3G --grace 0 \
 	  --storage '$(DEMO_STORAGE)' \
 	  --worker 'rdmabench devices && rdmabench roundtrip --engine both --size 1M && \
 	    rdmabench run --config configs/default.toml --peer $$RDMABENCH_PEER_IP --wait 300 \
@@ -57,13 +57,13 @@ test-lab-one: install
 # The storage guest runs the two servers the two-host tests talk to: the kernel NFS server and
 # `rdmabench serve` (every other far end is a service of it), as the README shows it (device named),
 # rooted in the export so that nfs-* transfers work. serve never returns: the guest stays up until
-# the worker is done.
+# the worker is done, then is stopped at once (--grace 0: there is nothing for it to finish).
 TWO_HOST_SERVERS := python -m rdmabench.nfs.server start --export /srv/nfsexp --size 384m \
 	--generate 32GiB:pc1:0.00005 --generate 32GiB:finalized:0.002 && \
 	rdmabench serve --bind $$RDMABENCH_IP -d $$RDMABENCH_DEVICE --root /srv/nfsexp
 
 test-lab-two: install
-	$(RDMABENCH) lab --hosts 2 --timeout $(LAB_TIMEOUT) --storage '$(TWO_HOST_SERVERS)' \
+	$(RDMABENCH) lab --hosts 2 --timeout $(LAB_TIMEOUT) --grace 0 --storage '$(TWO_HOST_SERVERS)' \
 	  --worker 'python -m pytest tests/lab/two_hosts'
 
 # Three guests (storage, worker1, worker2) with sshd and Open MPI: the tests run in storage and reach the

@@ -2,7 +2,7 @@
 
 Each step of the [fan_in] scenario runs once per worker count (``workers = [1, 2]``): the first n workers
 take part, the others only keep step. A taking-part worker does what `rdmabench run --config --peer`
-does for one transfer (transfer.runner._transfer, against the storage host's `serve` service in the
+does for one transfer (transfer.runner.transfer, against the storage host's `serve` service in the
 storage rank's process), with two meeting points: all ends set up, then all moves done. Between them
 the storage rank meters its own process (which serves every worker) and each worker times its move.
 
@@ -64,7 +64,7 @@ class WorkerSide:
         pull = runner.SOURCE_IS_STORAGE[handoff]
         source, dest = (self.storage, self.local) if pull else (self.local, self.storage)
         descs = self._descs(handoff, shape, source)
-        row = runner._transfer(handoff, shape, transport, rep, descs, source, dest, self.local, self.storage,
+        row = runner.transfer(handoff, shape, transport, rep, descs, source, dest, self.local, self.storage,
                                self.options, variant, None, sync=sync)
         row["measured"] = {"scenario": SCENARIO, **row["measured"], "workers": n, "host": self.name}
         return row

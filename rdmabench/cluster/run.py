@@ -101,7 +101,10 @@ class Rank:
                     self.team.gather(side.step(step, n, sync), self.c.step_timeout)
         finally:
             if side is not None:
-                side.storage.chan.send("bye")
+                try:
+                    side.storage.chan.send("bye")
+                except Exception:  # noqa: BLE001  the connection is gone: the error that ended the run says why
+                    pass
                 side.storage.chan.close()
         return rows
 

@@ -50,7 +50,7 @@ def run(scenario: Scenario, worker: LocalHost, storage: LocalHost | RemoteHost, 
             workloads[key] = source.generate(shape.sector_size, HANDOFF_STAGE[handoff], str(shape.scale),
                                              scenario.miner, number)
         descs = workloads[key]
-        rows.append(_transfer(handoff, shape, transport, rep, descs, source, dest, worker, storage, options or {},
+        rows.append(transfer(handoff, shape, transport, rep, descs, source, dest, worker, storage, options or {},
                               variant, raw))
     rows += raw.all_rows() if raw else []
     ctx = context.collect(device, (options or {}).get("gid_index")) if device else context.collect()
@@ -70,7 +70,7 @@ def _ends(caps: transports.Capabilities, kind: str, source, dest, worker, storag
     return active, (dest if active is source else source), options
 
 
-def _transfer(handoff, shape, transport, rep, descs, source, dest, worker, storage, options, variant=None,
+def transfer(handoff, shape, transport, rep, descs, source, dest, worker, storage, options, variant=None,
               raw=None, sync: Callable[[str], None] | None = None) -> dict:
     """One verified transfer and its row. ``sync("ready")`` is called once both ends are set up, just before
     the meters start, and ``sync("moved")`` once they stopped: a cluster run starts several workers' moves

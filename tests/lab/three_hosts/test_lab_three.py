@@ -104,7 +104,10 @@ def test_remote_ranks_see_the_labs_secret(ranks):
     assert [r["secret"] for r in ranks] == [want] * 3
 
 
-PAIRS = [("worker1", "storage"), ("worker2", "storage"), ("worker2", "worker1")]
+# perftest between the two workers: their frames cross the hub in storage's QEMU from one stream port to the
+# other, the lab's longest path. Every other pair is crossed by rdmabench cluster's all-pairs matrix
+# (test_cluster.py), in both directions.
+PAIRS = [("worker2", "worker1")]
 
 
 @pytest.mark.parametrize("server,client", PAIRS, ids=[f"{c}-to-{s}" for s, c in PAIRS])
