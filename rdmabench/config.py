@@ -320,11 +320,15 @@ def _cannot_carry(transport: str, handoff: str) -> str | None:
     return f"{transport} moves only {' and '.join(sorted(kinds))}s"
 
 
+def read(path: Path) -> str:
+    """A config file's text, or ConfigError naming the file and why it cannot be read."""
+    try:
+        return path.read_text()
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read: {err.strerror}") from None
+
+
 def load(path: Path | str) -> Scenario:
     """Read and validate a scenario file; ConfigError("<file>: <key>: <problem>") on anything wrong."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot read: {err.strerror}") from None
-    return loads(text, path)
+    return loads(read(path), path)

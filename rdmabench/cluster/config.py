@@ -153,8 +153,4 @@ def _all_pairs(where: str, table: dict) -> AllPairs:
 
 def load(path: Path | str) -> Cluster:
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot read: {err.strerror}") from None
-    return loads(text, path)
+    return loads(scenario_config.read(path), path)

@@ -87,6 +87,16 @@ def rank_pid(name: str, cfg: Path) -> int | None:
     return None
 
 
+def wait_for_rank(name: str, cfg: Path) -> int:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        pid = rank_pid(name, cfg)
+        if pid:
+            return pid
+        time.sleep(0.2)
+    pytest.fail(f"the {name} rank never started")
+
+
 def test_fan_in_over_http_writes_one_verified_result(tmp_path):
     out = tmp_path / "cluster.json"
     text = finish(mpirun(config(tmp_path), out))
@@ -128,12 +138,7 @@ def test_a_worker_that_stops_answering_is_named_within_the_bound(tmp_path):
     out = tmp_path / "cluster.json"
     cfg = config(tmp_path, reps=200, timeout=8)
     proc = mpirun(cfg, out)
-    deadline = time.monotonic() + 60
-    pid = None
-    while pid is None and time.monotonic() < deadline:
-        pid = rank_pid("w2", cfg)
-        time.sleep(0.2)
-    assert pid, "the w2 rank never started"
+    pid = wait_for_rank("w2", cfg)
     time.sleep(3)  # into the fan-in
     os.kill(pid, signal.SIGSTOP)
     start = time.monotonic()
@@ -154,12 +159,7 @@ def test_a_worker_killed_mid_run_stops_every_rank_and_leaves_nothing_half_writte
     out = tmp_path / "cluster.json"
     cfg = config(tmp_path, reps=200, scale="1/4096", timeout=30, handoffs=("finalize",))
     proc = mpirun(cfg, out)
-    deadline = time.monotonic() + 60
-    pid = None
-    while pid is None and time.monotonic() < deadline:
-        pid = rank_pid("w1", cfg)
-        time.sleep(0.2)
-    assert pid
+    pid = wait_for_rank("w1", cfg)
     time.sleep(4)
     os.kill(pid, signal.SIGKILL)
     start = time.monotonic()
