@@ -269,6 +269,17 @@ class _Server(ThreadingHTTPServer):
             with self._lock:
                 self._conns.discard(request)
 
+    def handle_error(self, request, client_address) -> None:
+        """A client that hangs up in the middle of an answer is its own affair: one line when verbose, never a
+        traceback on the server's output (a worker killed mid-fetch did print one). Anything else is a defect
+        of ours and keeps socketserver's traceback."""
+        err = sys.exc_info()[1]
+        if isinstance(err, (ConnectionError, TimeoutError)):
+            if self.verbose:
+                print(f"rdmabench http: {client_address[0]}:{client_address[1]} went away: {err}", file=sys.stderr)
+            return
+        super().handle_error(request, client_address)
+
     def close_all(self) -> None:
         with self._lock:
             conns = list(self._conns)

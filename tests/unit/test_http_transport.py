@@ -314,3 +314,31 @@ def test_big_member_header_is_pax_and_parsed():
     assert int(records["size"]) == 32 << 30
     assert http_client.cache_name_allowed("sc-02-data-layer-1.dat", 32 << 30) is None
     assert "cap" in http_client.cache_name_allowed("p_aux", 65)
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_a_client_that_hangs_up_mid_answer_is_one_line_at_most_not_a_traceback(sealed_sector, capfd, verbose):
+    """A worker killed mid-fetch (the cluster's fault test) made the server print a BrokenPipeError traceback."""
+    import time
+
+    h = http_server.serve(sealed_sector.root, "127.0.0.1", 0, TOKEN, verbose=verbose)
+    try:
+        sid = sealed_sector.shape.sector_id
+        for _ in range(3):
+            s = socket.create_connection(("127.0.0.1", h.port))
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.sendall(f"GET /remote/sealed/{sid} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\r\n".encode())
+            s.recv(1024)  # the answer has started; hang up with megabytes still to come
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")  # RST
+            s.close()
+        time.sleep(1.0)
+        # the server still answers a well-behaved client afterwards
+        rec = http_client.fetch(h.url, TOKEN, "sealed", sid, sealed_sector.root.parent / "after",
+                                expected=sealed_sector.sealed_digest)
+        assert rec.verified
+    finally:
+        h.stop()
+    err = capfd.readouterr().err
+    assert "Traceback" not in err, err
+    if verbose:
+        assert "went away" in err
