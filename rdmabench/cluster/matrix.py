@@ -32,11 +32,12 @@ def options(cluster, test: str) -> RunOptions:
     return RunOptions(tests=[test], sizes=[pairs.size] if test.endswith("_bw") else None, iters=pairs.iters)
 
 
-def run_pair(cluster, pair, device: str, peer: tuple[str, int], wait: float) -> list[dict]:
-    """On host a: the test against b's serve; its rows, marked with the pair."""
+def run_pair(cluster, pair, dev, peer: tuple[str, int], wait: float) -> list[dict]:
+    """On host a: the test against b's serve; its rows, marked with the pair. ``dev``: this host's device as
+    its rank described it once (not again for every pair)."""
     a, b, test = pair
-    result = Client(options(cluster, test), device, peer[0], peer[1], wait=wait, warn=lambda msg: None,
-                    live=lambda msg: None).run()
+    result = Client(options(cluster, test), dev.name, peer[0], peer[1], wait=wait, warn=lambda msg: None,
+                    live=lambda msg: None, dev=dev).run()
     rows = []
     for r in result.rows:
         r["measured"] = {"scenario": SCENARIO, "from": a, "to": b, **r["measured"]}

@@ -70,8 +70,8 @@ class Rank:
         team.lead = team.rank_of(cluster.storage)
         self.me = team.host
         self.role = "storage" if self.me == cluster.storage else "worker"
-        dev = devices.choose(device, required=needs_device(cluster))
-        self.device = dev.name if dev else None
+        self.dev = devices.choose(device, required=needs_device(cluster))
+        self.device = self.dev.name if self.dev else None
         self.addr = address_of(cluster, self.me)
         self.daemon = Daemon(self.addr, 0, self.device, gid_index, root=cluster.root / self.me / "serve")
         self.gid_index = self.daemon.gid_index
@@ -136,7 +136,7 @@ class Rank:
             mine = None
             if pair[0] == self.me:
                 far = self.table[pair[1]]
-                mine = matrix.run_pair(self.c, pair, self.device, (far["address"], far["port"]), CONNECT_WAIT_S)
+                mine = matrix.run_pair(self.c, pair, self.dev, (far["address"], far["port"]), CONNECT_WAIT_S)
             sync("done")
             got = self.team.gather(mine, self.c.step_timeout)
             if got is not None:

@@ -176,10 +176,7 @@ class Lab:
                 vm.link_opts(sock, server=True, mac=vm.STORAGE_MAC), "[storage] ",
             )
             boot_deadline = start + self.boot_timeout
-            while not unix_listening(sock):  # QEMU 7.2 does not reconnect: the server end must listen first
-                if storage.poll() is not None or time.monotonic() > boot_deadline:
-                    storage.wait_ready(time.monotonic())  # raises with the reason
-                time.sleep(0.1)
+            wait_listening(sock, storage, boot_deadline)
             worker = self._boot(
                 "worker", self._spec("worker", worker_cmd, vm.WORKER_IP, vm.STORAGE_IP, vm.WORKER_MAC),
                 vm.link_opts(sock, server=False, mac=vm.WORKER_MAC), "[worker]  ",
@@ -199,6 +196,16 @@ class Lab:
         for guest in reversed(self.guests):
             guest.stop()
         shutil.rmtree(self.spec_dir, ignore_errors=True)
+
+
+def wait_listening(sock: str, server: Guest, deadline: float) -> None:
+    """Until the QEMU of ``server`` listens on ``sock``: QEMU 7.2's stream client does not reconnect, so the
+    server end must listen before a client guest boots. LabError (with the guest's last output) otherwise."""
+    while not unix_listening(sock):
+        if server.poll() is not None or time.monotonic() > deadline:
+            server.wait_ready(time.monotonic())  # raises with the reason
+            raise LabError(f"the {server.name} guest's QEMU never listened on {sock}")
+        time.sleep(0.1)
 
 
 def unix_listening(path: str) -> bool:

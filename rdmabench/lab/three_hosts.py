@@ -18,18 +18,10 @@ import time
 
 from ..errors import LabError
 from . import ssh, vm
-from .runner import IDLE, unix_listening
+from .runner import IDLE, wait_listening
 
 STORAGE, WORKERS = ssh.HOSTS[0], ssh.HOSTS[1:]
 BOOT_TIMEOUT_TCG = 420.0  # three guests share two cores: 69-161 s seen, more when the machine is busy
-
-
-def _wait_listening(sock: str, storage, deadline: float) -> None:
-    while not unix_listening(sock):  # QEMU 7.2 does not reconnect: the server end must listen first
-        if storage.poll() is not None or time.monotonic() > deadline:
-            storage.wait_ready(time.monotonic())  # raises with the reason
-            raise LabError(f"the storage guest's QEMU never listened on {sock}")
-        time.sleep(0.1)
 
 
 def check_host() -> None:
@@ -69,7 +61,7 @@ def run_three(lab, storage_cmd: str, worker_cmd: str | None = None) -> int:
         )
         workers = []
         for (name, ip, mac), sock in zip(WORKERS, socks):
-            _wait_listening(sock, storage, boot_deadline)
+            wait_listening(sock, storage, boot_deadline)
             workers.append(lab._boot(
                 name, spec("worker", name, ip, mac, worker_cmd or IDLE, peer_ip=STORAGE[1]),
                 vm.link_opts(sock, server=False, mac=mac), f"[{name}] ",
