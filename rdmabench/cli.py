@@ -92,8 +92,12 @@ def devices_cmd(as_json: bool, device: str | None):
 @click.option("--results", type=click.Path(file_okay=False, path_type=Path), default=Path("results"),
               show_default=True, help="Host folder shared with the guests, writable ($RDMABENCH_RESULTS inside).")
 @click.option("--kvm/--no-kvm", default=None, help="Force KVM on or off [on only where the CPU has vmx/svm].")
+@click.option("--kernel", type=click.Path(dir_okay=False, path_type=Path), metavar="VMLINUZ",
+              help="The guests' kernel image [the newest /boot/vmlinuz-*-amd64]. Its modules are found beside it "
+                   "(a Debian package unpacked: scripts/fetch-lab-kernel.sh fetches a newer one and prints its path).")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
-def lab_cmd(hosts, storage_cmd, worker_cmd, cpus, memory, boot_timeout, timeout, grace, results, kvm, command):
+def lab_cmd(hosts, storage_cmd, worker_cmd, cpus, memory, boot_timeout, timeout, grace, results, kvm, kernel,
+            command):
     """Run COMMAND inside the soft-RoCE lab and return its exit status.
 
     \b
@@ -148,7 +152,7 @@ def lab_cmd(hosts, storage_cmd, worker_cmd, cpus, memory, boot_timeout, timeout,
     if cpus is None:
         cpus = 1 if hosts == 3 else 2  # three guests of 2 vCPUs on a 2-core machine crawl under TCG
     options = LabOptions(cpus=cpus, memory=memory, boot_timeout=boot_timeout, timeout=timeout, grace=grace,
-                         results=results, kvm=kvm)
+                         results=results, kvm=kvm, kernel=kernel)
     try:
         code = run(options, command=line, storage=storage_cmd, worker=worker_cmd, hosts=hosts)
     except KeyboardInterrupt:

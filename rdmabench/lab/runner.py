@@ -37,6 +37,7 @@ class LabOptions:
     grace: float = 15.0  # storage's time to finish after the worker has
     results: Path = Path("results")
     kvm: bool | None = None  # None: decide from the CPU flags
+    kernel: Path | None = None  # None: the newest installed Debian kernel
     quiet_prefix: bool = False
     env: dict[str, str] = field(default_factory=dict)
 
@@ -121,7 +122,7 @@ class Lab:
     def __init__(self, options: LabOptions):
         vm.check_host()
         self.o = options
-        self.kernel = vm.find_kernel()
+        self.kernel = vm.find_kernel() if options.kernel is None else vm.check_kernel(options.kernel)
         self.kvm = vm.kvm_usable() if options.kvm is None else options.kvm
         self.boot_timeout = options.boot_timeout or (60.0 if self.kvm else 240.0)
         self.results = options.results.resolve()

@@ -79,6 +79,21 @@ def find_kernel(boot: Path = Path("/boot")) -> Path:
     return images[-1]
 
 
+def check_kernel(image: Path) -> Path:
+    """A kernel image the user named: it must exist, and its rdma_rxe module must lie where virtme-ng looks
+    for it: lib/modules/<version> of the tree the image sits in (a Debian package unpacked), or the host's."""
+    image = Path(image).resolve()
+    if not image.is_file():
+        raise LabError(f"no kernel image at {image} (scripts/fetch-lab-kernel.sh fetches one and prints its path)")
+    # /boot/vmlinuz-<version>, or <tree>/usr/lib/modules/<version>/vmlinuz as Debian's newer packages lay it out
+    version = image.parent.name if image.name == "vmlinuz" else image.name.removeprefix("vmlinuz-")
+    places = [t / "lib" / "modules" / version for t in image.parents] + [Path("/lib/modules") / version]
+    if not any((p / "kernel/drivers/infiniband/sw/rxe").is_dir() for p in places):
+        raise LabError(f"kernel {image}: no rdma_rxe module for version {version!r} beside it or in /lib/modules "
+                       "(the lab needs soft-RoCE)")
+    return image
+
+
 def kvm_usable(cpuinfo: Path = Path("/proc/cpuinfo"), dev: Path = Path("/dev/kvm")) -> bool:
     """KVM only where the CPU advertises vmx or svm (and /dev/kvm exists); TCG otherwise."""
     try:
