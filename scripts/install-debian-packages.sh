@@ -21,6 +21,10 @@ PACKAGES=(
   # the three-guest lab (rdmabench lab --hosts 3): Open MPI's mpirun in the storage guest starts ranks in all
   # three guests over ssh, so each guest runs sshd; mpi4py lets the ranks (and the tests) talk MPI from Python
   openmpi-bin python3-mpi4py openssh-server openssh-client
+  # containers (make test-lab-containers, make demo-containers): podman with its network stack (netavark,
+  # aardvark-dns for the service names, iptables it drives), and mmdebstrap to make the image's Debian base
+  # from Debian's mirror where no container registry is reachable
+  podman netavark aardvark-dns iptables mmdebstrap
 )
 
 missing=()
