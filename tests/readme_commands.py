@@ -79,6 +79,9 @@ COVERAGE = {
     "rdmabench lab -- CMD": ("make", "test-lab-one"),
     "rdmabench lab --hosts 2 --storage CMD --worker CMD": ("make", "test-lab-two"),
     "rdmabench lab --hosts 3 -- CMD": ("make", "test-lab-three"),
+    # the container lab runs `make demo-containers` inside a guest booted with --kernel
+    "make demo-containers": ("make", "test-lab-containers"),
+    "rdmabench lab --kernel VMLINUZ -- CMD": ("make", "test-lab-containers"),
 }
 
 
