@@ -6,7 +6,9 @@
 #   RDMABENCH_IMAGE    the image [localhost/rdmabench:latest]; built first when missing (containers/build-image.sh)
 #   RDMABENCH_SECRET   the secret both containers share [a new one for this run]
 #   DEMO_CONFIG        the transfer scenario, a path inside the image [configs/containers.toml]
+#   DEMO_TRANSFER_OPTS more options for the transfers' run, e.g. --repetitions 1 --scale 1/65536
 #   DEMO_VERBS         the verbs tests' options [-t all --sizes 2,4K,64K,1M --iters 100 --repeat 2]
+#   DEMO_REPORT        0: no report at the end [1]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -2,7 +2,7 @@
 # The worker container's job, the demo's job between two containers: list the device, prove a verified RDMA
 # round trip, move Lotus's hand-offs to and from the storage container over every transport a container can
 # carry (DEMO_CONFIG, with DEMO_TRANSFER_OPTS: e.g. --repetitions 1 --scale 1/65536), run the verbs tests
-# against it (DEMO_VERBS), then write the report.
+# against it (DEMO_VERBS), then write the report (unless DEMO_REPORT=0).
 set -eu
 cd /opt/rdmabench
 R=${RDMABENCH_RESULTS:-/results}
@@ -21,4 +21,6 @@ rdmabench roundtrip --engine both --size 1M
 rdmabench run --config "$DEMO_CONFIG" --peer "$STORAGE" -d "$RDMABENCH_DEVICE" --wait 300 \
   ${DEMO_TRANSFER_OPTS:-} -o "$R/containers-transfers.json"
 rdmabench run --peer "$STORAGE" -d "$RDMABENCH_DEVICE" $VERBS -o "$R/containers-verbs.json"
-rdmabench report "$R/containers-transfers.json" "$R/containers-verbs.json" -o "$R/containers-report"
+if [ "${DEMO_REPORT:-1}" != 0 ]; then
+  rdmabench report "$R/containers-transfers.json" "$R/containers-verbs.json" -o "$R/containers-report"
+fi

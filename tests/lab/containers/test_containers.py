@@ -16,9 +16,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
 IMAGE = os.environ.get("RDMABENCH_IMAGE", "localhost/rdmabench:latest")
-# what CI can afford under emulation: every hand-off and transport of configs/containers.toml, files shrunk
+# what CI can afford under emulation: every hand-off and transport of configs/containers.toml, files shrunk;
+# no report: under this kernel in the lab, matplotlib reading its fonts over the guest's 9p root takes 8-9 min
+# (73 s under 6.1; docs/containers.md). `rdmabench report` is tested on the host and in the other labs.
 QUICK = {"DEMO_TRANSFER_OPTS": "--repetitions 1 --scale 1/65536",
-         "DEMO_VERBS": "-t write_bw,read_lat --sizes 64K --iters 200"}
+         "DEMO_VERBS": "-t write_bw,read_lat --sizes 64K --iters 200", "DEMO_REPORT": "0"}
 STORAGE_CONF = """[storage]
 driver = "overlay"
 graphroot = "/tmp/containers/storage"
@@ -141,4 +143,4 @@ def test_make_demo_containers_moves_verified_sectors_and_runs_verbs_tests():
     tests = {r["measured"]["test"]: r["value"] for r in verbs["rows"]}
     assert set(tests) == {"write_bw", "read_lat"} and all(v > 0 for v in tests.values()), tests
     assert verbs["peer_context"]["device"]["name"] == "rxe_storage"
-    assert (results / "containers-report" / "report.html").stat().st_size > 0
+    assert not (results / "containers-report").exists()  # DEMO_REPORT=0 reached the worker's job
