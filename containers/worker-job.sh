@@ -13,7 +13,7 @@ until STORAGE=$(getent hosts storage | awk '{ print $1; exit }') && [ -n "$STORA
   i=$((i + 1)); [ "$i" -le 50 ] || { echo "worker: cannot resolve the storage container's name" >&2; exit 1; }
   sleep 0.2
 done
-echo "worker: $RDMABENCH_DEVICE at $RDMABENCH_IP, storage at $STORAGE"
+echo "worker: $RDMABENCH_DEVICE at $RDMABENCH_IP (netns $(readlink /proc/self/ns/net)), storage at $STORAGE"
 set -x
 # shellcheck disable=SC2086  # the *_OPTS and VERBS are option lists, split on purpose
 rdmabench devices -d "$RDMABENCH_DEVICE"
