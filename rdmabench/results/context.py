@@ -62,6 +62,16 @@ def virtualization() -> str:
     return vendor.lower() or "unknown-hypervisor"
 
 
+def container(root: Path = Path("/")) -> str | None:
+    """The container engine this process runs under, by the file each leaves in its containers: podman's
+    /run/.containerenv, docker's /.dockerenv; None outside one."""
+    if (root / "run/.containerenv").exists():
+        return "podman"
+    if (root / ".dockerenv").exists():
+        return "docker"
+    return None
+
+
 def environment(driver: str | None, virt: str) -> str:
     if driver == "rdma_rxe" or driver == "rxe":
         if virt == "tcg":
@@ -110,6 +120,7 @@ def host() -> dict:
         "libibverbs": _package_version("libibverbs1"),
         "perftest": _package_version("perftest"),
         "virtualization": virtualization(),
+        "container": container(),
         "timer": timer(),
     }
 

@@ -34,6 +34,7 @@ CONTEXT_FIELDS = [
     ("os", ("host", "os")),
     ("cpu_model", ("host", "cpu_model")),
     ("virtualization", ("host", "virtualization")),
+    ("container", ("host", "container")),  # podman or docker; absent in files from before it was recorded
     ("rdma_core", ("host", "rdma_core")),
     ("perftest", ("host", "perftest")),
     ("rdmabench", ("host", "rdmabench")),

@@ -29,7 +29,7 @@ CONTEXT_ROWS = [("host", "hostname"), ("peer host", "peer_hostname"), ("kernel",
                 ("CPU", "cpu_model"), ("device", "device"), ("driver", "driver"), ("firmware", "firmware"),
                 ("link layer", "link_layer"), ("rate", "rate"), ("active MTU", "active_mtu"), ("GID type", "gid_type"),
                 ("rdma-core", "rdma_core"), ("perftest", "perftest"), ("virtualization", "virtualization"),
-                ("environment", "environment"),
+                ("container", "container"), ("environment", "environment"),
                 ("kind", "kind"), ("created", "created"), ("rows", "rows"), ("file", "path")]
 
 
@@ -61,6 +61,8 @@ def build(t: Tables, jobs: pd.DataFrame | None = None, sector: int | None = None
     runs = list(t.runs["run"])
     rec = t.runs.set_index("run")
     context = [(label, [_cell(rec.at[r, col]) for r in runs]) for label, col in CONTEXT_ROWS]
+    # the container row only when some run was in one (no row of dashes for every run on a host)
+    context = [(label, cells) for label, cells in context if label != "container" or set(cells) != {"-"}]
     not_hw = [(r, _cell(rec.at[r, "environment"])) for r in runs if not bool(rec.at[r, "hardware"])]
     p = all_plots(t)
     has_verbs = bool(column(t.rows, "test").notna().any())  # rows that measured a verbs test

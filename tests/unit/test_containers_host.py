@@ -71,3 +71,15 @@ def test_the_shell_scripts_parse():
         subprocess.run(["bash", "-n", script], cwd=ROOT, check=True)
     for script in ("containers/entrypoint.sh", "containers/worker-job.sh", "docs/containers-netns.sh"):
         subprocess.run(["sh", "-n", script], cwd=ROOT, check=True)
+
+
+def test_every_result_says_which_container_engine_it_ran_under(tmp_path):
+    from rdmabench.results import context
+
+    assert context.container(tmp_path) is None
+    (tmp_path / ".dockerenv").touch()
+    assert context.container(tmp_path) == "docker"
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / ".containerenv").touch()
+    assert context.container(tmp_path) == "podman"
+    assert "container" in context.host()

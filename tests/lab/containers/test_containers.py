@@ -106,6 +106,7 @@ def test_make_demo_containers_moves_verified_sectors_and_runs_verbs_tests(lab_en
     addresses = {worker["device"]["gid"], storage["device"]["gid"], f"::ffff:{lab_env['ip']}"}
     assert len(addresses) == 3 and all(a.startswith("::ffff:") for a in addresses), addresses
     assert (worker["host"]["hostname"], storage["host"]["hostname"]) == ("worker", "storage")
+    assert worker["host"]["container"] == storage["host"]["container"] == "podman"
     seen = re.search(r"worker: rxe_worker at \S+ \(netns (net:\[\d+\])\)", done.stdout + done.stderr)
     assert seen and seen.group(1) != os.readlink("/proc/self/ns/net")  # as the worker's job printed it
     assert "rxe" in transfers["context"]["environment"]
