@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Fetches a newer Debian kernel for the lab, without installing it, and prints its image's path.
 #
-# Why: Debian 12's kernel (6.1) cannot carry soft-RoCE between two network namespaces (two containers);
-# the newer kernel's rdma_rxe opens its UDP socket in its netdev's namespace (docs/containers.md).
+# Why: Debian 12's kernel (6.1) and Debian 13's (6.12) cannot carry soft-RoCE between two network
+# namespaces (two containers); 7.3's rdma_rxe opens a UDP socket in its netdev's namespace (docs/containers.md).
+# RDMABENCH_KERNEL_SUITE picks another suite (trixie: Debian 13's own kernel).
 # The newest amd64 kernel of trixie-backports is downloaded with apt into a private cache (apt checks the
 # archive's signature and every file's hash), unpacked beside its modules and left there:
 #   ~/.cache/rdmabench/kernels/<version>/usr/lib/modules/<version>/vmlinuz
