@@ -31,13 +31,12 @@ image="$dest/usr/lib/modules/$version/vmlinuz"
 if [[ ! -f "$dest/.complete" ]]; then
   echo "fetching Debian's kernel $version ($SUITE) into $dest" >&2
   # newer Debian packaging splits the image (linux-binary-*) from its modules (linux-modules-*); older
-  # packaging ships both in linux-image-<version>: take whichever this suite has
-  pkgs=()
-  for p in "linux-binary-$version" "linux-modules-$version" "linux-image-$version"; do
-    if apt-cache "${opts[@]}" show "$p" 2>/dev/null | grep -q '^Filename: .*\.deb$'; then
-      [[ "$p" == linux-image-* && ${#pkgs[@]} -gt 0 ]] || pkgs+=("$p")
-    fi
-  done
+  # packaging ships both in linux-image-<version>
+  if apt-cache "${opts[@]}" show "linux-binary-$version" >/dev/null 2>&1; then
+    pkgs=("linux-binary-$version" "linux-modules-$version")
+  else
+    pkgs=("linux-image-$version")
+  fi
   work=$(mktemp -d "$CACHE/.fetch-XXXXXX")
   trap 'rm -rf "$work"' EXIT
   (cd "$work" && apt-get "${opts[@]}" -qq download "${pkgs[@]}" >&2)

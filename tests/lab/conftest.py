@@ -18,4 +18,4 @@ def lab_value(name: str) -> str:
 def lab_env():
     return {"device": lab_value("RDMABENCH_DEVICE"), "gid_index": int(lab_value("RDMABENCH_GID_INDEX")),
             "ip": lab_value("RDMABENCH_IP"), "role": lab_value("RDMABENCH_ROLE"),
-            "peer": os.environ.get("RDMABENCH_PEER_IP")}
+            "peer": os.environ.get("RDMABENCH_PEER_IP"), "results": os.environ.get("RDMABENCH_RESULTS")}

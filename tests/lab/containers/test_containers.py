@@ -31,13 +31,6 @@ additionalimagestores = ["/var/lib/containers/storage"]
 """
 
 
-def results_dir() -> Path:
-    value = os.environ.get("RDMABENCH_RESULTS")
-    if not value:
-        pytest.fail("$RDMABENCH_RESULTS is not set: these tests run inside the lab (make test-lab-containers)")
-    return Path(value)
-
-
 def sh(*argv, check=True, timeout=600, env=None, **kw):
     done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=ROOT,
                           env=dict(os.environ, **(env or {})), **kw)
@@ -92,7 +85,7 @@ def test_a_container_that_cannot_open_the_verbs_node_is_told_how():
 
 
 def test_make_demo_containers_moves_verified_sectors_and_runs_verbs_tests(lab_env):
-    results = results_dir() / f"containers-{time.strftime('%Y%m%d-%H%M%S')}"
+    results = Path(lab_env["results"]) / f"containers-{time.strftime('%Y%m%d-%H%M%S')}"
     done = sh("make", "demo-containers", env=dict(QUICK, RDMABENCH_RESULTS_DIR=str(results)), timeout=1200)
     print(done.stdout[-3000:])
 
