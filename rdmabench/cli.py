@@ -95,9 +95,11 @@ def devices_cmd(as_json: bool, device: str | None):
 @click.option("--kernel", type=click.Path(dir_okay=False, path_type=Path), metavar="VMLINUZ",
               help="The guests' kernel image [the newest /boot/vmlinuz-*-amd64]. Its modules are found beside it "
                    "(a Debian package unpacked: scripts/fetch-lab-kernel.sh fetches a newer one and prints its path).")
+@click.option("--console", is_flag=True,
+              help="Show the guests' kernel messages, warnings and worse (an oops, a panic), among the output.")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def lab_cmd(hosts, storage_cmd, worker_cmd, cpus, memory, boot_timeout, timeout, grace, results, kvm, kernel,
-            command):
+            console, command):
     """Run COMMAND inside the soft-RoCE lab and return its exit status.
 
     \b
@@ -152,7 +154,7 @@ def lab_cmd(hosts, storage_cmd, worker_cmd, cpus, memory, boot_timeout, timeout,
     if cpus is None:
         cpus = 1 if hosts == 3 else 2  # three guests of 2 vCPUs on a 2-core machine crawl under TCG
     options = LabOptions(cpus=cpus, memory=memory, boot_timeout=boot_timeout, timeout=timeout, grace=grace,
-                         results=results, kvm=kvm, kernel=kernel)
+                         results=results, kvm=kvm, kernel=kernel, console=console)
     try:
         code = run(options, command=line, storage=storage_cmd, worker=worker_cmd, hosts=hosts)
     except KeyboardInterrupt:

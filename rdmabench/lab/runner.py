@@ -39,6 +39,7 @@ class LabOptions:
     kvm: bool | None = None  # None: decide from the CPU flags
     kernel: Path | None = None  # None: the newest installed Debian kernel
     quiet_prefix: bool = False
+    console: bool = False  # show the guests' kernel warnings, oopses and panics
     env: dict[str, str] = field(default_factory=dict)
 
 
@@ -120,7 +121,7 @@ class Guest:
 
 class Lab:
     def __init__(self, options: LabOptions):
-        vm.check_host()
+        vm.check_host(installed_kernel=options.kernel is None)
         self.o = options
         self.kernel = vm.find_kernel() if options.kernel is None else vm.check_kernel(options.kernel)
         self.kvm = vm.kvm_usable() if options.kvm is None else options.kvm
@@ -147,7 +148,7 @@ class Lab:
         spec_file = spec.write(self.spec_dir / f"{name}.json")
         argv = vm.vng_command(
             spec, spec_file, kernel=self.kernel, python=sys.executable, cpus=self.o.cpus, memory=self.o.memory,
-            kvm=self.kvm, name=name, qemu_opts=qemu_opts,
+            kvm=self.kvm, name=name, qemu_opts=qemu_opts, console=self.o.console,
         )
         guest = Guest(name, argv, prefix, self.env)
         self.guests.append(guest)
@@ -160,7 +161,17 @@ class Lab:
         code = guest.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
         if code is None:
             raise LabError(f"the command in the {guest.name} guest ran past --timeout {self.o.timeout:g} s; it was stopped")
+        if code == vm.VNG_GUEST_DIED:
+            print(self.died_message(guest), file=sys.stderr)
         return code
+
+    def died_message(self, guest: Guest) -> str:
+        """vng's 255: no exit status came back, so the guest's kernel panicked or its QEMU died (a command
+        exiting 255 itself looks the same; its output says so)."""
+        how = ("its kernel's messages are above" if self.o.console
+               else "run it again with --console to see the kernel's warnings, oopses and panics")
+        return (f"rdmabench lab: the {guest.name} guest ended without its command's exit status (255): "
+                f"its kernel panicked or QEMU died, unless the command itself exited 255; {how}")
 
     def run_one(self, command: str) -> int:
         start = time.monotonic()

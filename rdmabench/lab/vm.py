@@ -103,8 +103,9 @@ def kvm_usable(cpuinfo: Path = Path("/proc/cpuinfo"), dev: Path = Path("/dev/kvm
     return bool(re.search(r"^flags\s*:.*\b(vmx|svm)\b", flags, re.M)) and dev.exists()
 
 
-def missing_tools() -> list[str]:
-    """What the lab needs on the host and does not find, each with its package."""
+def missing_tools(installed_kernel: bool = True) -> list[str]:
+    """What the lab needs on the host and does not find, each with its package; `installed_kernel`: the
+    guests boot the newest /boot image (not one named with --kernel)."""
     missing = []
     venv_bin = Path(sys.executable).parent
     search_path = os.pathsep.join([str(venv_bin), os.environ.get("PATH", "")])
@@ -114,13 +115,20 @@ def missing_tools() -> list[str]:
         missing.append("qemu-system-x86_64 (Debian qemu-system-x86)")
     if not (Path("/bin/busybox").exists() or Path("/usr/bin/busybox").exists()):
         missing.append("busybox (Debian busybox-static, for the guest's initramfs)")
-    if not list(Path("/boot").glob("vmlinuz-*-amd64")):
+    if installed_kernel and not list(Path("/boot").glob("vmlinuz-*-amd64")):
         missing.append("a kernel image /boot/vmlinuz-*-amd64 (Debian linux-image-amd64)")
     return missing
 
 
-def check_host() -> None:
-    missing = missing_tools()
+# printk levels below this reach the console with --console: 0-3 (emergency to error) and 4 (warning)
+CONSOLE_LOGLEVEL = 5
+
+# what vng returns when the guest ended without its command's exit status: a kernel panic, or QEMU died
+VNG_GUEST_DIED = 255
+
+
+def check_host(installed_kernel: bool = True) -> None:
+    missing = missing_tools(installed_kernel)
     if missing:
         raise LabError("the lab cannot boot; missing: " + "; ".join(missing) + f".\nTo fix it, {INSTALL_HINT}.")
 
@@ -150,10 +158,13 @@ def vng_command(
     kvm: bool,
     name: str,
     qemu_opts: str | None = None,
+    console: bool = False,
 ) -> list[str]:
     cmd = ["vng", "--run", str(kernel), "--cpus", str(cpus), "--memory", memory, "--name", name]
     if not kvm:
         cmd.append("--disable-kvm")
+    if console:  # the kernel's own messages, warnings and worse (an oops, a panic), among the command's output
+        cmd += ["--verbose", "--append", f"loglevel={CONSOLE_LOGLEVEL}"]
     if spec.results:
         cmd += ["--rwdir", spec.results]
     if qemu_opts:

@@ -38,6 +38,16 @@ def test_tcg_command_line():
     assert argv[-2] == "--exec"
 
 
+def test_console_shows_the_kernels_warnings_and_worse():
+    quiet = vm.vng_command(spec(), Path("/s.json"), kernel=Path("/k"), python="/py", cpus=2, memory="2G", kvm=False,
+                           name="lab")
+    assert "--verbose" not in quiet and "--append" not in quiet  # vng's default: the console goes nowhere
+    loud = vm.vng_command(spec(), Path("/s.json"), kernel=Path("/k"), python="/py", cpus=2, memory="2G", kvm=False,
+                          name="lab", console=True)
+    assert "--verbose" in loud and loud[loud.index("--append") + 1] == "loglevel=5"  # 0-4: emergency to warning
+    assert loud[-2] == "--exec"
+
+
 def test_kvm_command_line_and_link_options():
     opts = vm.link_opts("/tmp/x/link.sock", server=True, mac=vm.STORAGE_MAC)
     argv = vm.vng_command(spec(role="storage", mac=vm.STORAGE_MAC), Path("/spec.json"), kernel=Path("/k"), python="/py", cpus=1,
@@ -74,6 +84,12 @@ def test_missing_tools_name_the_package_and_the_make_target(monkeypatch):
     assert "vng" in msg and "qemu-system-x86_64" in msg and "make install" in msg
     out = CliRunner().invoke(cli, ["lab", "--", "true"])
     assert out.exit_code == 1 and "missing: vng" in out.output
+
+
+def test_a_named_kernel_needs_no_installed_one(monkeypatch):
+    monkeypatch.setattr(vm.Path, "glob", lambda self, pattern: iter(()))  # no /boot/vmlinuz-* on this host
+    assert any("/boot/vmlinuz" in m for m in vm.missing_tools())
+    assert not any("/boot/vmlinuz" in m for m in vm.missing_tools(installed_kernel=False))
 
 
 def test_unix_listening_waits_for_listen_not_for_the_file(tmp_path):
