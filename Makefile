@@ -51,8 +51,9 @@ test-unit: install
 	$(PY) -m pytest tests/unit -n 2
 
 # Tests that need RDMA run inside the lab; a lab that cannot boot fails here, it is never skipped.
+# --console: the guests' kernel warnings, oopses and panics are in the log, so a guest that dies says why.
 test-lab-one: install
-	$(RDMABENCH) lab --timeout $(LAB_TIMEOUT) -- 'python -m pytest tests/lab/one_host --durations=15'
+	$(RDMABENCH) lab --console --timeout $(LAB_TIMEOUT) -- 'python -m pytest tests/lab/one_host --durations=15'
 
 # The storage guest runs the two servers the two-host tests talk to: the kernel NFS server and
 # `rdmabench serve` (every other far end is a service of it), as the README shows it (device named),
@@ -63,21 +64,21 @@ TWO_HOST_SERVERS := python -m rdmabench.nfs.server start --export /srv/nfsexp --
 	rdmabench serve --bind $$RDMABENCH_IP -d $$RDMABENCH_DEVICE --root /srv/nfsexp
 
 test-lab-two: install
-	$(RDMABENCH) lab --hosts 2 --timeout $(LAB_TIMEOUT) --grace 0 --storage '$(TWO_HOST_SERVERS)' \
+	$(RDMABENCH) lab --console --hosts 2 --timeout $(LAB_TIMEOUT) --grace 0 --storage '$(TWO_HOST_SERVERS)' \
 	  --worker 'python -m pytest tests/lab/two_hosts --durations=15'
 
 # Three guests (storage, worker1, worker2) with sshd and Open MPI: the tests run in storage and reach the
 # workers over ssh and mpirun (docs/lab-three-hosts.md): the lab itself, then `rdmabench cluster` as the
 # README starts it (a two-worker fan-in over rdma-write and http, the all-pairs matrix, a worker killed).
 test-lab-three: install
-	$(RDMABENCH) lab --hosts 3 --timeout $(LAB_TIMEOUT) -- 'python -m pytest tests/lab/three_hosts --durations=15'
+	$(RDMABENCH) lab --console --hosts 3 --timeout $(LAB_TIMEOUT) -- 'python -m pytest tests/lab/three_hosts --durations=15'
 
 # Soft-RoCE between two containers (docs/containers.md): the image is built here from containers/Containerfile
 # on a Debian 12 base that mmdebstrap makes (no registry needed), and the guest boots Debian's newer kernel,
 # fetched, not installed (6.1's rxe cannot cross network namespaces); podman there reads this host's image store.
 test-lab-containers: install
 	containers/build-image.sh --base mmdebstrap
-	K=$$(scripts/fetch-lab-kernel.sh) && $(RDMABENCH) lab --kernel "$$K" --memory 3G --timeout $(LAB_TIMEOUT) \
+	K=$$(scripts/fetch-lab-kernel.sh) && $(RDMABENCH) lab --console --kernel "$$K" --memory 3G --timeout $(LAB_TIMEOUT) \
 	  -- 'python -m pytest tests/lab/containers --durations=10'
 
 # The demo's job between two containers on this host (storage, worker), each with its own network namespace
