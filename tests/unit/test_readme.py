@@ -135,6 +135,13 @@ def test_make_targets_the_readme_names_are_what_ci_runs():
             continue
         assert re.search(rf"^{re.escape(target)}:", makefile, re.M), target
         assert target in test_deps, f"`make test` does not run `make {target}`"
-    assert "$(RDMABENCH) lab --timeout" in makefile and " -- '" in makefile  # rdmabench lab -- CMD
-    assert "lab --hosts 2" in makefile and "--storage '" in makefile and "--worker '" in makefile
-    assert "lab --hosts 3 --timeout $(LAB_TIMEOUT) -- '" in makefile  # rdmabench lab --hosts 3 -- CMD
+    def recipe(target):
+        return re.search(rf"^{target}:.*\n((?:\t.*\n)+)", makefile, re.M).group(1)
+
+    one, two, three, containers = (recipe(f"test-lab-{n}") for n in ("one", "two", "three", "containers"))
+    assert "$(RDMABENCH) lab " in one and "--hosts" not in one and " -- '" in one  # rdmabench lab -- CMD
+    assert "lab --console --hosts 2" in two and "--storage '" in two and "--worker '" in two
+    assert "lab --console --hosts 3" in three and " -- '" in three  # rdmabench lab --hosts 3 -- CMD
+    assert '--kernel "$$K"' in containers  # rdmabench lab --kernel VMLINUZ -- CMD
+    for lab in (one, two, three, containers):  # a guest that dies in CI leaves its kernel's messages in the log
+        assert "lab --console " in lab, lab
