@@ -51,7 +51,7 @@ test-unit: install
 	$(PY) -m pytest tests/unit -n 2
 
 # Tests that need RDMA run inside the lab; a lab that cannot boot fails here, it is never skipped.
-# --console: the guests' kernel warnings, oopses and panics are in the log, so a guest that dies says why.
+# --console: the guests' kernel errors, oopses and panics are in the log, so a guest that dies says why.
 test-lab-one: install
 	$(RDMABENCH) lab --console --timeout $(LAB_TIMEOUT) -- 'python -m pytest tests/lab/one_host --durations=15'
 

@@ -96,7 +96,7 @@ def devices_cmd(as_json: bool, device: str | None):
               help="The guests' kernel image [the newest /boot/vmlinuz-*-amd64]. Its modules are found beside it "
                    "(a Debian package unpacked: scripts/fetch-lab-kernel.sh fetches a newer one and prints its path).")
 @click.option("--console", is_flag=True,
-              help="Show the guests' kernel messages, warnings and worse (an oops, a panic), among the output.")
+              help="Show the guests' kernel messages, errors and worse (an oops, a panic), among the output.")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def lab_cmd(hosts, storage_cmd, worker_cmd, cpus, memory, boot_timeout, timeout, grace, results, kvm, kernel,
             console, command):

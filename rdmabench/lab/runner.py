@@ -39,7 +39,7 @@ class LabOptions:
     kvm: bool | None = None  # None: decide from the CPU flags
     kernel: Path | None = None  # None: the newest installed Debian kernel
     quiet_prefix: bool = False
-    console: bool = False  # show the guests' kernel warnings, oopses and panics
+    console: bool = False  # show the guests' kernel errors, oopses and panics
     env: dict[str, str] = field(default_factory=dict)
 
 
@@ -169,7 +169,7 @@ class Lab:
         """vng's 255: no exit status came back, so the guest's kernel panicked or its QEMU died (a command
         exiting 255 itself looks the same; its output says so)."""
         how = ("its kernel's messages are above" if self.o.console
-               else "run it again with --console to see the kernel's warnings, oopses and panics")
+               else "run it again with --console to see the kernel's errors, oopses and panics")
         return (f"rdmabench lab: the {guest.name} guest ended without its command's exit status (255): "
                 f"its kernel panicked or QEMU died, unless the command itself exited 255; {how}")
 

@@ -38,13 +38,13 @@ def test_tcg_command_line():
     assert argv[-2] == "--exec"
 
 
-def test_console_shows_the_kernels_warnings_and_worse():
+def test_console_shows_the_kernels_errors_and_worse():
     quiet = vm.vng_command(spec(), Path("/s.json"), kernel=Path("/k"), python="/py", cpus=2, memory="2G", kvm=False,
                            name="lab")
     assert "--verbose" not in quiet and "--append" not in quiet  # vng's default: the console goes nowhere
     loud = vm.vng_command(spec(), Path("/s.json"), kernel=Path("/k"), python="/py", cpus=2, memory="2G", kvm=False,
                           name="lab", console=True)
-    assert "--verbose" in loud and loud[loud.index("--append") + 1] == "loglevel=5"  # 0-4: emergency to warning
+    assert "--verbose" in loud and loud[loud.index("--append") + 1] == "loglevel=4"  # 0-3: emergency to error
     assert loud[-2] == "--exec"
 
 
