@@ -86,6 +86,8 @@ def run_scenario(path: Path, device: str | None, gid_index: int | None, peer: tu
                                  progress=lambda msg: click.echo(f"[raw] {msg}", err=True))
         for note in raw.failed.values():
             click.echo(f"warning: {note}; the rdma rows will have no raw figure", err=True)
+        for note in raw.stalled_once.values():
+            click.echo(f"warning: {note}", err=True)
         if sys.stderr.isatty():
             with click.progressbar(length=total, label="transfers", file=sys.stderr, show_pos=True,
                                    item_show_func=lambda x: x) as bar:

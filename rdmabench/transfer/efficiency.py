@@ -58,6 +58,7 @@ class Raw:
 
     rows: dict[Setup, dict] = field(default_factory=dict)
     failed: dict[Setup, str] = field(default_factory=dict)
+    stalled_once: dict[Setup, str] = field(default_factory=dict)  # measured on a second try; the first's reason
     seconds: float = RAW_SECONDS
     between: str = ""  # where it ran: "worker -> storage's rdmabench serve at HOST:PORT" or "loopback on DEV"
 
@@ -91,7 +92,11 @@ def measure(setups: list[Setup], device: str | None, gid_index: int | None, peer
             seconds: float = RAW_SECONDS, wait: float = 5.0, timeout_ms: int = 10000,
             progress: Callable[[str], None] = lambda msg: None) -> Raw:
     """Run every setup (one verbs session per (size, qps, depth), its tests back to back); never raises
-    for a measurement that fails: the reason goes into ``Raw.failed``."""
+    for a measurement that fails: the reason goes into ``Raw.failed``.
+
+    A session that stalls ("no progress": completions stopped coming, as rxe under emulation now and then
+    does) is run once more; the figure then measured is kept, and the stall's reason goes into
+    ``Raw.stalled_once`` and the row's ``first_attempt``, so it is never hidden."""
     from ..perf.client import Client, run_local
     from ..perf.options import RunOptions
 
@@ -101,24 +106,38 @@ def measure(setups: list[Setup], device: str | None, gid_index: int | None, peer
     for s in setups:
         groups.setdefault((s.size, s.qps, s.depth), []).append(s)
     for (size, qps, depth), group in groups.items():
-        try:
-            if not device:
-                raise RdmabenchError("this host has no RDMA device")
-            o = RunOptions(tests=[s.test for s in group], sizes=[size], duration=seconds, warmup=depth, depth=depth,
-                           qps=qps, cq_mod=max(1, depth // 2), gid_index=gid_index)
-            say = lambda msg: progress(f"{msg}, {qps} QP(s), depth {depth}")  # noqa: E731
-            if peer:
-                result = Client(o, device, peer[0], peer[1], timeout_ms=timeout_ms, wait=wait, progress=say).run()
-            else:
-                result = run_local(o, device, timeout_ms=timeout_ms, progress=say)
-        except (RdmabenchError, OSError, ValueError) as err:
-            reason = (str(err).splitlines() or [type(err).__name__])[0]  # the first line says what; hints follow
-            for s in group:
-                raw.failed[s] = f"raw {_name(s)} not measured: {reason}"
+        o = RunOptions(tests=[s.test for s in group], sizes=[size], duration=seconds, warmup=depth, depth=depth,
+                       qps=qps, cq_mod=max(1, depth // 2), gid_index=gid_index)
+        say = lambda msg: progress(f"{msg}, {qps} QP(s), depth {depth}")  # noqa: E731
+        stall = None
+        for attempt in (1, 2):
+            try:
+                if not device:
+                    raise RdmabenchError("this host has no RDMA device")
+                if peer:
+                    result = Client(o, device, peer[0], peer[1], timeout_ms=timeout_ms, wait=wait, progress=say).run()
+                else:
+                    result = run_local(o, device, timeout_ms=timeout_ms, progress=say)
+                break
+            except (RdmabenchError, OSError, ValueError) as err:
+                reason = (str(err).splitlines() or [type(err).__name__])[0]  # the first line says what; hints follow
+                if attempt == 1 and "no progress" in reason:
+                    stall = reason
+                    progress(f"{reason}; measuring once more")
+                    continue
+                for s in group:
+                    raw.failed[s] = f"raw {_name(s)} not measured: {reason}" + (
+                        f" (and before that: {stall})" if stall and stall != reason else "")
+                result = None
+                break
+        if result is None:
             continue
         for r in result.rows:
             s = Setup(r["measured"]["test"], int(r["measured"]["size"]), qps, depth)
             raw.rows[s] = raw_row(r, s, o.cq_mod, raw.between, remote=bool(peer))
+            if stall:
+                raw.stalled_once[s] = f"raw {_name(s)}: the first attempt stalled ({stall}); measured on the second"
+                r["detail"]["first_attempt"] = stall
         for s in group:
             if s not in raw.rows:
                 raw.failed[s] = f"raw {_name(s)}: the verbs run returned no row for it"

@@ -181,3 +181,44 @@ def test_compare_pairs_new_files_with_old_ones(tmp_path):
     out = CliRunner().invoke(cli, ["compare", str(old), str(new)])
     assert out.exit_code == 0, out.output
     assert "pc1-pc2 rdma-write 8MiB" in out.output and "write_bw 1 MiB" in out.output  # raw rows: unpaired, named
+
+
+def _stalling_run_local(monkeypatch, stalls):
+    """perf.client.run_local that stalls `stalls` times (rxe under emulation does, now and then), then measures."""
+    from types import SimpleNamespace
+
+    from rdmabench.errors import RdmabenchError
+    from rdmabench.perf import client
+
+    calls = []
+
+    def run_local(o, device, timeout_ms, progress):
+        calls.append(o.tests)
+        if len(calls) <= stalls:
+            raise RdmabenchError("write_bw client: no progress for 10000 ms on QP 0 (sent 48, completed 40, "
+                                 "received 0)\nhint: ...")
+        return SimpleNamespace(rows=[{"measured": {"test": t, "size": o.sizes[0]}, "value": 100.0,
+                                      "detail": {"bw_avg_MiBps": 100.0}} for t in o.tests])
+
+    monkeypatch.setattr(client, "run_local", run_local)
+    return calls
+
+
+def test_a_raw_session_that_stalls_once_is_measured_again_and_says_so(monkeypatch):
+    calls = _stalling_run_local(monkeypatch, stalls=1)
+    setups = [Setup("write_bw", MiB, 1, 8), Setup("read_bw", MiB, 1, 8)]
+    said = []
+    raw = efficiency.measure(setups, "rxe0", None, None, progress=said.append)
+    assert len(calls) == 2 and set(raw.rows) == set(setups) and not raw.failed
+    for s in setups:  # the stall is kept with the figure, never hidden
+        assert "no progress for 10000 ms" in raw.rows[s]["detail"]["first_attempt"]
+        assert "first attempt stalled" in raw.stalled_once[s] and "measured on the second" in raw.stalled_once[s]
+    assert any("measuring once more" in m for m in said)
+
+
+def test_a_raw_session_that_stalls_twice_is_not_measured(monkeypatch):
+    calls = _stalling_run_local(monkeypatch, stalls=2)
+    s = Setup("write_bw", MiB, 1, 8)
+    raw = efficiency.measure([s], "rxe0", None, None)
+    assert len(calls) == 2 and raw.rows == {} and not raw.stalled_once  # one more try, not a loop
+    assert raw.failed[s].startswith("raw write_bw at ") and "not measured: write_bw client: no progress" in raw.failed[s]
