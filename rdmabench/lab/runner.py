@@ -46,9 +46,10 @@ class LabOptions:
 class Guest:
     """One vng process in its own process group, its output pumped to ours."""
 
-    def __init__(self, name: str, argv: list[str], prefix: str, env: dict[str, str]):
+    def __init__(self, name: str, argv: list[str], prefix: str, env: dict[str, str], console: bool = False):
         self.name = name
         self.prefix = prefix
+        self.console = console
         self.tail: collections.deque[str] = collections.deque(maxlen=30)
         self.ready = threading.Event()
         self.proc = subprocess.Popen(
@@ -97,7 +98,17 @@ class Guest:
         except subprocess.TimeoutExpired:
             return None
         self._pump.join(5)
+        if code == vm.VNG_GUEST_DIED:
+            print(self.died_message(), file=sys.stderr)
         return code
+
+    def died_message(self) -> str:
+        """vng's 255: no exit status came back, so the guest's kernel panicked or its QEMU died (a command
+        exiting 255 itself looks the same; its output says so)."""
+        how = ("its kernel's messages are above" if self.console
+               else "run it again with --console to see the kernel's errors, oopses and panics")
+        return (f"rdmabench lab: the {self.name} guest ended without its command's exit status (255): "
+                f"its kernel panicked or QEMU died, unless the command itself exited 255; {how}")
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -150,7 +161,7 @@ class Lab:
             spec, spec_file, kernel=self.kernel, python=sys.executable, cpus=self.o.cpus, memory=self.o.memory,
             kvm=self.kvm, name=name, qemu_opts=qemu_opts, console=self.o.console,
         )
-        guest = Guest(name, argv, prefix, self.env)
+        guest = Guest(name, argv, prefix, self.env, console=self.o.console)
         self.guests.append(guest)
         return guest
 
@@ -161,17 +172,7 @@ class Lab:
         code = guest.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
         if code is None:
             raise LabError(f"the command in the {guest.name} guest ran past --timeout {self.o.timeout:g} s; it was stopped")
-        if code == vm.VNG_GUEST_DIED:
-            print(self.died_message(guest), file=sys.stderr)
         return code
-
-    def died_message(self, guest: Guest) -> str:
-        """vng's 255: no exit status came back, so the guest's kernel panicked or its QEMU died (a command
-        exiting 255 itself looks the same; its output says so)."""
-        how = ("its kernel's messages are above" if self.o.console
-               else "run it again with --console to see the kernel's errors, oopses and panics")
-        return (f"rdmabench lab: the {guest.name} guest ended without its command's exit status (255): "
-                f"its kernel panicked or QEMU died, unless the command itself exited 255; {how}")
 
     def run_one(self, command: str) -> int:
         start = time.monotonic()

@@ -31,6 +31,13 @@ WORKER_IP = "10.77.2.2"
 PREFIX_LEN = 24
 LAB_MTU = 9000
 
+# printk levels below this reach the console with --console: 0-3, emergency to error (an oops is 1, a panic 0).
+# Not warnings (4): rxe's "<netdev> speed is unknown, defaulting to 1000" would fill a CI log (3000 lines a lab).
+CONSOLE_LOGLEVEL = 4
+
+# what vng returns when the guest ended without its command's exit status: a kernel panic, or QEMU died
+VNG_GUEST_DIED = 255
+
 
 @dataclass
 class GuestSpec:
@@ -118,14 +125,6 @@ def missing_tools(installed_kernel: bool = True) -> list[str]:
     if installed_kernel and not list(Path("/boot").glob("vmlinuz-*-amd64")):
         missing.append("a kernel image /boot/vmlinuz-*-amd64 (Debian linux-image-amd64)")
     return missing
-
-
-# printk levels below this reach the console with --console: 0-3, emergency to error (an oops is 1, a panic 0).
-# Not warnings (4): rxe's "<netdev> speed is unknown, defaulting to 1000" would fill a CI log (3000 lines a lab).
-CONSOLE_LOGLEVEL = 4
-
-# what vng returns when the guest ended without its command's exit status: a kernel panic, or QEMU died
-VNG_GUEST_DIED = 255
 
 
 def check_host(installed_kernel: bool = True) -> None:

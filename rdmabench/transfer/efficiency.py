@@ -109,28 +109,29 @@ def measure(setups: list[Setup], device: str | None, gid_index: int | None, peer
         o = RunOptions(tests=[s.test for s in group], sizes=[size], duration=seconds, warmup=depth, depth=depth,
                        qps=qps, cq_mod=max(1, depth // 2), gid_index=gid_index)
         say = lambda msg: progress(f"{msg}, {qps} QP(s), depth {depth}")  # noqa: E731
+
+        def session():
+            if not device:
+                raise RdmabenchError("this host has no RDMA device")
+            if peer:
+                return Client(o, device, peer[0], peer[1], timeout_ms=timeout_ms, wait=wait, progress=say).run()
+            return run_local(o, device, timeout_ms=timeout_ms, progress=say)
+
         stall = None
-        for attempt in (1, 2):
+        try:
             try:
-                if not device:
-                    raise RdmabenchError("this host has no RDMA device")
-                if peer:
-                    result = Client(o, device, peer[0], peer[1], timeout_ms=timeout_ms, wait=wait, progress=say).run()
-                else:
-                    result = run_local(o, device, timeout_ms=timeout_ms, progress=say)
-                break
+                result = session()
             except (RdmabenchError, OSError, ValueError) as err:
-                reason = (str(err).splitlines() or [type(err).__name__])[0]  # the first line says what; hints follow
-                if attempt == 1 and "no progress" in reason:
-                    stall = reason
-                    progress(f"{reason}; measuring once more")
-                    continue
-                for s in group:
-                    raw.failed[s] = f"raw {_name(s)} not measured: {reason}" + (
-                        f" (and before that: {stall})" if stall and stall != reason else "")
-                result = None
-                break
-        if result is None:
+                if "no progress" not in _first_line(err):
+                    raise
+                stall = _first_line(err)
+                progress(f"{stall}; measuring once more")
+                result = session()
+        except (RdmabenchError, OSError, ValueError) as err:
+            reason = _first_line(err)
+            for s in group:
+                raw.failed[s] = f"raw {_name(s)} not measured: {reason}" + (
+                    f" (and before that: {stall})" if stall and stall != reason else "")
             continue
         for r in result.rows:
             s = Setup(r["measured"]["test"], int(r["measured"]["size"]), qps, depth)
@@ -177,6 +178,11 @@ def fields(transport: str, throughput: float, records: list[dict], options: dict
     if out["efficiency"] is None:
         out["raw_note"] = f"raw {s.test} measured 0 MiB/s"
     return out
+
+
+def _first_line(err: Exception) -> str:
+    """What an error says, without the hints that follow its first line."""
+    return (str(err).splitlines() or [type(err).__name__])[0]
 
 
 def _name(s: Setup) -> str:
